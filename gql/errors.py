@@ -1,0 +1,117 @@
+"""Errors are mapped once, here: repository errors to codes, everything unexpected masked."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError, GraphQLSyntaxError
+from graphql.language import ValueNode
+from strawberry.types import ExecutionContext, ExecutionResult
+
+from repo.errors import (
+    ConversationNotFound,
+    CustomerNotFound,
+    HelplineError,
+    InvalidInput,
+    NoAdminAvailable,
+)
+
+log = logging.getLogger("helpline.errors")
+
+BAD_USER_INPUT = "BAD_USER_INPUT"
+INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+MASKED_MESSAGE = "Internal server error"
+
+CODES: dict[type[HelplineError], str] = {
+    InvalidInput: BAD_USER_INPUT,
+    CustomerNotFound: "CUSTOMER_NOT_FOUND",
+    NoAdminAvailable: "NO_ADMIN_AVAILABLE",
+    ConversationNotFound: "NOT_FOUND",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    code: str
+    masked: bool
+
+
+def classify(error: GraphQLError) -> Classified:
+    """Decide an error's ``extensions.code`` and whether its message must be hidden."""
+    original = error.original_error
+    if isinstance(original, HelplineError):
+        for error_type, code in CODES.items():
+            if isinstance(original, error_type):
+                return Classified(code, masked=False)
+        return Classified(INTERNAL_SERVER_ERROR, masked=True)
+    if error.path is not None:
+        # Raised while resolving a field, and not one of ours: a bug or an outage.
+        return Classified(INTERNAL_SERVER_ERROR, masked=True)
+    # Before execution: the request itself is wrong (parse, validation, variables).
+    if isinstance(error, GraphQLSyntaxError):
+        return Classified("GRAPHQL_PARSE_FAILED", masked=False)
+    if original is None:
+        if error.message.startswith("Variable '$") or any(
+            isinstance(node, ValueNode) for node in error.nodes or ()
+        ):
+            return Classified(BAD_USER_INPUT, masked=False)
+        return Classified("GRAPHQL_VALIDATION_FAILED", masked=False)
+    if isinstance(original, (ValueError, TypeError, GraphQLError)):
+        # A scalar (UUID, DateTime, Int...) refused the value given for it.
+        return Classified(BAD_USER_INPUT, masked=False)
+    return Classified(INTERNAL_SERVER_ERROR, masked=True)
+
+
+def request_id_of(execution_context: ExecutionContext | None) -> str | None:
+    context = getattr(execution_context, "context", None)
+    return context.get("request_id") if isinstance(context, dict) else None
+
+
+def add_codes(result: ExecutionResult, request_id: str | None) -> ExecutionResult:
+    """Give every error an ``extensions.code``; replace unexpected ones by a masked error."""
+    if result.errors:
+        result.errors = [_with_code(error, request_id) for error in result.errors]
+    return result
+
+
+def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    classified = classify(error)
+    extensions: dict[str, Any] = {**(error.extensions or {}), "code": classified.code}
+    if classified.masked and request_id:
+        extensions["requestId"] = request_id
+    return GraphQLError(
+        MASKED_MESSAGE if classified.masked else error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
+
+
+class HelplineSchema(strawberry.Schema):
+    """Logs unexpected errors with their traceback and request id; expected ones quietly."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        request_id = request_id_of(execution_context)
+        for error in errors:
+            classified = classify(error)
+            if classified.masked:
+                original = error.original_error
+                log.error(
+                    "unexpected error (request %s, path %s): %s",
+                    request_id,
+                    error.path,
+                    error.message,
+                    exc_info=(type(original), original, original.__traceback__)
+                    if original is not None
+                    else None,
+                )
+            else:
+                log.info("%s (request %s): %s", classified.code, request_id, error.message)

@@ -1,0 +1,206 @@
+"""GraphQL types, built from repository views by small functions (models never leak here)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import strawberry
+
+from repo import integrity, messages
+from repo.ids import ConversationId
+from repo.views import (
+    AdminConversation,
+    ConversationView,
+    MessagePage,
+    MessageView,
+    OrphanedConversation as OrphanedConversationView,
+    ProfileCoverage as ProfileCoverageView,
+    ProfileView,
+    RepairReport as RepairReportView,
+)
+
+
+@strawberry.type(description="A person in a chat: a customer or an admin.")
+class Profile:
+    id: UUID
+    name: str
+    avatar_url: str
+    is_admin: bool
+    is_online: bool
+
+    @classmethod
+    def from_view(cls, view: ProfileView) -> Profile:
+        return cls(
+            id=view.id,
+            name=view.name,
+            avatar_url=view.avatar_url,
+            is_admin=view.is_admin,
+            is_online=view.is_online,
+        )
+
+
+@strawberry.type
+class Message:
+    id: UUID
+    sender: Profile
+    content: str
+    created_at: datetime
+
+    @classmethod
+    def from_view(cls, view: MessageView) -> Message:
+        return cls(
+            id=view.id,
+            sender=Profile.from_view(view.sender),
+            content=view.content,
+            created_at=view.created_at,
+        )
+
+
+@strawberry.type
+class MessageEdge:
+    node: Message
+    cursor: str
+
+
+@strawberry.type(description="Relay-style page info; pages run newest first.")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class MessageConnection:
+    edges: list[MessageEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: MessagePage) -> MessageConnection:
+        return cls(
+            edges=[MessageEdge(node=Message.from_view(m), cursor=m.cursor) for m in page.messages],
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                has_previous_page=page.has_previous_page,
+                start_cursor=page.start_cursor,
+                end_cursor=page.end_cursor,
+            ),
+        )
+
+
+@strawberry.type(description="A customer's conversation with an admin.")
+class Conversation:
+    id: UUID
+    customer: Profile
+    admin: Profile
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime | None
+
+    @strawberry.field(description="Messages newest first; pass pageInfo.endCursor as after.")
+    def messages(
+        self,
+        first: Annotated[int, strawberry.argument(description="1 to 100")] = 20,
+        after: str | None = None,
+    ) -> MessageConnection:
+        page = messages.list_messages(ConversationId(self.id), first=first, after=after)
+        return MessageConnection.from_page(page)
+
+    @classmethod
+    def from_view(cls, view: ConversationView) -> Conversation:
+        return cls(
+            id=view.id,
+            customer=Profile.from_view(view.customer),
+            admin=Profile.from_view(view.admin),
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            last_message_at=view.last_message_at,
+        )
+
+
+@strawberry.type
+class AdminConversationPayload:
+    conversation: Conversation
+    created: bool = strawberry.field(description="True when this call created the conversation.")
+    profile_created: bool = strawberry.field(
+        description="True when this call created the customer's missing profile."
+    )
+
+    @classmethod
+    def from_result(cls, result: AdminConversation) -> AdminConversationPayload:
+        return cls(
+            conversation=Conversation.from_view(result.conversation),
+            created=result.created,
+            profile_created=result.profile_created,
+        )
+
+
+@strawberry.type(description="A conversation whose customer_id has no profile.")
+class OrphanedConversation:
+    id: UUID
+    customer_id: UUID
+    created_at: datetime
+
+    @classmethod
+    def from_view(cls, view: OrphanedConversationView) -> OrphanedConversation:
+        return cls(id=view.id, customer_id=view.customer_id, created_at=view.created_at)
+
+
+@strawberry.type(description="The post-mortem's monitoring figures.")
+class ProfileCoverage:
+    profiles_count: int
+    users_count: int
+    conversations_count: int
+    orphaned_conversations: int
+    profile_coverage_percent: float | None = strawberry.field(
+        description="Profiles per user, in percent, rounded to 2 places; null when there are no users."
+    )
+
+    @classmethod
+    def from_view(cls, view: ProfileCoverageView) -> ProfileCoverage:
+        return cls(
+            profiles_count=view.profiles_count,
+            users_count=view.users_count,
+            conversations_count=view.conversations_count,
+            orphaned_conversations=view.orphaned_conversations,
+            profile_coverage_percent=view.profile_coverage_percent,
+        )
+
+
+@strawberry.type(description="Data integrity checks; each field runs only when selected.")
+class IntegrityReport:
+    @strawberry.field
+    def orphaned_conversation_count(self) -> int:
+        return integrity.count_orphaned_conversations()
+
+    @strawberry.field(description="The oldest orphaned conversations, at most 100.")
+    def orphaned_conversations(self, first: int = 100) -> list[OrphanedConversation]:
+        found = integrity.find_orphaned_conversations(first=first)
+        return [OrphanedConversation.from_view(o) for o in found]
+
+    @strawberry.field
+    def profile_coverage(self) -> ProfileCoverage:
+        return ProfileCoverage.from_view(integrity.profile_coverage())
+
+
+@strawberry.type(description="Dry run: what an apply would do. Apply: what it did.")
+class RepairReport:
+    dry_run: bool
+    profiles_created: int
+    orphaned_conversations_before: int
+    orphaned_conversations_after: int
+    unrepairable_conversations: list[OrphanedConversation] = strawberry.field(
+        description="Orphans that cannot be healed: their customer has no users row (at most 100)."
+    )
+
+    @classmethod
+    def from_view(cls, view: RepairReportView) -> RepairReport:
+        return cls(
+            dry_run=view.dry_run,
+            profiles_created=view.profiles_created,
+            orphaned_conversations_before=view.orphaned_conversations_before,
+            orphaned_conversations_after=view.orphaned_conversations_after,
+            unrepairable_conversations=[OrphanedConversation.from_view(o) for o in view.unrepairable],
+        )

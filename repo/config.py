@@ -1,0 +1,85 @@
+"""Settings, read from the environment once and validated at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_DATABASE_URL = "sqlite:///chat.db"
+DEFAULT_WELCOME_MESSAGE = "Hi! Thanks for reaching out. How can we help you today?"
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    welcome_message: str = DEFAULT_WELCOME_MESSAGE
+    db_pool_size: int = 40
+    db_pool_timeout: float = 10.0
+    sqlite_busy_timeout_ms: int = 5000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables, raising ConfigError on bad values."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            welcome_message=env.get("WELCOME_MESSAGE", DEFAULT_WELCOME_MESSAGE),
+            db_pool_size=_int(env, "DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
+            db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", defaults.db_pool_timeout),
+            sqlite_busy_timeout_ms=_int(
+                env, "SQLITE_BUSY_TIMEOUT_MS", defaults.sqlite_busy_timeout_ms, minimum=0
+            ),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first setting that is unusable."""
+        scheme = urlsplit(self.database_url).scheme
+        if scheme not in SUPPORTED_SCHEMES:
+            raise ConfigError(
+                f"DATABASE_URL: unsupported scheme {scheme!r} "
+                "(use sqlite:///path.db or postgresql://user@host:port/dbname)"
+            )
+        if scheme == "sqlite" and not self.database_url.startswith("sqlite:///"):
+            raise ConfigError("DATABASE_URL: a SQLite URL needs three slashes, e.g. sqlite:///chat.db")
+        if not self.welcome_message.strip():
+            raise ConfigError("WELCOME_MESSAGE: must not be empty")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return urlsplit(self.database_url).scheme == "sqlite"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: must be positive, got {raw}")
+    return value

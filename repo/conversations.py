@@ -1,0 +1,133 @@
+"""The admin conversation: one per customer, got or created in one atomic block."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from peewee import JOIN, fn
+
+from repo.db import is_sqlite, settings, unit_of_work, write_transaction
+from repo.errors import CustomerNotFound, NoAdminAvailable
+from repo.ids import ConversationId, CustomerId, ProfileId
+from repo.messages import post_message
+from repo.models import Conversation, Profile, User
+from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
+from repo.views import AdminConversation, ConversationView
+
+Customer = Profile.alias("customer")
+Admin = Profile.alias("admin")
+
+
+@unit_of_work
+def get_or_create_admin_conversation(customer_id: CustomerId) -> AdminConversation:
+    """Return the customer's admin conversation, creating profile and conversation if missing."""
+    if found := _find_conversation(Conversation.customer == customer_id):
+        return AdminConversation(found, created=False, profile_created=False)
+    with write_transaction():
+        profile_created = _ensure_profile(customer_id)
+        existing = _lock_profile(customer_id)
+        if existing is None:
+            admin_id = _choose_admin(customer_id)
+            conversation_id = ConversationId(uuid4())
+            Conversation.insert(id=conversation_id, customer=customer_id, admin=admin_id).execute()
+            post_message(conversation_id, admin_id, settings().welcome_message)
+        conversation = _find_conversation(Conversation.customer == customer_id)
+        assert conversation is not None
+    return AdminConversation(
+        conversation, created=existing is None, profile_created=profile_created
+    )
+
+
+@unit_of_work
+def find_admin_conversation(customer_id: CustomerId) -> ConversationView | None:
+    """The customer's admin conversation, or None while there is none (never writes)."""
+    return _find_conversation(Conversation.customer == customer_id)
+
+
+@unit_of_work
+def find_conversation(conversation_id: ConversationId) -> ConversationView | None:
+    """A conversation by id, or None."""
+    return _find_conversation(Conversation.id == conversation_id)
+
+
+def _find_conversation(condition: object) -> ConversationView | None:
+    row = (
+        Conversation
+        .select(
+            Conversation.id,
+            Conversation.created_at,
+            Conversation.updated_at,
+            Conversation.last_message_at,
+            *profile_columns(Customer),
+            *profile_columns(Admin),
+        )
+        .join(Customer, on=(Conversation.customer == Customer.id))
+        .switch(Conversation)
+        .join(Admin, on=(Conversation.admin == Admin.id))
+        .where(condition)
+        .tuples()
+        .first()
+    )
+    if row is None:
+        return None
+    conversation_id, created_at, updated_at, last_message_at = row[:4]
+    return ConversationView(
+        id=ConversationId(conversation_id),
+        customer=profile_from(row, 4),
+        admin=profile_from(row, 4 + PROFILE_WIDTH),
+        created_at=created_at,
+        updated_at=updated_at,
+        last_message_at=last_message_at,
+    )
+
+
+def _ensure_profile(customer_id: CustomerId) -> bool:
+    """Create the customer's profile from its users row if missing; True when created."""
+    source = User.select(
+        User.id,
+        profile_name(),
+        fn.COALESCE(User.profile_picture_url, ""),
+    ).where(User.id == customer_id)
+    inserted = (
+        Profile
+        .insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
+        .on_conflict(conflict_target=[Profile.id], action="NOTHING")
+        .as_rowcount()
+        .execute()
+    )
+    return bool(inserted)
+
+
+def profile_name() -> object:
+    """The name a profile made from a users row gets: full_name, else email, else 'User'."""
+    return fn.COALESCE(fn.NULLIF(User.full_name, ""), User.email, "User")
+
+
+def _lock_profile(customer_id: CustomerId) -> ConversationId | None:
+    """Lock the customer's profile row; return the conversation that exists by now, if any."""
+    query = (
+        Profile
+        .select(Profile.id, Conversation.id)
+        .join(Conversation, JOIN.LEFT_OUTER, on=(Conversation.customer == Profile.id))
+        .where(Profile.id == customer_id)
+    )
+    if not is_sqlite():
+        query = query.for_update(of=Profile)
+    row = query.tuples().first()
+    if row is None:
+        raise CustomerNotFound(f"customer {customer_id} not found: no users row")
+    return None if row[1] is None else ConversationId(row[1])
+
+
+def _choose_admin(customer_id: CustomerId) -> ProfileId:
+    admin_id = (
+        Profile
+        .select(Profile.id)
+        .where(Profile.is_admin, Profile.id != customer_id)
+        .order_by(Profile.created_at, Profile.id)
+        .limit(1)
+        .scalar()
+    )
+    if admin_id is None:
+        raise NoAdminAvailable("no admin is available to take the conversation")
+    return ProfileId(admin_id)

@@ -1,0 +1,130 @@
+"""Database setup: one peewee proxy, bound at start-up to a pooled SQLite or PostgreSQL database."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+from repo.config import Settings
+from repo.errors import IntegrityViolation
+
+log = logging.getLogger(__name__)
+
+database = peewee.DatabaseProxy()
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _Bound:
+    settings: Settings = Settings()
+
+
+def open_database(settings: Settings) -> peewee.Database:
+    """Bind the proxy to a connection pool for ``settings.database_url`` (connections open lazily)."""
+    close_database()
+    if settings.is_sqlite:
+        db: peewee.Database = PooledSqliteDatabase(
+            sqlite_path(settings.database_url),
+            max_connections=settings.db_pool_size,
+            timeout=settings.db_pool_timeout,
+            check_same_thread=False,
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": settings.sqlite_busy_timeout_ms,
+            },
+        )
+    else:
+        db = PooledPostgresqlDatabase(
+            max_connections=settings.db_pool_size,
+            timeout=settings.db_pool_timeout,
+            **postgres_connect_kwargs(settings.database_url),
+        )
+    database.initialize(db)
+    _Bound.settings = settings
+    return db
+
+
+def close_database() -> None:
+    """Close every pooled connection of the bound database, if any."""
+    if database.obj is not None:
+        database.obj.close_all()
+
+
+def settings() -> Settings:
+    """The settings the database was opened with."""
+    return _Bound.settings
+
+
+def is_sqlite() -> bool:
+    return isinstance(database.obj, peewee.SqliteDatabase)
+
+
+def sqlite_path(url: str) -> str:
+    return unquote(url.removeprefix("sqlite:///")) or ":memory:"
+
+
+def postgres_connect_kwargs(url: str) -> dict[str, Any]:
+    """Turn a postgresql:// URL into psycopg2 keyword arguments, sessions pinned to UTC."""
+    parts = urlsplit(url)
+    kwargs: dict[str, Any] = dict(parse_qsl(parts.query))
+    kwargs["database"] = unquote(parts.path.lstrip("/")) or "postgres"
+    if parts.username:
+        kwargs["user"] = unquote(parts.username)
+    if parts.password:
+        kwargs["password"] = unquote(parts.password)
+    if parts.hostname:
+        kwargs["host"] = parts.hostname
+    if parts.port:
+        kwargs["port"] = parts.port
+    kwargs.setdefault("application_name", "helpline")
+    kwargs.setdefault("connect_timeout", "5")
+    kwargs["options"] = (kwargs.get("options", "") + " -c timezone=UTC").strip()
+    return kwargs
+
+
+def write_transaction() -> Any:
+    """An atomic block that takes the write lock up front on SQLite (BEGIN IMMEDIATE)."""
+    if is_sqlite():
+        return database.atomic(lock_type="IMMEDIATE")
+    return database.atomic()
+
+
+def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run ``fn`` on a pooled connection; constraint failures become IntegrityViolation."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            with database.connection_context():
+                return fn(*args, **kwargs)
+        except peewee.IntegrityError as exc:
+            violation = _integrity_violation(exc)
+            log.error(
+                "integrity violation in %s: constraint=%s sqlstate=%s",
+                fn.__qualname__,
+                violation.constraint,
+                violation.sqlstate,
+            )
+            raise violation from exc
+
+    return wrapper
+
+
+def _integrity_violation(exc: peewee.IntegrityError) -> IntegrityViolation:
+    # peewee re-raises the driver's exception as its own while handling it.
+    cause = exc.__cause__ or exc.__context__ or exc
+    diag = getattr(cause, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    sqlstate = getattr(cause, "pgcode", None)
+    if sqlstate is None:
+        sqlstate = getattr(cause, "sqlite_errorname", None)
+    return IntegrityViolation(constraint, sqlstate)

@@ -1,0 +1,36 @@
+"""The repository's failures: one base class, one subclass per thing a caller can act on."""
+
+from __future__ import annotations
+
+
+class HelplineError(Exception):
+    """Base class of every expected failure of a unit of work."""
+
+
+class InvalidInput(HelplineError):
+    """The caller's input breaks a rule (length, range, format); nothing was written."""
+
+
+class CustomerNotFound(HelplineError):
+    """No `users` row exists for the customer id; nothing was written."""
+
+
+class NoAdminAvailable(HelplineError):
+    """No admin profile can take the conversation; nothing was written."""
+
+
+class ConversationNotFound(HelplineError):
+    """The conversation does not exist."""
+
+
+class IntegrityViolation(HelplineError):
+    """A database constraint rejected a write the unit of work believed safe.
+
+    Carries the constraint name so operators can find it in the logs; the
+    client only ever sees a masked internal error.
+    """
+
+    def __init__(self, constraint: str | None, sqlstate: str | None) -> None:
+        super().__init__(f"constraint {constraint or '?'} violated (SQLSTATE {sqlstate or '?'})")
+        self.constraint = constraint
+        self.sqlstate = sqlstate

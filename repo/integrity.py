@@ -1,0 +1,137 @@
+"""The post-mortem's integrity checks and repair, as units of work."""
+
+from __future__ import annotations
+
+from peewee import JOIN, fn
+
+from repo.conversations import profile_name
+from repo.db import database, is_sqlite, unit_of_work, write_transaction
+from repo.errors import InvalidInput
+from repo.ids import ConversationId, CustomerId
+from repo.models import Conversation, Profile, User
+from repo.views import OrphanedConversation, ProfileCoverage, RepairReport
+
+MAX_ORPHANS_LISTED = 100
+
+# The seed's monitoring query. PostgreSQL runs it as written; SQLite has no ::numeric,
+# so it gets the same figures with a REAL division.
+_PROFILE_COVERAGE = {
+    "postgresql": """
+        SELECT
+          (SELECT COUNT(*) FROM profiles) as profiles_count,
+          (SELECT COUNT(*) FROM users) as users_count,
+          (SELECT COUNT(*) FROM conversations) as conversations_count,
+          (SELECT COUNT(*) FROM conversations c LEFT JOIN profiles p ON c.customer_id = p.id
+            WHERE p.id IS NULL) as orphaned_conversations,
+          ROUND(
+            (SELECT COUNT(*) FROM profiles)::numeric /
+            NULLIF((SELECT COUNT(*) FROM users), 0) * 100,
+            2
+          ) as profile_coverage_percent""",
+    "sqlite": """
+        SELECT
+          (SELECT COUNT(*) FROM profiles) as profiles_count,
+          (SELECT COUNT(*) FROM users) as users_count,
+          (SELECT COUNT(*) FROM conversations) as conversations_count,
+          (SELECT COUNT(*) FROM conversations c LEFT JOIN profiles p ON c.customer_id = p.id
+            WHERE p.id IS NULL) as orphaned_conversations,
+          ROUND(
+            CAST((SELECT COUNT(*) FROM profiles) AS REAL) /
+            NULLIF((SELECT COUNT(*) FROM users), 0) * 100,
+            2
+          ) as profile_coverage_percent""",
+}
+
+
+def _orphans():  # type: ignore[no-untyped-def]
+    """Conversations whose customer_id has no profile (the seed's detection query)."""
+    return (
+        Conversation
+        .select()
+        .join(Profile, JOIN.LEFT_OUTER, on=(Conversation.customer == Profile.id))
+        .where(Profile.id.is_null())
+    )
+
+
+@unit_of_work
+def count_orphaned_conversations() -> int:
+    """How many conversations have no customer profile (always 0 while the invariant holds)."""
+    return int(_orphans().count())
+
+
+@unit_of_work
+def find_orphaned_conversations(*, first: int = MAX_ORPHANS_LISTED) -> list[OrphanedConversation]:
+    """The oldest ``first`` orphaned conversations."""
+    if not 1 <= first <= MAX_ORPHANS_LISTED:
+        raise InvalidInput(f"first must be between 1 and {MAX_ORPHANS_LISTED}, got {first}")
+    return _list_orphans(_orphans(), first)
+
+
+def _list_orphans(query, first: int) -> list[OrphanedConversation]:  # type: ignore[no-untyped-def]
+    rows = (
+        query
+        .select(Conversation.id, Conversation.customer, Conversation.created_at)
+        .order_by(Conversation.created_at, Conversation.id)
+        .limit(first)
+        .tuples()
+    )
+    return [
+        OrphanedConversation(ConversationId(cid), CustomerId(customer_id), created_at)
+        for cid, customer_id, created_at in rows
+    ]
+
+
+@unit_of_work
+def profile_coverage() -> ProfileCoverage:
+    """The seed's monitoring figures: counts, orphans and the share of users with a profile."""
+    sql = _PROFILE_COVERAGE["sqlite" if is_sqlite() else "postgresql"]
+    profiles, users, conversations, orphaned, percent = database.execute_sql(sql).fetchone()
+    return ProfileCoverage(
+        profiles_count=profiles,
+        users_count=users,
+        conversations_count=conversations,
+        orphaned_conversations=orphaned,
+        profile_coverage_percent=None if percent is None else float(percent),
+    )
+
+
+@unit_of_work
+def repair_orphaned_conversations(*, dry_run: bool = True) -> RepairReport:
+    """Create the missing profiles of orphaned conversations from ``users`` (dry run by default).
+
+    Idempotent: a second apply creates nothing. Orphans whose customer has no ``users``
+    row cannot be healed; they are reported, never deleted.
+    """
+    with write_transaction():
+        before = int(_orphans().count())
+        healable = _orphans().join(User, on=(User.id == Conversation.customer), src=Conversation)
+        if dry_run:
+            created = int(healable.select(fn.COUNT(fn.DISTINCT(Conversation.customer))).scalar())
+            after = before - int(healable.count())
+        else:
+            source = healable.select(
+                Conversation.customer,
+                profile_name(),
+                fn.COALESCE(User.profile_picture_url, ""),
+            ).distinct()
+            created = (
+                Profile
+                .insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
+                .on_conflict(conflict_target=[Profile.id], action="NOTHING")
+                .as_rowcount()
+                .execute()
+            )
+            after = int(_orphans().count())
+        unrepairable = _list_orphans(
+            _orphans()
+            .join(User, JOIN.LEFT_OUTER, on=(User.id == Conversation.customer), src=Conversation)
+            .where(User.id.is_null()),
+            MAX_ORPHANS_LISTED,
+        )
+    return RepairReport(
+        dry_run=dry_run,
+        profiles_created=int(created),
+        orphaned_conversations_before=before,
+        orphaned_conversations_after=after,
+        unrepairable=unrepairable,
+    )

@@ -1,0 +1,150 @@
+"""Messages: send one, list a conversation's newest first with keyset cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from peewee import Tuple
+
+from repo.db import database, is_sqlite, unit_of_work, write_transaction
+from repo.errors import ConversationNotFound, InvalidInput
+from repo.ids import ConversationId, MessageId, ProfileId
+from repo.models import Conversation, Message, Profile
+from repo.rows import profile_columns, profile_from
+from repo.views import MessagePage, MessageView
+
+MAX_MESSAGE_LENGTH = 4000
+MAX_PAGE_SIZE = 100
+
+# A message is never older than the conversation's last one, even within one clock tick,
+# so newest-first order is send order on both backends.
+_INSERT_MESSAGE = {
+    "postgresql": """
+        INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
+        SELECT %s::uuid, c.id, %s::uuid, %s,
+               GREATEST(clock_timestamp(), c.last_message_at + interval '1 microsecond')
+        FROM conversations c WHERE c.id = %s
+        RETURNING created_at""",
+    "sqlite": """
+        INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
+        SELECT ?, c.id, ?, ?,
+               MAX(strftime('%Y-%m-%d %H:%M:%f', 'now'),
+                   COALESCE(strftime('%Y-%m-%d %H:%M:%f', c.last_message_at, '+0.001 seconds'), ''))
+        FROM conversations c WHERE c.id = ?
+        RETURNING created_at""",
+}
+
+
+@unit_of_work
+def send_message(
+    conversation_id: ConversationId, content: str, *, sender_id: ProfileId | None = None
+) -> MessageView:
+    """Store a message and bump the conversation's last_message_at; the sender defaults to its customer."""
+    validate_content(content)
+    with write_transaction():
+        query = Conversation.select(Conversation.customer).where(Conversation.id == conversation_id)
+        if not is_sqlite():
+            query = query.for_update()
+        customer_id = query.scalar()
+        if customer_id is None:
+            raise ConversationNotFound(f"conversation {conversation_id} not found")
+        message_id = post_message(conversation_id, sender_id or ProfileId(customer_id), content)
+        return _read_message(message_id)
+
+
+def post_message(conversation_id: ConversationId, sender_id: ProfileId, content: str) -> MessageId:
+    """Insert a message inside the caller's transaction, after the conversation row is locked."""
+    message_id = MessageId(uuid4())
+    sql = _INSERT_MESSAGE["sqlite" if is_sqlite() else "postgresql"]
+    cursor = database.execute_sql(
+        sql, (str(message_id), str(sender_id), content, str(conversation_id))
+    )
+    (created_at,) = cursor.fetchone()
+    cursor.fetchall()
+    (
+        Conversation.update(last_message_at=created_at, updated_at=created_at)
+        .where(Conversation.id == conversation_id)
+        .execute()
+    )
+    return message_id
+
+
+def validate_content(content: str) -> None:
+    if not content.strip():
+        raise InvalidInput("content must not be empty")
+    if len(content) > MAX_MESSAGE_LENGTH:
+        raise InvalidInput(
+            f"content is {len(content)} characters long; at most {MAX_MESSAGE_LENGTH} are allowed"
+        )
+
+
+@unit_of_work
+def list_messages(
+    conversation_id: ConversationId, *, first: int = 20, after: str | None = None
+) -> MessagePage:
+    """A page of up to ``first`` messages, newest first, older than the ``after`` cursor."""
+    if not 1 <= first <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"first must be between 1 and {MAX_PAGE_SIZE}, got {first}")
+    query = _message_query().where(Message.conversation == conversation_id)
+    if after is not None:
+        created_at, message_id = decode_cursor(after)
+        query = query.where(
+            Tuple(Message.created_at, Message.id)
+            < Tuple(Message.created_at.db_value(created_at), Message.id.db_value(message_id))
+        )
+    rows = list(
+        query
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(first + 1)
+        .tuples()
+    )
+    messages = [_message_from(row) for row in rows[:first]]
+    return MessagePage(messages, has_next_page=len(rows) > first, has_previous_page=after is not None)
+
+
+def _read_message(message_id: MessageId) -> MessageView:
+    return _message_from(_message_query().where(Message.id == message_id).tuples().get())
+
+
+def _message_query():  # type: ignore[no-untyped-def]
+    return (
+        Message
+        .select(Message.id, Message.conversation, Message.content, Message.created_at,
+                *profile_columns(Profile))
+        .join(Profile, on=(Message.sender == Profile.id))
+    )
+
+
+def _message_from(row: tuple[object, ...]) -> MessageView:
+    message_id, conversation_id, content, created_at = row[:4]
+    assert isinstance(created_at, datetime)
+    return MessageView(
+        id=MessageId(UUID(str(message_id))),
+        conversation_id=ConversationId(UUID(str(conversation_id))),
+        sender=profile_from(row, 4),
+        content=str(content),
+        created_at=created_at,
+        cursor=encode_cursor(created_at, UUID(str(message_id))),
+    )
+
+
+def encode_cursor(created_at: datetime, message_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{message_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """Parse a cursor made by encode_cursor, raising InvalidInput for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at_text, id_text = raw.split("|")
+        created_at = datetime.fromisoformat(created_at_text)
+        message_id = UUID(id_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput(f"invalid cursor {cursor[:64]!r}") from None
+    if created_at.tzinfo is None:
+        raise InvalidInput(f"invalid cursor {cursor[:64]!r}")
+    return created_at, message_id

@@ -1,0 +1,115 @@
+"""Peewee models of the four tables. The schema itself is owned by the SQL migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import peewee
+
+from repo.db import database, is_sqlite
+
+# SQLite stores timestamps as millisecond text, the form its column defaults write
+# (strftime('%Y-%m-%d %H:%M:%f', 'now')), so text order is time order.
+SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class CanonicalUUIDField(peewee.Field):
+    """A uuid column on PostgreSQL; lower-case dashed TEXT on SQLite."""
+
+    field_type = "UUID"
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return str(value if isinstance(value, UUID) else UUID(str(value)))
+
+    def python_value(self, value: Any) -> UUID | None:
+        if value is None or isinstance(value, UUID):
+            return value
+        return UUID(str(value))
+
+
+class UTCDateTimeField(peewee.Field):
+    """A timestamptz on PostgreSQL; millisecond UTC text on SQLite. Python sees aware UTC."""
+
+    field_type = "TIMESTAMPTZ"
+
+    def db_value(self, value: Any) -> Any:
+        if value is None or not isinstance(value, datetime):
+            return value
+        value = _as_utc(value)
+        if is_sqlite():
+            return value.strftime(SQLITE_TIMESTAMP)[:-3]
+        return value
+
+    def python_value(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return _as_utc(value)
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    id = CanonicalUUIDField(primary_key=True)
+    email = peewee.TextField(unique=True)
+    full_name = peewee.TextField(null=True)
+    profile_picture_url = peewee.TextField(null=True)
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "users"
+
+
+class Profile(BaseModel):
+    id = CanonicalUUIDField(primary_key=True)
+    name = peewee.TextField()
+    avatar_url = peewee.TextField(default="")
+    is_admin = peewee.BooleanField(default=False)
+    is_online = peewee.BooleanField(default=False)
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "profiles"
+
+
+class Conversation(BaseModel):
+    id = CanonicalUUIDField(primary_key=True)
+    customer = peewee.ForeignKeyField(Profile, column_name="customer_id", backref="+")
+    admin = peewee.ForeignKeyField(Profile, column_name="admin_id", backref="+")
+    created_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+    last_message_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "conversations"
+
+
+class Message(BaseModel):
+    id = CanonicalUUIDField(primary_key=True)
+    conversation = peewee.ForeignKeyField(
+        Conversation, column_name="conversation_id", backref="+"
+    )
+    sender = peewee.ForeignKeyField(Profile, column_name="sender_id", backref="+")
+    content = peewee.TextField()
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "messages"
+
+
+ALL_MODELS = (User, Profile, Conversation, Message)

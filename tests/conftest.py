@@ -1,0 +1,127 @@
+"""Real databases for every test: a temporary SQLite file and a fresh PostgreSQL database.
+
+PostgreSQL is required. TEST_DATABASE_URL names the server (any database on it that the
+user can connect to); each run creates its own database there and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from repo.config import Settings
+from repo.db import close_database, database, is_sqlite, open_database
+from repo.migrate import migrate
+
+POSTGRES_SERVER_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TEST_WELCOME_MESSAGE = "Welcome to Helpline support!"
+TABLES = ("messages", "conversations", "profiles", "users")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    try:
+        psycopg2.connect(POSTGRES_SERVER_URL, connect_timeout=5).close()
+    except psycopg2.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        pytest.exit(
+            f"PostgreSQL is required by the test suite and is unreachable at "
+            f"{POSTGRES_SERVER_URL} ({reason}). Start it, or point TEST_DATABASE_URL at one.",
+            returncode=3,
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this run's own, dropped at the end."""
+    server = urlsplit(POSTGRES_SERVER_URL)
+    dbname = f"helpline_test_{os.getpid()}_{secrets.token_hex(3)}"
+    janitor = DatabaseJanitor(
+        user=server.username or "postgres",
+        password=server.password,
+        host=server.hostname or "127.0.0.1",
+        port=server.port or 5432,
+        dbname=dbname,
+        maintenance_dbname=server.path.lstrip("/") or "postgres",
+    )
+    with janitor:
+        yield urlunsplit(server._replace(path=f"/{dbname}"))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database URL, once per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'helpline.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    migrate(Settings(database_url=url))
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, welcome_message=TEST_WELCOME_MESSAGE)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Settings]:
+    """The repository bound to a migrated, empty database; emptied again afterwards."""
+    open_database(settings)
+    try:
+        yield settings
+    finally:
+        empty_tables()
+        close_database()
+
+
+def empty_tables() -> None:
+    with database.connection_context():
+        if is_sqlite():
+            for table in TABLES:
+                database.execute_sql(f"DELETE FROM {table}")
+        else:
+            database.execute_sql(f"TRUNCATE {', '.join(TABLES)}")
+
+
+@dataclass
+class QueryLog(logging.Handler):
+    """Collects the SQL peewee runs, from every thread."""
+
+    statements: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name != "peewee":
+            return
+        sql = record.msg[0] if isinstance(record.msg, tuple) else record.getMessage()
+        self.statements.append(str(sql))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+@pytest.fixture
+def queries() -> Iterator[QueryLog]:
+    """The statements run while the test body runs."""
+    handler = QueryLog()
+    logger = logging.getLogger("peewee")
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

@@ -1,0 +1,87 @@
+"""Real rows for tests, including legacy rows that break today's constraints."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg2
+
+from repo.db import database, postgres_connect_kwargs, settings, sqlite_path
+from repo.ids import ConversationId, CustomerId, ProfileId
+from repo.models import Profile, User
+
+
+def make_user(*, email: str | None = None, full_name: str | None = "Test Customer",
+              profile_picture_url: str | None = None) -> CustomerId:
+    """A signed-up user; the users->profiles trigger gives it a profile."""
+    user_id = uuid4()
+    with database.connection_context():
+        User.insert(
+            id=user_id,
+            email=email or f"{user_id}@example.com",
+            full_name=full_name,
+            profile_picture_url=profile_picture_url,
+        ).execute()
+    return CustomerId(user_id)
+
+
+def make_admin(name: str = "Ada Admin") -> ProfileId:
+    admin_id = make_user(full_name=name)
+    with database.connection_context():
+        Profile.update(is_admin=True).where(Profile.id == admin_id).execute()
+    return ProfileId(admin_id)
+
+
+def make_legacy_user(**kwargs: Any) -> CustomerId:
+    """A user from before the trigger existed: a users row without a profile."""
+    user_id = make_user(**kwargs)
+    with database.connection_context():
+        Profile.delete().where(Profile.id == user_id).execute()
+    return user_id
+
+
+@contextmanager
+def constraints_bypassed() -> Iterator[Any]:
+    """A DB-API cursor on its own connection with foreign keys off, as old data was written."""
+    url = settings().database_url
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
+        try:
+            conn.execute("PRAGMA foreign_keys = OFF")
+            yield conn.cursor()
+        finally:
+            conn.close()
+        return
+    conn = psycopg2.connect(**postgres_connect_kwargs(url))
+    try:
+        with conn, conn.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            yield cursor
+    finally:
+        conn.close()
+
+
+def _param(cursor: Any) -> str:
+    return "?" if isinstance(cursor, sqlite3.Cursor) else "%s"
+
+
+def make_orphaned_conversation(customer_id: UUID, admin_id: UUID) -> ConversationId:
+    """A conversation whose customer has no profile (and maybe no users row either)."""
+    conversation_id = uuid4()
+    with constraints_bypassed() as cursor:
+        p = _param(cursor)
+        cursor.execute(f"DELETE FROM profiles WHERE id = {p}", (str(customer_id),))
+        cursor.execute(
+            f"INSERT INTO conversations (id, customer_id, admin_id) VALUES ({p}, {p}, {p})",
+            (str(conversation_id), str(customer_id), str(admin_id)),
+        )
+    return ConversationId(conversation_id)
+
+
+def count_rows(table: str) -> int:
+    with database.connection_context():
+        return int(database.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

@@ -1,0 +1,60 @@
+"""Concurrent callers, each thread on its own pooled connection, against a real database."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import pytest
+
+from repo.conversations import get_or_create_admin_conversation
+from repo.messages import list_messages
+from tests.factories import count_rows, make_admin, make_legacy_user
+
+pytestmark = [pytest.mark.usefixtures("db"), pytest.mark.timeout(60)]
+
+T = TypeVar("T")
+
+
+def run_at_once(calls: list[Callable[[], T]]) -> list[T]:
+    """Run every call in its own thread, released together by a barrier."""
+    barrier = threading.Barrier(len(calls))
+
+    def released(call: Callable[[], T]) -> T:
+        barrier.wait(timeout=10)
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(released, calls))
+
+
+def test_concurrent_first_calls_create_one_conversation() -> None:
+    make_admin()
+    customer_id = make_legacy_user()
+
+    results = run_at_once([lambda: get_or_create_admin_conversation(customer_id)] * 32)
+
+    assert len({r.conversation.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert sum(r.profile_created for r in results) == 1
+    assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (2, 1, 1)
+    assert len(list_messages(results[0].conversation.id).messages) == 1
+
+
+def test_concurrent_calls_over_many_customers_finish_without_deadlock() -> None:
+    make_admin()
+    customers = [make_legacy_user() for _ in range(24)]
+
+    def caller(seed: int) -> list[object]:
+        order = random.Random(seed).sample(customers, len(customers))
+        return [get_or_create_admin_conversation(c).conversation.id for c in order]
+
+    results = run_at_once([lambda seed=seed: caller(seed) for seed in range(12)])
+
+    assert all(len(ids) == len(customers) for ids in results)
+    assert count_rows("conversations") == len(customers)
+    assert count_rows("messages") == len(customers)
+    assert count_rows("profiles") == len(customers) + 1

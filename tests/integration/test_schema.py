@@ -1,0 +1,91 @@
+"""The migrated schema: constraint names, defaults, the users->profiles trigger, re-runs."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import peewee
+import pytest
+
+from repo.config import Settings
+from repo.db import database, is_sqlite
+from repo.migrate import migrate
+from repo.models import Conversation, Profile, User
+from tests.factories import constraints_bypassed, count_rows, make_admin
+
+pytestmark = pytest.mark.usefixtures("db")
+
+
+def test_migrations_rerun_as_a_no_op(settings: Settings) -> None:
+    assert migrate(settings) == []
+
+
+def test_inserting_a_user_creates_its_profile_in_the_same_statement() -> None:
+    user_id = uuid4()
+    with database.connection_context():
+        User.insert(id=user_id, email="new@example.com", full_name="New Person").execute()
+        profile = Profile.get_by_id(user_id)
+    assert (profile.name, profile.avatar_url, profile.is_admin, profile.is_online) == (
+        "New Person", "", False, False,
+    )
+
+
+def test_a_conversation_without_a_customer_profile_is_rejected_by_the_database() -> None:
+    admin_id = make_admin()
+    with database.connection_context(), pytest.raises(peewee.IntegrityError) as raised:
+        Conversation.insert(id=uuid4(), customer=uuid4(), admin=admin_id).execute()
+    if not is_sqlite():
+        assert raised.value.__context__.diag.constraint_name == "conversations_customer_id_fkey"  # type: ignore[union-attr]
+    assert count_rows("conversations") == 0
+
+
+def test_a_second_conversation_for_a_customer_is_rejected_by_the_database() -> None:
+    admin_id = make_admin()
+    customer = uuid4()
+    with database.connection_context():
+        User.insert(id=customer, email="c@example.com").execute()
+        Conversation.insert(id=uuid4(), customer=customer, admin=admin_id).execute()
+        with pytest.raises(peewee.IntegrityError) as raised:
+            Conversation.insert(id=uuid4(), customer=customer, admin=admin_id).execute()
+    if not is_sqlite():
+        assert raised.value.__context__.diag.constraint_name == "conversations_customer_id_key"  # type: ignore[union-attr]
+
+
+def test_seed_profile_insert_gets_database_defaults() -> None:
+    user_id = uuid4()
+    with constraints_bypassed() as cursor:
+        p = "?" if is_sqlite() else "%s"
+        cursor.execute(f"INSERT INTO profiles (id, name, avatar_url, is_admin, is_online) "
+                       f"VALUES ({p}, 'Legacy', '', false, false)", (str(user_id),))
+        cursor.execute(f"SELECT created_at FROM profiles WHERE id = {p}", (str(user_id),))
+        assert cursor.fetchone()[0] is not None
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda text: text.replace("-", "")])
+def test_ids_are_stored_in_one_canonical_form(spelling) -> None:  # type: ignore[no-untyped-def]
+    user_id = uuid4()
+    with database.connection_context():
+        p = database.param
+        insert = f"INSERT INTO users (id, email) VALUES ({p}, 'x@example.com')"
+        if is_sqlite():  # TEXT ids: other spellings are refused, so joins never miss
+            with pytest.raises(peewee.IntegrityError):
+                database.execute_sql(insert, (spelling(str(user_id)),))
+        else:  # uuid ids: PostgreSQL normalises every spelling
+            database.execute_sql(insert, (spelling(str(user_id)),))
+            stored = database.execute_sql("SELECT id::text FROM users").fetchone()[0]
+            assert stored == str(user_id)
+
+
+def test_constraints_and_trigger_carry_the_names_operators_use() -> None:
+    with database.connection_context():
+        if is_sqlite():
+            ddl = " ".join(r[0] for r in database.execute_sql(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall())
+            names = {n for n in ("conversations_customer_id_fkey", "conversations_customer_id_key",
+                                 "users_create_profile") if n in ddl}
+        else:
+            names = {r[0] for r in database.execute_sql(
+                "SELECT conname FROM pg_constraint WHERE convalidated "
+                "UNION SELECT tgname FROM pg_trigger WHERE NOT tgisinternal").fetchall()}
+    assert {"conversations_customer_id_fkey", "conversations_customer_id_key",
+            "users_create_profile"} <= names
