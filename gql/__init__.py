@@ -1,1 +1,1 @@
-"""Helpline's GraphQL API: Strawberry types and resolvers over the repository, served by Starlette."""
+"""Helpline's GraphQL API: Strawberry types and resolvers over the repository."""

@@ -18,7 +18,7 @@ log = logging.getLogger("helpline")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; settings come from the environment unless given. Bad settings exit in words."""
+    """Build the app; settings come from the environment unless given (bad ones exit in words)."""
     if settings is None:
         try:
             settings = Settings.from_env()

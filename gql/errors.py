@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLSyntaxError
-from graphql.language import ValueNode
+from graphql import GraphQLError, GraphQLSyntaxError, ValuesOfCorrectTypeRule, specified_rules
+from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from repo.errors import (
@@ -53,16 +54,39 @@ def classify(error: GraphQLError) -> Classified:
     # Before execution: the request itself is wrong (parse, validation, variables).
     if isinstance(error, GraphQLSyntaxError):
         return Classified("GRAPHQL_PARSE_FAILED", masked=False)
+    if error.extensions and "code" in error.extensions:
+        return Classified(str(error.extensions["code"]), masked=False)
     if original is None:
-        if error.message.startswith("Variable '$") or any(
-            isinstance(node, ValueNode) for node in error.nodes or ()
-        ):
+        if error.message.startswith("Variable '$"):  # variable values failed to coerce
             return Classified(BAD_USER_INPUT, masked=False)
         return Classified("GRAPHQL_VALIDATION_FAILED", masked=False)
     if isinstance(original, (ValueError, TypeError, GraphQLError)):
         # A scalar (UUID, DateTime, Int...) refused the value given for it.
         return Classified(BAD_USER_INPUT, masked=False)
     return Classified(INTERNAL_SERVER_ERROR, masked=True)
+
+
+class _CodedValuesOfCorrectTypeRule(ValuesOfCorrectTypeRule):
+    """A literal of the wrong type (a malformed UUID, say) is the user's input error."""
+
+    def report_error(self, error: GraphQLError) -> None:
+        error.extensions = {**(error.extensions or {}), "code": BAD_USER_INPUT}
+        super().report_error(error)
+
+
+# Built once, so ValidationCache (keyed on the rule classes) keeps hitting.
+VALIDATION_RULES = tuple(
+    _CodedValuesOfCorrectTypeRule if rule is ValuesOfCorrectTypeRule else rule
+    for rule in specified_rules
+)
+
+
+class CodedInputErrors(SchemaExtension):
+    """Validate with VALIDATION_RULES, which code literal input errors as BAD_USER_INPUT."""
+
+    def on_operation(self) -> Iterator[None]:
+        self.execution_context.validation_rules = VALIDATION_RULES
+        yield
 
 
 def request_id_of(execution_context: ExecutionContext | None) -> str | None:

@@ -8,7 +8,7 @@ import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
-from gql.errors import HelplineSchema
+from gql.errors import CodedInputErrors, HelplineSchema
 from gql.types import (
     AdminConversationPayload,
     Conversation,
@@ -28,7 +28,7 @@ class Query:
         return Conversation.from_view(found) if found else None
 
     @strawberry.field
-    def conversation(self, id: UUID) -> Conversation | None:  # noqa: A002 (GraphQL name)
+    def conversation(self, id: UUID) -> Conversation | None:
         found = conversations.find_conversation(ConversationId(id))
         return Conversation.from_view(found) if found else None
 
@@ -65,6 +65,7 @@ schema = HelplineSchema(
     mutation=Mutation,
     config=StrawberryConfig(disable_field_suggestions=False),
     extensions=[
+        CodedInputErrors,
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
     ],

@@ -15,9 +15,15 @@ from repo.views import (
     ConversationView,
     MessagePage,
     MessageView,
-    OrphanedConversation as OrphanedConversationView,
-    ProfileCoverage as ProfileCoverageView,
     ProfileView,
+)
+from repo.views import (
+    OrphanedConversation as OrphanedConversationView,
+)
+from repo.views import (
+    ProfileCoverage as ProfileCoverageView,
+)
+from repo.views import (
     RepairReport as RepairReportView,
 )
 
@@ -155,7 +161,7 @@ class ProfileCoverage:
     conversations_count: int
     orphaned_conversations: int
     profile_coverage_percent: float | None = strawberry.field(
-        description="Profiles per user, in percent, rounded to 2 places; null when there are no users."
+        description="Profiles per user in percent, 2 decimals; null when there are no users."
     )
 
     @classmethod
@@ -202,5 +208,7 @@ class RepairReport:
             profiles_created=view.profiles_created,
             orphaned_conversations_before=view.orphaned_conversations_before,
             orphaned_conversations_after=view.orphaned_conversations_after,
-            unrepairable_conversations=[OrphanedConversation.from_view(o) for o in view.unrepairable],
+            unrepairable_conversations=[
+                OrphanedConversation.from_view(o) for o in view.unrepairable
+            ],
         )

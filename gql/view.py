@@ -38,7 +38,7 @@ class MethodNotAllowed(HTTPException):
         self.allow = allow
 
 
-class HelplineGraphQL(GraphQL):  # type: ignore[type-arg]
+class HelplineGraphQL(GraphQL[dict[str, Any], None]):
     """Strawberry's ASGI view, with the whole operation run by ``execute_sync`` in a thread.
 
     The repository is synchronous; running it on the event loop would let one slow query
@@ -62,7 +62,7 @@ class HelplineGraphQL(GraphQL):  # type: ignore[type-arg]
             response.headers[REQUEST_ID_HEADER] = request_id
         return {"request": request, "response": response, "request_id": request_id}
 
-    async def execute_single(  # type: ignore[override]
+    async def execute_single(
         self,
         request: Request,
         request_adapter: Any,

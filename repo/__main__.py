@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 def example_operations(url: str) -> str:
     customer, legacy = CUSTOMER.id, LEGACY_CUSTOMER.id
     get_or_create = (
-        "mutation { adminConversation(customerId: \\\"%s\\\") "
+        'mutation { adminConversation(customerId: \\"%s\\") '
         "{ created profileCreated conversation { id admin { name } "
         "messages(first: 5) { edges { node { content sender { name } } } } } } }"
     )
@@ -56,13 +56,13 @@ def example_operations(url: str) -> str:
             f"GraphiQL playground: {url}",
             "Try it from a shell:",
             f"  curl -s {url} -H 'content-type: application/json' \\",
-            f"    -d '{{\"query\": \"{get_or_create % customer}\"}}'",
-            "The legacy customer has no profile yet; the same call creates it (profileCreated: true):",
+            f'    -d \'{{"query": "{get_or_create % customer}"}}\'',
+            "The legacy customer has no profile yet; the same call creates it:",
             f"  curl -s {url} -H 'content-type: application/json' \\",
-            f"    -d '{{\"query\": \"{get_or_create % legacy}\"}}'",
+            f'    -d \'{{"query": "{get_or_create % legacy}"}}\'',
             "Operators:",
             f"  curl -s {url} -H 'content-type: application/json' \\",
-            "    -d '{\"query\": \"{ integrity { orphanedConversationCount "
+            '    -d \'{"query": "{ integrity { orphanedConversationCount '
             "profileCoverage { profileCoveragePercent } } }\"}'",
         ]
     )

@@ -50,7 +50,9 @@ class Settings:
                 "(use sqlite:///path.db or postgresql://user@host:port/dbname)"
             )
         if scheme == "sqlite" and not self.database_url.startswith("sqlite:///"):
-            raise ConfigError("DATABASE_URL: a SQLite URL needs three slashes, e.g. sqlite:///chat.db")
+            raise ConfigError(
+                "DATABASE_URL: a SQLite URL needs three slashes, e.g. sqlite:///chat.db"
+            )
         if not self.welcome_message.strip():
             raise ConfigError("WELCOME_MESSAGE: must not be empty")
 

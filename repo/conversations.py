@@ -52,8 +52,7 @@ def find_conversation(conversation_id: ConversationId) -> ConversationView | Non
 
 def _find_conversation(condition: object) -> ConversationView | None:
     row = (
-        Conversation
-        .select(
+        Conversation.select(
             Conversation.id,
             Conversation.created_at,
             Conversation.updated_at,
@@ -89,8 +88,7 @@ def _ensure_profile(customer_id: CustomerId) -> bool:
         fn.COALESCE(User.profile_picture_url, ""),
     ).where(User.id == customer_id)
     inserted = (
-        Profile
-        .insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
+        Profile.insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
         .on_conflict(conflict_target=[Profile.id], action="NOTHING")
         .as_rowcount()
         .execute()
@@ -106,8 +104,7 @@ def profile_name() -> object:
 def _lock_profile(customer_id: CustomerId) -> ConversationId | None:
     """Lock the customer's profile row; return the conversation that exists by now, if any."""
     query = (
-        Profile
-        .select(Profile.id, Conversation.id)
+        Profile.select(Profile.id, Conversation.id)
         .join(Conversation, JOIN.LEFT_OUTER, on=(Conversation.customer == Profile.id))
         .where(Profile.id == customer_id)
     )
@@ -121,8 +118,7 @@ def _lock_profile(customer_id: CustomerId) -> ConversationId | None:
 
 def _choose_admin(customer_id: CustomerId) -> ProfileId:
     admin_id = (
-        Profile
-        .select(Profile.id)
+        Profile.select(Profile.id)
         .where(Profile.is_admin, Profile.id != customer_id)
         .order_by(Profile.created_at, Profile.id)
         .limit(1)

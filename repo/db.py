@@ -27,7 +27,7 @@ class _Bound:
 
 
 def open_database(settings: Settings) -> peewee.Database:
-    """Bind the proxy to a connection pool for ``settings.database_url`` (connections open lazily)."""
+    """Bind the proxy to a pool for ``settings.database_url``; connections open lazily."""
     close_database()
     if settings.is_sqlite:
         db: peewee.Database = PooledSqliteDatabase(

@@ -17,7 +17,9 @@ class DemoUser:
     role: str
 
 
-ADMIN = DemoUser(UUID("00000000-0000-4000-8000-00000000ad01"), "ada@helpline.example", "Ada Admin", "admin")
+ADMIN = DemoUser(
+    UUID("00000000-0000-4000-8000-00000000ad01"), "ada@helpline.example", "Ada Admin", "admin"
+)
 CUSTOMER = DemoUser(
     UUID("00000000-0000-4000-8000-0000000c0001"), "cleo@example.com", "Cleo Customer", "customer"
 )
@@ -37,8 +39,7 @@ def seed_demo_data() -> list[DemoUser]:
     with write_transaction():
         for user in DEMO_USERS:
             created = (
-                User
-                .insert(id=user.id, email=user.email, full_name=user.full_name)
+                User.insert(id=user.id, email=user.email, full_name=user.full_name)
                 .on_conflict(conflict_target=[User.id], action="NOTHING")
                 .as_rowcount()
                 .execute()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import peewee
 from peewee import JOIN, fn
 
 from repo.conversations import profile_name
@@ -43,11 +46,10 @@ _PROFILE_COVERAGE = {
 }
 
 
-def _orphans():  # type: ignore[no-untyped-def]
+def _orphans() -> peewee.ModelSelect[Conversation]:
     """Conversations whose customer_id has no profile (the seed's detection query)."""
     return (
-        Conversation
-        .select()
+        Conversation.select()
         .join(Profile, JOIN.LEFT_OUTER, on=(Conversation.customer == Profile.id))
         .where(Profile.id.is_null())
     )
@@ -67,10 +69,11 @@ def find_orphaned_conversations(*, first: int = MAX_ORPHANS_LISTED) -> list[Orph
     return _list_orphans(_orphans(), first)
 
 
-def _list_orphans(query, first: int) -> list[OrphanedConversation]:  # type: ignore[no-untyped-def]
-    rows = (
-        query
-        .select(Conversation.id, Conversation.customer, Conversation.created_at)
+def _list_orphans(
+    query: peewee.ModelSelect[Conversation], first: int
+) -> list[OrphanedConversation]:
+    rows: Any = (
+        query.select(Conversation.id, Conversation.customer, Conversation.created_at)
         .order_by(Conversation.created_at, Conversation.id)
         .limit(first)
         .tuples()
@@ -115,8 +118,7 @@ def repair_orphaned_conversations(*, dry_run: bool = True) -> RepairReport:
                 fn.COALESCE(User.profile_picture_url, ""),
             ).distinct()
             created = (
-                Profile
-                .insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
+                Profile.insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
                 .on_conflict(conflict_target=[Profile.id], action="NOTHING")
                 .as_rowcount()
                 .execute()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
+import peewee
 from peewee import Tuple
 
 from repo.db import database, is_sqlite, unit_of_work, write_transaction
@@ -42,7 +44,7 @@ _INSERT_MESSAGE = {
 def send_message(
     conversation_id: ConversationId, content: str, *, sender_id: ProfileId | None = None
 ) -> MessageView:
-    """Store a message and bump the conversation's last_message_at; the sender defaults to its customer."""
+    """Store a message and bump last_message_at; the sender defaults to the customer."""
     validate_content(content)
     with write_transaction():
         query = Conversation.select(Conversation.customer).where(Conversation.id == conversation_id)
@@ -96,29 +98,29 @@ def list_messages(
             < Tuple(Message.created_at.db_value(created_at), Message.id.db_value(message_id))
         )
     rows = list(
-        query
-        .order_by(Message.created_at.desc(), Message.id.desc())
-        .limit(first + 1)
-        .tuples()
+        query.order_by(Message.created_at.desc(), Message.id.desc()).limit(first + 1).tuples()
     )
     messages = [_message_from(row) for row in rows[:first]]
-    return MessagePage(messages, has_next_page=len(rows) > first, has_previous_page=after is not None)
+    return MessagePage(
+        messages, has_next_page=len(rows) > first, has_previous_page=after is not None
+    )
 
 
 def _read_message(message_id: MessageId) -> MessageView:
     return _message_from(_message_query().where(Message.id == message_id).tuples().get())
 
 
-def _message_query():  # type: ignore[no-untyped-def]
-    return (
-        Message
-        .select(Message.id, Message.conversation, Message.content, Message.created_at,
-                *profile_columns(Profile))
-        .join(Profile, on=(Message.sender == Profile.id))
-    )
+def _message_query() -> peewee.ModelSelect[Message]:
+    return Message.select(
+        Message.id,
+        Message.conversation,
+        Message.content,
+        Message.created_at,
+        *profile_columns(Profile),
+    ).join(Profile, on=(Message.sender == Profile.id))
 
 
-def _message_from(row: tuple[object, ...]) -> MessageView:
+def _message_from(row: Any) -> MessageView:
     message_id, conversation_id, content, created_at = row[:4]
     assert isinstance(created_at, datetime)
     return MessageView(

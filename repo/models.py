@@ -101,9 +101,7 @@ class Conversation(BaseModel):
 
 class Message(BaseModel):
     id = CanonicalUUIDField(primary_key=True)
-    conversation = peewee.ForeignKeyField(
-        Conversation, column_name="conversation_id", backref="+"
-    )
+    conversation = peewee.ForeignKeyField(Conversation, column_name="conversation_id", backref="+")
     sender = peewee.ForeignKeyField(Profile, column_name="sender_id", backref="+")
     content = peewee.TextField()
     created_at = UTCDateTimeField()

@@ -15,8 +15,12 @@ from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.models import Profile, User
 
 
-def make_user(*, email: str | None = None, full_name: str | None = "Test Customer",
-              profile_picture_url: str | None = None) -> CustomerId:
+def make_user(
+    *,
+    email: str | None = None,
+    full_name: str | None = "Test Customer",
+    profile_picture_url: str | None = None,
+) -> CustomerId:
     """A signed-up user; the users->profiles trigger gives it a profile."""
     user_id = uuid4()
     with database.connection_context():

@@ -1,4 +1,4 @@
-"""get_or_create_admin_conversation on SQLite and PostgreSQL: the post-mortem's bug and its guarantees."""
+"""get_or_create_admin_conversation on both backends: the post-mortem's bug and its guarantees."""
 
 from __future__ import annotations
 
@@ -57,8 +57,11 @@ def test_new_conversation_starts_with_the_admins_welcome_message() -> None:
 
 @pytest.mark.parametrize(
     ("full_name", "email", "expected"),
-    [("Ann Lee", "ann@example.com", "Ann Lee"), (None, "bo@example.com", "bo@example.com"),
-     ("", "cy@example.com", "cy@example.com")],
+    [
+        ("Ann Lee", "ann@example.com", "Ann Lee"),
+        (None, "bo@example.com", "bo@example.com"),
+        ("", "cy@example.com", "cy@example.com"),
+    ],
 )
 def test_created_profile_is_named_from_the_users_row(
     full_name: str | None, email: str, expected: str
@@ -78,7 +81,11 @@ def test_unknown_customer_gets_customer_not_found_and_nothing_is_written() -> No
     with pytest.raises(CustomerNotFound):
         get_or_create_admin_conversation(CustomerId(uuid4()))
 
-    assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (1, 0, 0)
+    assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (
+        1,
+        0,
+        0,
+    )
 
 
 def test_without_an_admin_nothing_at_all_is_written() -> None:
@@ -87,7 +94,11 @@ def test_without_an_admin_nothing_at_all_is_written() -> None:
     with pytest.raises(NoAdminAvailable):
         get_or_create_admin_conversation(customer_id)
 
-    assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (0, 0, 0)
+    assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (
+        0,
+        0,
+        0,
+    )
 
 
 def test_an_admin_is_never_assigned_to_themself() -> None:

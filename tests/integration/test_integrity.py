@@ -46,8 +46,13 @@ def legacy_orphans() -> dict[str, object]:
     healable = make_orphaned_conversation(healable_customer, admin_id)
     lost_customer = uuid4()
     lost = make_orphaned_conversation(lost_customer, admin_id)
-    return {"healthy": healthy, "healable": healable, "healable_customer": healable_customer,
-            "lost": lost, "lost_customer": lost_customer}
+    return {
+        "healthy": healthy,
+        "healable": healable,
+        "healable_customer": healable_customer,
+        "lost": lost,
+        "lost_customer": lost_customer,
+    }
 
 
 def test_orphans_are_found_as_the_seed_query_finds_them(legacy_orphans: dict[str, object]) -> None:
@@ -67,7 +72,10 @@ def test_profile_coverage_matches_the_seed_monitoring_query(
     coverage = profile_coverage()
 
     assert coverage == ProfileCoverage(
-        profiles_count=2, users_count=3, conversations_count=3, orphaned_conversations=2,
+        profiles_count=2,
+        users_count=3,
+        conversations_count=3,
+        orphaned_conversations=2,
         profile_coverage_percent=66.67,
     )
     if not is_sqlite():  # the seed's ::numeric is PostgreSQL-only
@@ -83,8 +91,11 @@ def test_dry_run_reports_and_writes_nothing(legacy_orphans: dict[str, object]) -
     report = repair_orphaned_conversations()
 
     assert report.dry_run
-    assert (report.profiles_created, report.orphaned_conversations_before,
-            report.orphaned_conversations_after) == (1, 2, 1)
+    assert (
+        report.profiles_created,
+        report.orphaned_conversations_before,
+        report.orphaned_conversations_after,
+    ) == (1, 2, 1)
     assert [o.id for o in report.unrepairable] == [legacy_orphans["lost"]]
     assert count_rows("profiles") == 2
     assert count_orphaned_conversations() == 2
@@ -95,8 +106,11 @@ def test_apply_heals_orphans_with_users_and_reports_the_rest(
 ) -> None:
     report = repair_orphaned_conversations(dry_run=False)
 
-    assert (report.profiles_created, report.orphaned_conversations_before,
-            report.orphaned_conversations_after) == (1, 2, 1)
+    assert (
+        report.profiles_created,
+        report.orphaned_conversations_before,
+        report.orphaned_conversations_after,
+    ) == (1, 2, 1)
     assert [o.customer_id for o in report.unrepairable] == [legacy_orphans["lost_customer"]]
     assert [o.id for o in find_orphaned_conversations()] == [legacy_orphans["lost"]]
     assert count_rows("conversations") == 3  # never deleted

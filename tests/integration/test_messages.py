@@ -7,7 +7,7 @@ from uuid import uuid4
 import pytest
 
 from repo.conversations import find_conversation, get_or_create_admin_conversation
-from repo.errors import ConversationNotFound, InvalidInput, IntegrityViolation
+from repo.errors import ConversationNotFound, IntegrityViolation, InvalidInput
 from repo.ids import ConversationId, ProfileId
 from repo.messages import MAX_MESSAGE_LENGTH, list_messages, send_message
 from repo.views import ConversationView

@@ -40,7 +40,11 @@ def test_concurrent_first_calls_create_one_conversation() -> None:
     assert len({r.conversation.id for r in results}) == 1
     assert sum(r.created for r in results) == 1
     assert sum(r.profile_created for r in results) == 1
-    assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (2, 1, 1)
+    assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (
+        2,
+        1,
+        1,
+    )
     assert len(list_messages(results[0].conversation.id).messages) == 1
 
 

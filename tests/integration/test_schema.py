@@ -26,7 +26,10 @@ def test_inserting_a_user_creates_its_profile_in_the_same_statement() -> None:
         User.insert(id=user_id, email="new@example.com", full_name="New Person").execute()
         profile = Profile.get_by_id(user_id)
     assert (profile.name, profile.avatar_url, profile.is_admin, profile.is_online) == (
-        "New Person", "", False, False,
+        "New Person",
+        "",
+        False,
+        False,
     )
 
 
@@ -55,8 +58,11 @@ def test_seed_profile_insert_gets_database_defaults() -> None:
     user_id = uuid4()
     with constraints_bypassed() as cursor:
         p = "?" if is_sqlite() else "%s"
-        cursor.execute(f"INSERT INTO profiles (id, name, avatar_url, is_admin, is_online) "
-                       f"VALUES ({p}, 'Legacy', '', false, false)", (str(user_id),))
+        cursor.execute(
+            f"INSERT INTO profiles (id, name, avatar_url, is_admin, is_online) "
+            f"VALUES ({p}, 'Legacy', '', false, false)",
+            (str(user_id),),
+        )
         cursor.execute(f"SELECT created_at FROM profiles WHERE id = {p}", (str(user_id),))
         assert cursor.fetchone()[0] is not None
 
@@ -79,13 +85,31 @@ def test_ids_are_stored_in_one_canonical_form(spelling) -> None:  # type: ignore
 def test_constraints_and_trigger_carry_the_names_operators_use() -> None:
     with database.connection_context():
         if is_sqlite():
-            ddl = " ".join(r[0] for r in database.execute_sql(
-                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall())
-            names = {n for n in ("conversations_customer_id_fkey", "conversations_customer_id_key",
-                                 "users_create_profile") if n in ddl}
+            ddl = " ".join(
+                r[0]
+                for r in database.execute_sql(
+                    "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"
+                ).fetchall()
+            )
+            names = {
+                n
+                for n in (
+                    "conversations_customer_id_fkey",
+                    "conversations_customer_id_key",
+                    "users_create_profile",
+                )
+                if n in ddl
+            }
         else:
-            names = {r[0] for r in database.execute_sql(
-                "SELECT conname FROM pg_constraint WHERE convalidated "
-                "UNION SELECT tgname FROM pg_trigger WHERE NOT tgisinternal").fetchall()}
-    assert {"conversations_customer_id_fkey", "conversations_customer_id_key",
-            "users_create_profile"} <= names
+            names = {
+                r[0]
+                for r in database.execute_sql(
+                    "SELECT conname FROM pg_constraint WHERE convalidated "
+                    "UNION SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+                ).fetchall()
+            }
+    assert {
+        "conversations_customer_id_fkey",
+        "conversations_customer_id_key",
+        "users_create_profile",
+    } <= names

@@ -1,0 +1,284 @@
+"""The GraphQL API over HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from uuid import uuid4
+
+import pytest
+from starlette.testclient import TestClient
+
+from gql.app import create_app
+from repo.config import Settings
+from repo.ids import ConversationId
+from repo.messages import send_message
+from tests.conftest import QueryLog
+from tests.e2e.conftest import GraphQLClient
+from tests.factories import (
+    count_rows,
+    make_admin,
+    make_legacy_user,
+    make_orphaned_conversation,
+    make_user,
+)
+
+GET_OR_CREATE = """
+mutation Open($customerId: UUID!) {
+  adminConversation(customerId: $customerId) {
+    created profileCreated
+    conversation {
+      id lastMessageAt
+      customer { id name isAdmin }
+      admin { id name isAdmin }
+      messages(first: 5) { edges { cursor node { content sender { name } } } }
+    }
+  }
+}"""
+SEND = """
+mutation Send($conversationId: UUID!, $content: String!) {
+  sendMessage(conversationId: $conversationId, content: $content) {
+    id content createdAt sender { id }
+  }
+}"""
+MESSAGES = """
+query Page($id: UUID!, $first: Int!, $after: String) {
+  conversation(id: $id) {
+    customer { name } admin { name }
+    messages(first: $first, after: $after) {
+      edges { cursor node { id content sender { name } } }
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    }
+  }
+}"""
+
+
+def test_customer_without_profile_gets_profile_and_conversation(client: GraphQLClient) -> None:
+    make_admin("Ada Admin")
+    customer_id = make_legacy_user(full_name="Lee Legacy")
+
+    payload = client.data(GET_OR_CREATE, customerId=str(customer_id))["adminConversation"]
+
+    assert (payload["created"], payload["profileCreated"]) == (True, True)
+    conversation = payload["conversation"]
+    assert conversation["customer"] == {
+        "id": str(customer_id),
+        "name": "Lee Legacy",
+        "isAdmin": False,
+    }
+    assert conversation["admin"]["name"] == "Ada Admin"
+    assert [e["node"]["sender"]["name"] for e in conversation["messages"]["edges"]] == ["Ada Admin"]
+
+    again = client.data(GET_OR_CREATE, customerId=str(customer_id))["adminConversation"]
+    assert again["conversation"]["id"] == conversation["id"]
+    assert (again["created"], again["profileCreated"]) == (False, False)
+
+
+def test_the_query_reads_without_creating(client: GraphQLClient) -> None:
+    make_admin()
+    customer_id = str(make_user())
+    query = "query ($c: UUID!) { adminConversation(customerId: $c) { id } }"
+
+    assert client.data(query, c=customer_id) == {"adminConversation": None}
+    assert count_rows("conversations") == 0
+
+    created = client.data(GET_OR_CREATE, customerId=customer_id)["adminConversation"]
+    assert (
+        client.data(query, c=customer_id)["adminConversation"]["id"]
+        == created["conversation"]["id"]
+    )
+
+
+def test_messages_are_sent_and_paged_newest_first(client: GraphQLClient) -> None:
+    make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+        "conversation"
+    ]["id"]
+    for text in ["one", "two", "three"]:
+        client.data(SEND, conversationId=conversation_id, content=text)
+
+    first = client.data(MESSAGES, id=conversation_id, first=2)["conversation"]["messages"]
+    rest = client.data(MESSAGES, id=conversation_id, first=2, after=first["pageInfo"]["endCursor"])[
+        "conversation"
+    ]["messages"]
+
+    assert [e["node"]["content"] for e in first["edges"]] == ["three", "two"]
+    assert first["pageInfo"]["hasNextPage"] is True
+    assert rest["edges"][0]["node"]["content"] == "one"
+    assert rest["pageInfo"]["hasNextPage"] is False
+    assert rest["pageInfo"]["hasPreviousPage"] is True
+
+
+def test_a_conversation_with_profiles_and_a_page_of_messages_costs_two_queries(
+    client: GraphQLClient, queries: QueryLog
+) -> None:
+    make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+        "conversation"
+    ]["id"]
+    for i in range(20):
+        send_message(ConversationId(conversation_id), f"message {i}")
+    queries.statements.clear()
+
+    page = client.data(MESSAGES, id=conversation_id, first=20)["conversation"]
+
+    assert len(page["messages"]["edges"]) == 20
+    assert len(queries.statements) == 2
+
+
+def test_operators_read_integrity_and_dry_run_the_repair(client: GraphQLClient) -> None:
+    admin_id = make_admin()
+    orphan = make_orphaned_conversation(make_user(), admin_id)
+    integrity = client.data("""{ integrity {
+        orphanedConversationCount orphanedConversations(first: 10) { id customerId createdAt }
+        profileCoverage { profilesCount usersCount conversationsCount orphanedConversations
+                          profileCoveragePercent } } }""")["integrity"]
+    assert integrity["orphanedConversationCount"] == 1
+    assert integrity["orphanedConversations"][0]["id"] == str(orphan)
+    assert integrity["profileCoverage"] == {
+        "profilesCount": 1,
+        "usersCount": 2,
+        "conversationsCount": 1,
+        "orphanedConversations": 1,
+        "profileCoveragePercent": 50.0,
+    }
+
+    repair = (
+        "mutation ($dry: Boolean!) { repairOrphanedConversations(dryRun: $dry) { dryRun "
+        "profilesCreated orphanedConversationsBefore orphanedConversationsAfter "
+        "unrepairableConversations { id } } }"
+    )
+    dry = client.data(repair.replace("($dry: Boolean!)", "").replace("(dryRun: $dry)", ""))
+    assert dry["repairOrphanedConversations"]["dryRun"] is True
+    assert count_rows("profiles") == 1
+    applied = client.data(repair, dry=False)["repairOrphanedConversations"]
+    assert (applied["profilesCreated"], applied["orphanedConversationsAfter"]) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ('mutation { adminConversation(customerId: "not-a-uuid") { created } }', {}),
+        ("mutation ($c: UUID!) { adminConversation(customerId: $c) { created } }", {"c": "42"}),
+        ("mutation ($c: UUID!) { adminConversation(customerId: $c) { created } }", {}),
+        ('{ conversation(id: "00000000-0000-4000-8000-00000000000g") { id } }', {}),
+    ],
+)
+def test_malformed_ids_are_bad_user_input(
+    client: GraphQLClient, query: str, variables: dict[str, str]
+) -> None:
+    error = client.error(query, **variables)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize(("content", "words"), [("", "empty"), ("x" * 4001, "4001")])
+def test_empty_or_overlong_messages_are_bad_user_input(
+    client: GraphQLClient, content: str, words: str
+) -> None:
+    make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+        "conversation"
+    ]["id"]
+
+    error = client.error(SEND, conversationId=conversation_id, content=content)
+
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert words in error["message"]
+    assert count_rows("messages") == 1
+
+
+@pytest.mark.parametrize(("first", "after"), [(0, None), (101, None), (5, "not-a-cursor")])
+def test_bad_page_arguments_are_bad_user_input(
+    client: GraphQLClient, first: int, after: str | None
+) -> None:
+    make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+        "conversation"
+    ]["id"]
+
+    error = client.error(MESSAGES, id=conversation_id, first=first, after=after)
+
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_unknown_customer_is_customer_not_found(client: GraphQLClient) -> None:
+    make_admin()
+    error = client.error(GET_OR_CREATE, customerId=str(uuid4()))
+    assert error["extensions"]["code"] == "CUSTOMER_NOT_FOUND"
+    assert count_rows("profiles") == 1
+
+
+def test_no_admin_is_no_admin_available_and_nothing_is_written(client: GraphQLClient) -> None:
+    customer_id = make_legacy_user()
+    error = client.error(GET_OR_CREATE, customerId=str(customer_id))
+    assert error["extensions"]["code"] == "NO_ADMIN_AVAILABLE"
+    assert (count_rows("profiles"), count_rows("conversations")) == (0, 0)
+
+
+def test_sending_to_a_missing_conversation_is_not_found(client: GraphQLClient) -> None:
+    error = client.error(SEND, conversationId=str(uuid4()), content="hello")
+    assert error["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_a_missing_conversation_reads_as_null(client: GraphQLClient) -> None:
+    assert client.data("query ($id: UUID!) { conversation(id: $id) { id } }", id=str(uuid4())) == {
+        "conversation": None
+    }
+
+
+def test_unknown_fields_and_syntax_errors_have_codes(client: GraphQLClient) -> None:
+    assert client.error("{ nope }")["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert client.error("{ conversation(")["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+
+
+def test_mutations_are_refused_over_get_and_write_nothing(client: GraphQLClient) -> None:
+    make_admin()
+    customer_id = make_legacy_user()
+    mutation = f'mutation {{ adminConversation(customerId: "{customer_id}") {{ created }} }}'
+
+    response = client.http.get("/graphql", params={"query": mutation})
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+    assert (count_rows("profiles"), count_rows("conversations")) == (1, 0)
+
+
+def test_queries_work_over_get_and_the_playground_is_served(client: GraphQLClient) -> None:
+    response = client.http.get(
+        "/graphql", params={"query": "{ integrity { orphanedConversationCount } }"}
+    )
+    assert response.json() == {"data": {"integrity": {"orphanedConversationCount": 0}}}
+
+    page = client.http.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert "graphiql" in page.text.lower()
+
+
+def test_a_body_that_is_not_json_is_a_coded_400(client: GraphQLClient) -> None:
+    response = client.http.post(
+        "/graphql", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_unexpected_failures_are_masked_and_logged_with_the_request_id(
+    tmp_path,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    unmigrated = Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    with TestClient(create_app(unmigrated), raise_server_exceptions=False) as http:
+        caplog.set_level(logging.ERROR, logger="helpline.errors")
+        response = http.post(
+            "/graphql",
+            json={"query": "{ integrity { orphanedConversationCount } }"},
+            headers={"x-request-id": "req-123"},
+        )
+
+    assert response.status_code == 200
+    (error,) = response.json()["errors"]
+    assert error["message"] == "Internal server error"
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-123"}
+    assert "no such table" not in response.text and "SELECT" not in response.text
+    assert response.headers["x-request-id"] == "req-123"
+    assert any("req-123" in r.getMessage() and r.exc_info for r in caplog.records)

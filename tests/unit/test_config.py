@@ -1,0 +1,37 @@
+"""Settings fail fast, naming the variable and what is wrong with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from repo.config import DEFAULT_DATABASE_URL, ConfigError, Settings
+
+
+def test_defaults_to_the_embedded_sqlite_database() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url == DEFAULT_DATABASE_URL == "sqlite:///chat.db"
+    assert settings.is_sqlite
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"DATABASE_URL": "mysql://root@localhost/chat"},
+            "DATABASE_URL: unsupported scheme 'mysql'",
+        ),
+        ({"DATABASE_URL": "sqlite://chat.db"}, "DATABASE_URL: a SQLite URL needs three slashes"),
+        ({"DB_POOL_SIZE": "many"}, "DB_POOL_SIZE: expected an integer, got 'many'"),
+        ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE: must be at least 1"),
+        ({"DB_POOL_TIMEOUT": "-1"}, "DB_POOL_TIMEOUT: must be positive"),
+        ({"WELCOME_MESSAGE": "  "}, "WELCOME_MESSAGE: must not be empty"),
+    ],
+)
+def test_a_bad_setting_is_refused_in_words(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_postgres_urls_are_accepted() -> None:
+    url = "postgresql://helpline:secret@db.internal:5433/chat"
+    assert not Settings.from_env({"DATABASE_URL": url}).is_sqlite

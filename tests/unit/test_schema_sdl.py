@@ -1,0 +1,26 @@
+"""schema/schema.graphql is what the code serves: regenerate it with `make schema`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gql.export_schema import export
+
+SDL = Path(__file__).resolve().parents[2] / "schema" / "schema.graphql"
+
+
+def test_exported_sdl_matches_the_code() -> None:
+    assert SDL.read_text() == export(), "schema/schema.graphql is stale: run `make schema`"
+
+
+def test_sdl_keeps_the_public_contract() -> None:
+    sdl = SDL.read_text()
+    for line in [
+        "adminConversation(customerId: UUID!): Conversation\n",
+        "adminConversation(customerId: UUID!): AdminConversationPayload!",
+        "sendMessage(conversationId: UUID!, content: String!): Message!",
+        "repairOrphanedConversations(dryRun: Boolean! = true): RepairReport!",
+        "messages(",
+        "profileCoveragePercent: Float\n",
+    ]:
+        assert line in sdl
