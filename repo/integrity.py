@@ -18,31 +18,21 @@ MAX_ORPHANS_LISTED = 100
 
 # The seed's monitoring query. PostgreSQL runs it as written; SQLite has no ::numeric,
 # so it gets the same figures with a REAL division.
-_PROFILE_COVERAGE = {
-    "postgresql": """
-        SELECT
-          (SELECT COUNT(*) FROM profiles) as profiles_count,
-          (SELECT COUNT(*) FROM users) as users_count,
-          (SELECT COUNT(*) FROM conversations) as conversations_count,
-          (SELECT COUNT(*) FROM conversations c LEFT JOIN profiles p ON c.customer_id = p.id
-            WHERE p.id IS NULL) as orphaned_conversations,
-          ROUND(
-            (SELECT COUNT(*) FROM profiles)::numeric /
-            NULLIF((SELECT COUNT(*) FROM users), 0) * 100,
-            2
-          ) as profile_coverage_percent""",
-    "sqlite": """
-        SELECT
-          (SELECT COUNT(*) FROM profiles) as profiles_count,
-          (SELECT COUNT(*) FROM users) as users_count,
-          (SELECT COUNT(*) FROM conversations) as conversations_count,
-          (SELECT COUNT(*) FROM conversations c LEFT JOIN profiles p ON c.customer_id = p.id
-            WHERE p.id IS NULL) as orphaned_conversations,
-          ROUND(
-            CAST((SELECT COUNT(*) FROM profiles) AS REAL) /
-            NULLIF((SELECT COUNT(*) FROM users), 0) * 100,
-            2
-          ) as profile_coverage_percent""",
+_PROFILE_COVERAGE = """
+    SELECT
+      (SELECT COUNT(*) FROM profiles) as profiles_count,
+      (SELECT COUNT(*) FROM users) as users_count,
+      (SELECT COUNT(*) FROM conversations) as conversations_count,
+      (SELECT COUNT(*) FROM conversations c LEFT JOIN profiles p ON c.customer_id = p.id
+        WHERE p.id IS NULL) as orphaned_conversations,
+      ROUND(
+        {profiles_count} /
+        NULLIF((SELECT COUNT(*) FROM users), 0) * 100,
+        2
+      ) as profile_coverage_percent"""
+_PROFILES_COUNT = {
+    "postgresql": "(SELECT COUNT(*) FROM profiles)::numeric",
+    "sqlite": "CAST((SELECT COUNT(*) FROM profiles) AS REAL)",
 }
 
 
@@ -87,7 +77,9 @@ def _list_orphans(
 @unit_of_work
 def profile_coverage() -> ProfileCoverage:
     """The seed's monitoring figures: counts, orphans and the share of users with a profile."""
-    sql = _PROFILE_COVERAGE["sqlite" if is_sqlite() else "postgresql"]
+    sql = _PROFILE_COVERAGE.format(
+        profiles_count=_PROFILES_COUNT["sqlite" if is_sqlite() else "postgresql"]
+    )
     profiles, users, conversations, orphaned, percent = database.execute_sql(sql).fetchone()
     return ProfileCoverage(
         profiles_count=profiles,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from uuid import UUID
 
 from repo.ids import ConversationId, CustomerId, MessageId, ProfileId
 
@@ -87,7 +86,3 @@ class RepairReport:
     orphaned_conversations_before: int
     orphaned_conversations_after: int
     unrepairable: list[OrphanedConversation]
-
-
-def as_uuid(value: object) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
