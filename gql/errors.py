@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from repo.errors import (
     ConversationNotFound,
     CustomerNotFound,
+    DatabaseUnavailable,
     HelplineError,
     InvalidInput,
     NoAdminAvailable,
@@ -31,6 +32,7 @@ CODES: dict[type[HelplineError], str] = {
     CustomerNotFound: "CUSTOMER_NOT_FOUND",
     NoAdminAvailable: "NO_ADMIN_AVAILABLE",
     ConversationNotFound: "NOT_FOUND",
+    DatabaseUnavailable: "SERVICE_UNAVAILABLE",
 }
 
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
 DEFAULT_WELCOME_MESSAGE = "Hi! Thanks for reaching out. How can we help you today?"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
+MAX_WELCOME_MESSAGE_LENGTH = 4000
 
 
 class ConfigError(ValueError):
@@ -55,6 +56,10 @@ class Settings:
             )
         if not self.welcome_message.strip():
             raise ConfigError("WELCOME_MESSAGE: must not be empty")
+        if len(self.welcome_message) > MAX_WELCOME_MESSAGE_LENGTH:
+            raise ConfigError(
+                f"WELCOME_MESSAGE: at most {MAX_WELCOME_MESSAGE_LENGTH} characters (a message)"
+            )
 
     @property
     def is_sqlite(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from peewee import JOIN, fn
+from peewee import fn
 
 from repo.db import is_sqlite, settings, unit_of_work, write_transaction
 from repo.errors import CustomerNotFound, NoAdminAvailable
@@ -102,18 +102,19 @@ def profile_name() -> object:
 
 
 def _lock_profile(customer_id: CustomerId) -> ConversationId | None:
-    """Lock the customer's profile row; return the conversation that exists by now, if any."""
-    query = (
-        Profile.select(Profile.id, Conversation.id)
-        .join(Conversation, JOIN.LEFT_OUTER, on=(Conversation.customer == Profile.id))
-        .where(Profile.id == customer_id)
-    )
+    """Lock the customer's profile row; return the conversation that exists by now, if any.
+
+    Two statements on purpose: under READ COMMITTED a statement that waited for the lock
+    still sees its old snapshot of other tables, so the conversation is looked up afterwards.
+    """
+    lock = Profile.select(Profile.id).where(Profile.id == customer_id)
     if not is_sqlite():
-        query = query.for_update(of=Profile)
-    row = query.tuples().first()
-    if row is None:
+        lock = lock.for_update()
+    if lock.scalar() is None:
         raise CustomerNotFound(f"customer {customer_id} not found: no users row")
-    return None if row[1] is None else ConversationId(row[1])
+    existing = Conversation.select(Conversation.id).where(Conversation.customer == customer_id)
+    conversation_id = existing.scalar()
+    return None if conversation_id is None else ConversationId(conversation_id)
 
 
 def _choose_admin(customer_id: CustomerId) -> ProfileId:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+import psycopg2
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from repo.config import Settings
-from repo.errors import IntegrityViolation
+from repo.errors import DatabaseUnavailable, IntegrityViolation
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +117,26 @@ def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
                 violation.sqlstate,
             )
             raise violation from exc
+        except (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded) as exc:
+            if not _is_unavailable(exc):
+                raise
+            log.warning("database unavailable in %s: %s", fn.__qualname__, type(exc).__name__)
+            raise DatabaseUnavailable("the database is unavailable; retry shortly") from exc
 
     return wrapper
+
+
+_SQLITE_BUSY = ("database is locked", "database is busy")
+
+
+def _is_unavailable(exc: Exception) -> bool:
+    """Connection loss, timeouts, lock waits, busy SQLite, an exhausted pool: worth a retry."""
+    if isinstance(exc, MaxConnectionsExceeded | peewee.InterfaceError):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, sqlite3.Error):
+        return str(cause).lower().startswith(_SQLITE_BUSY)
+    return isinstance(cause, psycopg2.OperationalError)
 
 
 def _integrity_violation(exc: peewee.IntegrityError) -> IntegrityViolation:

@@ -23,6 +23,13 @@ class ConversationNotFound(HelplineError):
     """The conversation does not exist."""
 
 
+class DatabaseUnavailable(HelplineError):
+    """The database could not be reached or was busy (locked, timed out, connection lost).
+
+    Nothing was written; the same call can be retried.
+    """
+
+
 class IntegrityViolation(HelplineError):
     """A database constraint rejected a write the unit of work believed safe.
 

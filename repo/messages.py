@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -81,6 +81,12 @@ def validate_content(content: str) -> None:
         raise InvalidInput(
             f"content is {len(content)} characters long; at most {MAX_MESSAGE_LENGTH} are allowed"
         )
+    if "\x00" in content:
+        raise InvalidInput("content must not contain NUL characters")
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("content must be valid Unicode text") from None
 
 
 @unit_of_work
@@ -145,8 +151,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         created_at_text, id_text = raw.split("|")
         created_at = datetime.fromisoformat(created_at_text)
         message_id = UUID(id_text)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        created_at = created_at.astimezone(UTC)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise InvalidInput(f"invalid cursor {cursor[:64]!r}") from None
-    if created_at.tzinfo is None:
-        raise InvalidInput(f"invalid cursor {cursor[:64]!r}")
     return created_at, message_id

@@ -48,7 +48,7 @@ class UTCDateTimeField(peewee.Field):
         if value is None:
             return None
         if isinstance(value, str):
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+            return _as_utc(datetime.fromisoformat(value))
         return _as_utc(value)
 
 

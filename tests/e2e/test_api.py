@@ -19,6 +19,7 @@ from tests.factories import (
     make_admin,
     make_legacy_user,
     make_orphaned_conversation,
+    make_orphaned_conversation_of,
     make_user,
 )
 
@@ -148,8 +149,17 @@ def test_operators_read_integrity_and_dry_run_the_repair(client: GraphQLClient) 
         "unrepairableConversations { id } } }"
     )
     dry = client.data(repair.replace("($dry: Boolean!)", "").replace("(dryRun: $dry)", ""))
-    assert dry["repairOrphanedConversations"]["dryRun"] is True
+    assert dry["repairOrphanedConversations"] == {
+        "dryRun": True,
+        "profilesCreated": 1,
+        "orphanedConversationsBefore": 1,
+        "orphanedConversationsAfter": 0,
+        "unrepairableConversations": [],
+    }
     assert count_rows("profiles") == 1
+    assert client.data("{ integrity { orphanedConversationCount } }") == {
+        "integrity": {"orphanedConversationCount": 1}
+    }
     applied = client.data(repair, dry=False)["repairOrphanedConversations"]
     assert (applied["profilesCreated"], applied["orphanedConversationsAfter"]) == (1, 0)
 
@@ -282,3 +292,24 @@ def test_unexpected_failures_are_masked_and_logged_with_the_request_id(
     assert "no such table" not in response.text and "SELECT" not in response.text
     assert response.headers["x-request-id"] == "req-123"
     assert any("req-123" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_an_escaped_foreign_key_violation_is_masked_and_logged_with_its_constraint(
+    client: GraphQLClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+        "conversation"
+    ]["id"]
+    make_orphaned_conversation_of(conversation_id)
+    caplog.set_level(logging.ERROR)
+
+    error = client.error(SEND, conversationId=conversation_id, content="still there?")
+
+    assert error["message"] == "Internal server error"
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert count_rows("messages") == 1
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "sqlstate=23503" in logged or "SQLITE_CONSTRAINT_FOREIGNKEY" in logged
+    if "23503" in logged:
+        assert "constraint=messages_sender_id_fkey" in logged

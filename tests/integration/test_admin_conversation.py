@@ -7,11 +7,12 @@ from uuid import uuid4
 import pytest
 
 from repo.conversations import find_admin_conversation, get_or_create_admin_conversation
+from repo.db import database
 from repo.errors import CustomerNotFound, NoAdminAvailable
 from repo.ids import CustomerId
 from repo.messages import list_messages
 from repo.models import Profile
-from tests.conftest import TEST_WELCOME_MESSAGE
+from tests.conftest import TEST_WELCOME_MESSAGE, QueryLog
 from tests.factories import count_rows, make_admin, make_legacy_user, make_user
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -118,14 +119,22 @@ def test_the_oldest_admin_takes_new_conversations() -> None:
     assert conversation.admin.is_admin
 
 
-def test_existing_conversation_costs_one_read_and_no_transaction(queries) -> None:  # type: ignore[no-untyped-def]
+def test_existing_conversation_costs_one_read_and_no_transaction(
+    queries: QueryLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_admin()
     customer_id = make_user()
     get_or_create_admin_conversation(customer_id)
     queries.statements.clear()
+    transactions: list[object] = []
+    real_begin = database.obj.begin
+    monkeypatch.setattr(
+        database.obj, "begin", lambda *a, **k: transactions.append(a) or real_begin(*a, **k)
+    )
 
     get_or_create_admin_conversation(customer_id)
 
+    assert transactions == []
     assert len(queries.statements) == 1
     assert queries.statements[0].lstrip().upper().startswith("SELECT")
     assert "FOR UPDATE" not in queries.statements[0].upper()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from repo.conversations import find_conversation, get_or_create_admin_conversation
 from repo.errors import ConversationNotFound, IntegrityViolation, InvalidInput
 from repo.ids import ConversationId, ProfileId
-from repo.messages import MAX_MESSAGE_LENGTH, list_messages, send_message
+from repo.messages import MAX_MESSAGE_LENGTH, encode_cursor, list_messages, send_message
 from repo.views import ConversationView
 from tests.factories import count_rows, make_admin, make_user
 
@@ -64,10 +65,10 @@ def test_pages_walk_every_message_newest_first_exactly_once(
     assert len(seen) == 12  # the welcome message comes last
 
 
-def test_blank_or_overlong_content_is_refused_and_nothing_stored(
+def test_blank_overlong_or_unstorable_content_is_refused_and_nothing_stored(
     conversation: ConversationView,
 ) -> None:
-    for content in ["", "   \n", "x" * (MAX_MESSAGE_LENGTH + 1)]:
+    for content in ["", "   \n", "x" * (MAX_MESSAGE_LENGTH + 1), "nul\x00byte", "half \ud800"]:
         with pytest.raises(InvalidInput):
             send_message(conversation.id, content)
     assert count_rows("messages") == 1
@@ -85,7 +86,19 @@ def test_page_size_outside_1_to_100_is_refused(conversation: ConversationView, f
         list_messages(conversation.id, first=first)
 
 
-@pytest.mark.parametrize("cursor", ["", "garbage", "bm90LWEtY3Vyc29y", "MjAyNnw="])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        "garbage",
+        "bm90LWEtY3Vyc29y",
+        "MjAyNnw=",
+        encode_cursor(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), uuid4()),
+        encode_cursor(
+            datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-1))), uuid4()
+        ),
+    ],
+)
 def test_a_malformed_cursor_is_refused(conversation: ConversationView, cursor: str) -> None:
     with pytest.raises(InvalidInput):
         list_messages(conversation.id, after=cursor)

@@ -12,7 +12,7 @@ import pytest
 
 from repo.conversations import get_or_create_admin_conversation
 from repo.messages import list_messages
-from tests.factories import count_rows, make_admin, make_legacy_user
+from tests.factories import count_rows, make_admin, make_legacy_user, make_user
 
 pytestmark = [pytest.mark.usefixtures("db"), pytest.mark.timeout(60)]
 
@@ -31,15 +31,16 @@ def run_at_once(calls: list[Callable[[], T]]) -> list[T]:
         return list(pool.map(released, calls))
 
 
-def test_concurrent_first_calls_create_one_conversation() -> None:
+@pytest.mark.parametrize("has_profile", [False, True], ids=["legacy-user", "signed-up-user"])
+def test_concurrent_first_calls_create_one_conversation(has_profile: bool) -> None:
     make_admin()
-    customer_id = make_legacy_user()
+    customer_id = make_user() if has_profile else make_legacy_user()
 
     results = run_at_once([lambda: get_or_create_admin_conversation(customer_id)] * 32)
 
     assert len({r.conversation.id for r in results}) == 1
     assert sum(r.created for r in results) == 1
-    assert sum(r.profile_created for r in results) == 1
+    assert sum(r.profile_created for r in results) == (0 if has_profile else 1)
     assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (
         2,
         1,
@@ -50,7 +51,7 @@ def test_concurrent_first_calls_create_one_conversation() -> None:
 
 def test_concurrent_calls_over_many_customers_finish_without_deadlock() -> None:
     make_admin()
-    customers = [make_legacy_user() for _ in range(24)]
+    customers = [make_legacy_user() for _ in range(12)] + [make_user() for _ in range(12)]
 
     def caller(seed: int) -> list[object]:
         order = random.Random(seed).sample(customers, len(customers))
@@ -62,3 +63,4 @@ def test_concurrent_calls_over_many_customers_finish_without_deadlock() -> None:
     assert count_rows("conversations") == len(customers)
     assert count_rows("messages") == len(customers)
     assert count_rows("profiles") == len(customers) + 1
+    assert count_rows("users") == len(customers) + 1

@@ -54,17 +54,25 @@ def test_a_second_conversation_for_a_customer_is_rejected_by_the_database() -> N
         assert raised.value.__context__.diag.constraint_name == "conversations_customer_id_key"  # type: ignore[union-attr]
 
 
-def test_seed_profile_insert_gets_database_defaults() -> None:
-    user_id = uuid4()
+def test_columns_the_seed_sql_leaves_out_get_database_defaults() -> None:
+    user_id, admin_id, conversation_id = uuid4(), make_admin(), uuid4()
+    p = "?" if is_sqlite() else "%s"
     with constraints_bypassed() as cursor:
-        p = "?" if is_sqlite() else "%s"
         cursor.execute(
-            f"INSERT INTO profiles (id, name, avatar_url, is_admin, is_online) "
-            f"VALUES ({p}, 'Legacy', '', false, false)",
+            f"INSERT INTO profiles (id, name, avatar_url) VALUES ({p}, 'Legacy', '')",
             (str(user_id),),
         )
-        cursor.execute(f"SELECT created_at FROM profiles WHERE id = {p}", (str(user_id),))
-        assert cursor.fetchone()[0] is not None
+        cursor.execute(
+            f"INSERT INTO conversations (id, customer_id, admin_id) VALUES ({p}, {p}, {p})",
+            (str(conversation_id), str(user_id), str(admin_id)),
+        )
+    with database.connection_context():
+        profile = Profile.get_by_id(user_id)
+        conversation = Conversation.get_by_id(conversation_id)
+    assert (profile.is_admin, profile.is_online) == (False, False)
+    assert profile.created_at.tzinfo is not None
+    assert conversation.created_at == conversation.updated_at
+    assert conversation.last_message_at is None
 
 
 @pytest.mark.parametrize("spelling", [str.upper, lambda text: text.replace("-", "")])
