@@ -19,8 +19,10 @@ $(INSTALLED): pyproject.toml
 
 run: install
 	$(PY) -m repo seed-demo
-	$(PY) -m repo examples --url http://$(HOST):$(PORT)/graphql
-	$(VENV)/bin/uvicorn --factory gql.app:create_app --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY)
+	$(PY) -m gql.tokens --demo --url http://$(HOST):$(PORT)/graphql
+	JWT_SECRET="$${JWT_SECRET:-$$(cat .helpline-dev-secret)}" \
+	  $(VENV)/bin/uvicorn --factory gql.app:create_app --host $(HOST) --port $(PORT) \
+	  --workers $(WEB_CONCURRENCY)
 
 test: install lint
 	$(PY) -m pytest

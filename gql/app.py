@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gql.schema import schema
-from gql.view import HelplineGraphQL
+from gql.auth import Authenticator
+from gql.limits import BodySizeLimit
+from gql.schema import build_schema
+from gql.view import HelplineGraphQL, refusal
 from repo.config import ConfigError, Settings
-from repo.db import close_database, open_database
+from repo.db import check_database, close_database, open_database
+from repo.users import is_admin
 
 log = logging.getLogger("helpline")
+
+READY_TIMEOUT_S = 2.0
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -28,14 +41,56 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         open_database(settings)
-        log.info("serving on %s", "SQLite" if settings.is_sqlite else "PostgreSQL")
+        log.info(
+            "serving on %s (%s)", "SQLite" if settings.is_sqlite else "PostgreSQL", settings.app_env
+        )
         try:
             yield
         finally:
             close_database()
 
-    view = HelplineGraphQL(schema, graphql_ide="graphiql")
+    async def live(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        try:
+            with anyio.fail_after(READY_TIMEOUT_S):
+                await run_in_threadpool(check_database)
+        except Exception as exc:
+            log.warning("not ready: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        if settings.metrics_token is not None:
+            expected = f"Bearer {settings.metrics_token}".encode()
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return refusal(401, "metrics need 'Authorization: Bearer <METRICS_TOKEN>'")
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    view = HelplineGraphQL(
+        build_schema(settings),
+        authenticator=Authenticator(settings, admin_lookup=is_admin),
+        graphql_ide=None if settings.is_production else "graphiql",
+    )
     return Starlette(
-        routes=[Route("/graphql", view, methods=["GET", "POST"])],
+        routes=[
+            Route("/graphql", view, methods=["GET", "POST"]),
+            Route("/live", live),
+            Route("/ready", ready),
+            Route("/metrics", metrics),
+        ],
+        middleware=[
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID"],
+                max_age=600,
+            ),
+        ],
         lifespan=lifespan,
     )

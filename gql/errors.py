@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLSyntaxError, ValuesOfCorrectTypeRule, specified_rules
+from graphql import ASTValidationRule, GraphQLError, GraphQLSyntaxError, ValuesOfCorrectTypeRule
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 
@@ -24,6 +24,7 @@ from repo.errors import (
 log = logging.getLogger("helpline.errors")
 
 BAD_USER_INPUT = "BAD_USER_INPUT"
+UNAUTHENTICATED = "UNAUTHENTICATED"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 MASKED_MESSAGE = "Internal server error"
 
@@ -36,6 +37,24 @@ CODES: dict[type[HelplineError], str] = {
 }
 
 
+class ApiError(Exception):
+    """A refusal decided by the API layer itself (authentication, authorization, arguments)."""
+
+    code = BAD_USER_INPUT
+
+
+class BadUserInput(ApiError):
+    code = BAD_USER_INPUT
+
+
+class Unauthenticated(ApiError):
+    code = UNAUTHENTICATED
+
+
+class Forbidden(ApiError):
+    code = "FORBIDDEN"
+
+
 @dataclass(frozen=True, slots=True)
 class Classified:
     code: str
@@ -45,6 +64,8 @@ class Classified:
 def classify(error: GraphQLError) -> Classified:
     """Decide an error's ``extensions.code`` and whether its message must be hidden."""
     original = error.original_error
+    if isinstance(original, ApiError):
+        return Classified(original.code, masked=False)
     if isinstance(original, HelplineError):
         for error_type, code in CODES.items():
             if isinstance(original, error_type):
@@ -76,18 +97,21 @@ class _CodedValuesOfCorrectTypeRule(ValuesOfCorrectTypeRule):
         super().report_error(error)
 
 
-# Built once, so ValidationCache (keyed on the rule classes) keeps hitting.
-VALIDATION_RULES = tuple(
-    _CodedValuesOfCorrectTypeRule if rule is ValuesOfCorrectTypeRule else rule
-    for rule in specified_rules
-)
+def coded_rules(rules: Iterable[type[ASTValidationRule]]) -> tuple[type[ASTValidationRule], ...]:
+    """``rules`` with literal input errors coded BAD_USER_INPUT."""
+    return tuple(
+        _CodedValuesOfCorrectTypeRule if rule is ValuesOfCorrectTypeRule else rule for rule in rules
+    )
 
 
 class CodedInputErrors(SchemaExtension):
-    """Validate with VALIDATION_RULES, which code literal input errors as BAD_USER_INPUT."""
+    """Validate with a fixed tuple of rules (build it once: ValidationCache keys on it)."""
+
+    def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
+        self.rules = rules
 
     def on_operation(self) -> Iterator[None]:
-        self.execution_context.validation_rules = VALIDATION_RULES
+        self.execution_context.validation_rules = self.rules
         yield
 
 
@@ -121,6 +145,12 @@ def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
 
 class HelplineSchema(strawberry.Schema):
     """Logs unexpected errors with their traceback and request id; expected ones quietly."""
+
+    @staticmethod
+    def remove_field_suggestion(error: GraphQLError) -> None:
+        """With suggestions disabled, cut every "Did you mean ...?" (args, types, enums too)."""
+        if "Did you mean" in error.message:
+            error.message = error.message.split("Did you mean")[0].strip()
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

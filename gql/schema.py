@@ -1,14 +1,25 @@
-"""The schema: Query and Mutation resolvers, each one call into the repository."""
+"""The schema: Query and Mutation resolvers, each an authorization check and a repository call."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
 from uuid import UUID
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from graphql import NoSchemaIntrospectionCustomRule, specified_rules
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import Info
 
-from gql.errors import CodedInputErrors, HelplineSchema
+from gql import authz
+from gql.auth import Caller
+from gql.errors import CodedInputErrors, HelplineSchema, coded_rules
 from gql.types import (
     AdminConversationPayload,
     Conversation,
@@ -17,23 +28,48 @@ from gql.types import (
     RepairReport,
 )
 from repo import conversations, integrity, messages
-from repo.ids import ConversationId, CustomerId
+from repo.config import Settings
+from repo.ids import ConversationId
+from repo.users import NewUser
+
+CustomerIdArgument = Annotated[
+    UUID | None,
+    strawberry.argument(
+        name="customerId",
+        description="Defaults to the caller; required for admin and service callers.",
+    ),
+]
+
+
+def caller_of(info: Info[Any, Any]) -> Caller:
+    caller: Caller = info.context["caller"]
+    return caller
 
 
 @strawberry.type
 class Query:
     @strawberry.field(description="The customer's admin conversation; null while none exists.")
-    def admin_conversation(self, customer_id: UUID) -> Conversation | None:
-        found = conversations.find_admin_conversation(CustomerId(customer_id))
+    def admin_conversation(
+        self, info: Info[Any, Any], customer_id: CustomerIdArgument = None
+    ) -> Conversation | None:
+        customer = authz.customer_to_open(caller_of(info), customer_id)
+        found = conversations.find_admin_conversation(customer)
         return Conversation.from_view(found) if found else None
 
     @strawberry.field
-    def conversation(self, id: UUID) -> Conversation | None:
-        found = conversations.find_conversation(ConversationId(id))
+    def conversation(
+        self,
+        info: Info[Any, Any],
+        id: UUID,
+    ) -> Conversation | None:
+        found = authz.readable_conversation(
+            caller_of(info), lambda: conversations.find_conversation(ConversationId(id))
+        )
         return Conversation.from_view(found) if found else None
 
-    @strawberry.field
-    def integrity(self) -> IntegrityReport:
+    @strawberry.field(description="Data integrity checks, for admins and operators.")
+    def integrity(self, info: Info[Any, Any]) -> IntegrityReport:
+        authz.require_operator(caller_of(info))
         return IntegrityReport()
 
 
@@ -43,30 +79,59 @@ class Mutation:
         description="Get or create the customer's admin conversation (idempotent); "
         "creates the customer's profile from users when it is missing."
     )
-    def admin_conversation(self, customer_id: UUID) -> AdminConversationPayload:
-        result = conversations.get_or_create_admin_conversation(CustomerId(customer_id))
+    def admin_conversation(
+        self, info: Info[Any, Any], customer_id: CustomerIdArgument = None
+    ) -> AdminConversationPayload:
+        caller = caller_of(info)
+        customer = authz.customer_to_open(caller, customer_id)
+        signing_up = caller.user_id == customer and caller.email is not None
+        new_user = NewUser(caller.email, caller.full_name) if signing_up and caller.email else None
+        result = conversations.get_or_create_admin_conversation(customer, new_user=new_user)
         return AdminConversationPayload.from_result(result)
 
-    @strawberry.mutation(description="Send a message (1 to 4,000 characters) as the customer.")
-    def send_message(self, conversation_id: UUID, content: str) -> Message:
-        sent = messages.send_message(ConversationId(conversation_id), content)
-        return Message.from_view(sent)
+    @strawberry.mutation(
+        description="Send a message (1 to 4,000 characters) as the caller; "
+        "service callers send as the conversation's admin."
+    )
+    def send_message(self, info: Info[Any, Any], conversation_id: UUID, content: str) -> Message:
+        conversation = ConversationId(conversation_id)
+        sender = authz.sender_in(
+            caller_of(info), lambda: conversations.find_conversation_owner(conversation)
+        )
+        return Message.from_view(messages.send_message(conversation, content, sender_id=sender))
 
     @strawberry.mutation(
         description="Create missing profiles of orphaned conversations from users. "
-        "Dry run by default; idempotent."
+        "Dry run by default; idempotent. Applying it is for the service role."
     )
-    def repair_orphaned_conversations(self, dry_run: bool = True) -> RepairReport:
+    def repair_orphaned_conversations(
+        self, info: Info[Any, Any], dry_run: bool = True
+    ) -> RepairReport:
+        authz.require_repair(caller_of(info), dry_run=dry_run)
         return RepairReport.from_view(integrity.repair_orphaned_conversations(dry_run=dry_run))
 
 
-schema = HelplineSchema(
-    query=Query,
-    mutation=Mutation,
-    config=StrawberryConfig(disable_field_suggestions=False),
-    extensions=[
-        CodedInputErrors,
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
-    ],
-)
+def build_schema(settings: Settings) -> HelplineSchema:
+    """The schema with its limits; in production also no introspection and no suggestions."""
+    limits = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
+    if settings.is_production:
+        limits.append(NoSchemaIntrospectionCustomRule)
+    # Built once per schema, so ValidationCache (keyed on the rule classes) keeps hitting.
+    rules = (*coded_rules(specified_rules), *limits)
+    return HelplineSchema(
+        query=Query,
+        mutation=Mutation,
+        config=StrawberryConfig(disable_field_suggestions=settings.is_production),
+        extensions=[
+            lambda: CodedInputErrors(rules),
+            lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+        ],
+    )
+
+
+schema = build_schema(Settings())

@@ -1,9 +1,9 @@
-"""The GraphQL HTTP view: operations run in a worker thread, refusals answer as GraphQL errors."""
+"""The GraphQL HTTP view: authentication, operations in a worker thread, GraphQL-over-HTTP."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 from uuid import uuid4
 
 from cross_web import HTTPException
@@ -13,18 +13,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gql.errors import add_codes
+from gql.auth import AuthenticationFailed, Authenticator, Caller
+from gql.errors import UNAUTHENTICATED, add_codes
 
 REQUEST_ID_HEADER = "X-Request-ID"
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_WWW_AUTHENTICATE = 'Bearer realm="helpline"'
 
 _HTTP_CODES = {
     400: "BAD_REQUEST",
+    401: UNAUTHENTICATED,
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
@@ -32,10 +36,12 @@ _HTTP_CODES = {
 }
 
 
-class MethodNotAllowed(HTTPException):
-    def __init__(self, reason: str, allow: str) -> None:
-        super().__init__(405, reason)
-        self.allow = allow
+class Refusal(HTTPException):
+    """A request refused before execution, with extra response headers."""
+
+    def __init__(self, status_code: int, reason: str, headers: dict[str, str]) -> None:
+        super().__init__(status_code, reason)
+        self.headers = headers
 
 
 class HelplineGraphQL(GraphQL[dict[str, Any], None]):
@@ -45,6 +51,10 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
     stall every other request.
     """
 
+    def __init__(self, schema: Any, authenticator: Authenticator, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self.authenticator = authenticator
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -52,7 +62,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         try:
             response = await self.run(Request(scope, receive))
         except HTTPException as exc:
-            response = _refusal(exc)
+            response = refusal(exc.status_code, exc.reason, getattr(exc, "headers", None))
         await response(scope, receive, send)
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
@@ -72,30 +82,97 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         method = request_adapter.method
-        allowed = OperationType.from_http(method)
+        if accepts_graphql_response(request):
+            sub_response.media_type = GRAPHQL_RESPONSE_JSON
         try:
             result = await run_in_threadpool(
-                self.schema.execute_sync,
-                request_data.query,
-                variable_values=request_data.variables,
-                context_value=context,
-                root_value=root_value,
-                operation_name=request_data.operation_name,
-                allowed_operation_types=allowed,
-                operation_extensions=request_data.extensions,
+                self._authenticate_and_execute, request, context, root_value, request_data
             )
         except InvalidOperationTypeError as exc:
-            raise MethodNotAllowed(exc.as_http_error_reason(method) + "; use POST", "POST") from exc
+            reason = exc.as_http_error_reason(method) + "; use POST"
+            raise Refusal(405, reason, {"Allow": "POST"}) from exc
         except CannotGetOperationTypeError as exc:
             raise HTTPException(400, exc.as_http_error_reason()) from exc
         except MissingQueryError as exc:
             raise HTTPException(400, "No GraphQL query found in the request") from exc
-        return add_codes(result, context["request_id"])
+        except AuthenticationFailed as exc:
+            raise Refusal(401, str(exc), {"WWW-Authenticate": _WWW_AUTHENTICATE}) from exc
+        add_codes(result, context["request_id"])
+        self._set_status(result, sub_response)
+        return result
+
+    def _authenticate_and_execute(
+        self,
+        request: Request,
+        context: dict[str, Any],
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Runs in a worker thread: verifying a token may fetch a JWKS document."""
+        caller: Caller = self.authenticator.authenticate(request.headers.get("authorization"))
+        context["caller"] = caller
+        return self.schema.execute_sync(
+            request_data.query,
+            variable_values=request_data.variables,
+            context_value=context,
+            root_value=root_value,
+            operation_name=request_data.operation_name,
+            allowed_operation_types=OperationType.from_http(request_method(request)),
+            operation_extensions=request_data.extensions,
+        )
+
+    @staticmethod
+    def _set_status(result: ExecutionResult, sub_response: Response) -> None:
+        errors = result.errors or []
+        if any((e.extensions or {}).get("code") == UNAUTHENTICATED for e in errors):
+            sub_response.status_code = 401
+            sub_response.headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
+        elif sub_response.media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):
+            sub_response.status_code = 400
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        if accepts_graphql_response(request) and is_request_error(result):
+            response.pop("data", None)  # the spec: no data entry when execution never started
+        return response
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if sub_response.media_type:
+            response.headers["content-type"] = sub_response.media_type
+        return response
 
 
-def _refusal(exc: HTTPException) -> Response:
+def accepts_graphql_response(request: Request) -> bool:
+    """Whether the client's Accept header lists the GraphQL-over-HTTP media type (q above 0)."""
+    for item in request.headers.get("accept", "").split(","):
+        media_type, *params = (part.strip().lower() for part in item.split(";"))
+        if media_type == GRAPHQL_RESPONSE_JSON:
+            weights = [p.removeprefix("q=") for p in params if p.startswith("q=")]
+            try:
+                return not weights or float(weights[0]) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def request_method(request: Request) -> Literal["GET", "POST"]:
+    """The view's route only admits GET and POST."""
+    return "GET" if request.method == "GET" else "POST"
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """Parse, validation or variable errors: execution never started."""
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(e.path is None for e in errors)
+
+
+def refusal(status_code: int, reason: str, headers: dict[str, str] | None = None) -> Response:
     """A request refused before execution, as a GraphQL error body with a code."""
-    code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
-    body = {"errors": [{"message": exc.reason, "extensions": {"code": code}}]}
-    headers = {"Allow": exc.allow} if isinstance(exc, MethodNotAllowed) else None
-    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+    code = _HTTP_CODES.get(status_code, "BAD_REQUEST")
+    body = {"errors": [{"message": reason, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status_code, headers=headers)

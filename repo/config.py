@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
 DEFAULT_WELCOME_MESSAGE = "Hi! Thanks for reaching out. How can we help you today?"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 MAX_WELCOME_MESSAGE_LENGTH = 4000
+APP_ENVS = ("development", "production")
+MIN_JWT_SECRET_LENGTH = 32
 
 
 class ConfigError(ValueError):
@@ -24,6 +27,16 @@ class Settings:
     db_pool_size: int = 40
     db_pool_timeout: float = 10.0
     sqlite_busy_timeout_ms: int = 5000
+    app_env: str = "development"
+    jwt_secret: str | None = None
+    jwt_jwks: str | None = None
+    jwt_audience: str = "authenticated"
+    cors_origins: tuple[str, ...] = ()
+    metrics_token: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    max_query_depth: int = 10
+    max_aliases: int = 15
+    max_tokens: int = 5000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -38,6 +51,20 @@ class Settings:
             sqlite_busy_timeout_ms=_int(
                 env, "SQLITE_BUSY_TIMEOUT_MS", defaults.sqlite_busy_timeout_ms, minimum=0
             ),
+            app_env=env.get("APP_ENV") or defaults.app_env,
+            jwt_secret=env.get("JWT_SECRET") or None,
+            jwt_jwks=env.get("JWT_JWKS") or None,
+            jwt_audience=env.get("JWT_AUDIENCE") or defaults.jwt_audience,
+            cors_origins=tuple(
+                origin.strip()
+                for origin in env.get("CORS_ORIGINS", "").split(",")
+                if origin.strip()
+            ),
+            metrics_token=env.get("METRICS_TOKEN") or None,
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
+            max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth, minimum=2),
+            max_aliases=_int(env, "MAX_ALIASES", defaults.max_aliases, minimum=1),
+            max_tokens=_int(env, "MAX_TOKENS", defaults.max_tokens, minimum=100),
         )
         settings.validate()
         return settings
@@ -60,6 +87,28 @@ class Settings:
             raise ConfigError(
                 f"WELCOME_MESSAGE: at most {MAX_WELCOME_MESSAGE_LENGTH} characters (a message)"
             )
+        if self.app_env not in APP_ENVS:
+            raise ConfigError(
+                f"APP_ENV: expected one of {', '.join(APP_ENVS)}, got {self.app_env!r}"
+            )
+        if self.jwt_secret is not None and len(self.jwt_secret) < MIN_JWT_SECRET_LENGTH:
+            raise ConfigError(
+                f"JWT_SECRET: must be at least {MIN_JWT_SECRET_LENGTH} characters for HS256"
+            )
+        if self.is_production and not (self.jwt_secret or self.jwt_jwks):
+            raise ConfigError("JWT_SECRET or JWT_JWKS: a key is required when APP_ENV=production")
+        if self.jwt_jwks and urlsplit(self.jwt_jwks).scheme not in ("http", "https", "file"):
+            if not Path(self.jwt_jwks).is_file():
+                raise ConfigError(f"JWT_JWKS: {self.jwt_jwks!r} is neither a URL nor a file")
+        for origin in self.cors_origins:
+            if not urlsplit(origin).scheme or not urlsplit(origin).netloc:
+                raise ConfigError(
+                    f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example"
+                )
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
 
     @property
     def is_sqlite(self) -> bool:

@@ -12,6 +12,7 @@ from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
 from repo.models import Conversation, Profile, User
 from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
+from repo.users import NewUser
 from repo.views import AdminConversation, ConversationView
 
 Customer = Profile.alias("customer")
@@ -19,12 +20,18 @@ Admin = Profile.alias("admin")
 
 
 @unit_of_work
-def get_or_create_admin_conversation(customer_id: CustomerId) -> AdminConversation:
-    """Return the customer's admin conversation, creating profile and conversation if missing."""
+def get_or_create_admin_conversation(
+    customer_id: CustomerId, *, new_user: NewUser | None = None
+) -> AdminConversation:
+    """Return the customer's admin conversation, creating profile and conversation if missing.
+
+    ``new_user`` (from a verified sign-up token) creates the missing ``users`` row first.
+    """
     if found := _find_conversation(Conversation.customer == customer_id):
         return AdminConversation(found, created=False, profile_created=False)
     with write_transaction():
-        profile_created = _ensure_profile(customer_id)
+        user_created = new_user is not None and _ensure_user(customer_id, new_user)
+        profile_created = _ensure_profile(customer_id) or user_created
         existing = _lock_profile(customer_id)
         if existing is None:
             admin_id = _choose_admin(customer_id)
@@ -42,6 +49,17 @@ def get_or_create_admin_conversation(customer_id: CustomerId) -> AdminConversati
 def find_admin_conversation(customer_id: CustomerId) -> ConversationView | None:
     """The customer's admin conversation, or None while there is none (never writes)."""
     return _find_conversation(Conversation.customer == customer_id)
+
+
+@unit_of_work
+def find_conversation_owner(conversation_id: ConversationId) -> CustomerId | None:
+    """The customer of a conversation, or None when it does not exist."""
+    customer_id = (
+        Conversation.select(Conversation.customer)
+        .where(Conversation.id == conversation_id)
+        .scalar()
+    )
+    return None if customer_id is None else CustomerId(customer_id)
 
 
 @unit_of_work
@@ -78,6 +96,17 @@ def _find_conversation(condition: object) -> ConversationView | None:
         updated_at=updated_at,
         last_message_at=last_message_at,
     )
+
+
+def _ensure_user(customer_id: CustomerId, new_user: NewUser) -> bool:
+    """Insert the users row (its trigger adds the profile); False when id or email exist."""
+    inserted = (
+        User.insert(id=customer_id, email=new_user.email, full_name=new_user.full_name)
+        .on_conflict(action="NOTHING")
+        .as_rowcount()
+        .execute()
+    )
+    return bool(inserted)
 
 
 def _ensure_profile(customer_id: CustomerId) -> bool:

@@ -148,3 +148,9 @@ def _integrity_violation(exc: peewee.IntegrityError) -> IntegrityViolation:
     if sqlstate is None:
         sqlstate = getattr(cause, "sqlite_errorname", None)
     return IntegrityViolation(constraint, sqlstate)
+
+
+def check_database() -> None:
+    """One round trip on a pooled connection; raises when the database is unreachable."""
+    with database.connection_context():
+        database.execute_sql("SELECT 1").fetchone()

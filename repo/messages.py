@@ -42,18 +42,18 @@ _INSERT_MESSAGE = {
 
 @unit_of_work
 def send_message(
-    conversation_id: ConversationId, content: str, *, sender_id: ProfileId | None = None
+    conversation_id: ConversationId, content: str, *, sender_id: ProfileId | None
 ) -> MessageView:
-    """Store a message and bump last_message_at; the sender defaults to the customer."""
+    """Store a message and bump last_message_at; no sender means the conversation's admin."""
     validate_content(content)
     with write_transaction():
-        query = Conversation.select(Conversation.customer).where(Conversation.id == conversation_id)
+        query = Conversation.select(Conversation.admin).where(Conversation.id == conversation_id)
         if not is_sqlite():
             query = query.for_update()
-        customer_id = query.scalar()
-        if customer_id is None:
+        admin_id = query.scalar()
+        if admin_id is None:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
-        message_id = post_message(conversation_id, sender_id or ProfileId(customer_id), content)
+        message_id = post_message(conversation_id, sender_id or ProfileId(admin_id), content)
         return _read_message(message_id)
 
 

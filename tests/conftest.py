@@ -26,6 +26,7 @@ POSTGRES_SERVER_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 TEST_WELCOME_MESSAGE = "Welcome to Helpline support!"
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
 TABLES = ("messages", "conversations", "profiles", "users")
 UNREACHABLE = pytest.StashKey[str | None]()
 
@@ -86,7 +87,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, welcome_message=TEST_WELCOME_MESSAGE)
+    return Settings(
+        database_url=database_url,
+        welcome_message=TEST_WELCOME_MESSAGE,
+        jwt_secret=TEST_JWT_SECRET,
+    )
 
 
 @pytest.fixture

@@ -4,22 +4,48 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import pytest
 from starlette.testclient import TestClient
 
 from gql.app import create_app
+from gql.auth import AUTHENTICATED, SERVICE_ROLE
+from gql.tokens import mint
 from repo.config import Settings
+from tests.conftest import TEST_JWT_SECRET
+
+
+def service_token() -> str:
+    return mint(TEST_JWT_SECRET, role=SERVICE_ROLE)
+
+
+def user_token(user_id: UUID, **claims: Any) -> str:
+    return mint(TEST_JWT_SECRET, role=AUTHENTICATED, sub=user_id, **claims)
 
 
 class GraphQLClient:
-    """Posts GraphQL operations the way a frontend does."""
+    """Posts GraphQL operations the way a frontend does, as one caller (a bearer token)."""
 
-    def __init__(self, http: TestClient) -> None:
+    def __init__(self, http: TestClient, token: str | None) -> None:
         self.http = http
+        self.token = token
+
+    def as_(self, token: str | None) -> GraphQLClient:
+        """The same app, called with another token (None: anonymous)."""
+        return GraphQLClient(self.http, token)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def request(self, query: str, **variables: Any) -> Any:
+        return self.http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=self.headers
+        )
 
     def post(self, query: str, **variables: Any) -> dict[str, Any]:
-        response = self.http.post("/graphql", json={"query": query, "variables": variables})
+        response = self.request(query, **variables)
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("application/json")
         body: dict[str, Any] = response.json()
@@ -41,5 +67,6 @@ class GraphQLClient:
 
 @pytest.fixture
 def client(db: Settings) -> Iterator[GraphQLClient]:
+    """The app on the test database, called by an operator (service_role token)."""
     with TestClient(create_app(db), raise_server_exceptions=False) as http:
-        yield GraphQLClient(http)
+        yield GraphQLClient(http, service_token())

@@ -12,8 +12,8 @@ from gql.app import create_app
 from repo.config import Settings
 from repo.ids import ConversationId
 from repo.messages import send_message
-from tests.conftest import QueryLog
-from tests.e2e.conftest import GraphQLClient
+from tests.conftest import TEST_JWT_SECRET, QueryLog
+from tests.e2e.conftest import GraphQLClient, service_token, user_token
 from tests.factories import (
     count_rows,
     make_admin,
@@ -117,7 +117,7 @@ def test_a_conversation_with_profiles_and_a_page_of_messages_costs_two_queries(
         "conversation"
     ]["id"]
     for i in range(20):
-        send_message(ConversationId(conversation_id), f"message {i}")
+        send_message(ConversationId(conversation_id), f"message {i}", sender_id=None)
     queries.statements.clear()
 
     page = client.data(MESSAGES, id=conversation_id, first=20)["conversation"]
@@ -255,7 +255,9 @@ def test_mutations_are_refused_over_get_and_write_nothing(client: GraphQLClient)
 
 def test_queries_work_over_get_and_the_playground_is_served(client: GraphQLClient) -> None:
     response = client.http.get(
-        "/graphql", params={"query": "{ integrity { orphanedConversationCount } }"}
+        "/graphql",
+        params={"query": "{ integrity { orphanedConversationCount } }"},
+        headers=client.headers,
     )
     assert response.json() == {"data": {"integrity": {"orphanedConversationCount": 0}}}
 
@@ -276,13 +278,15 @@ def test_unexpected_failures_are_masked_and_logged_with_the_request_id(
     tmp_path,
     caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
-    unmigrated = Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    unmigrated = Settings(
+        database_url=f"sqlite:///{tmp_path / 'empty.db'}", jwt_secret=TEST_JWT_SECRET
+    )
     with TestClient(create_app(unmigrated), raise_server_exceptions=False) as http:
         caplog.set_level(logging.ERROR, logger="helpline.errors")
         response = http.post(
             "/graphql",
             json={"query": "{ integrity { orphanedConversationCount } }"},
-            headers={"x-request-id": "req-123"},
+            headers={"x-request-id": "req-123", "authorization": f"Bearer {service_token()}"},
         )
 
     assert response.status_code == 200
@@ -298,13 +302,15 @@ def test_an_escaped_foreign_key_violation_is_masked_and_logged_with_its_constrai
     client: GraphQLClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     make_admin()
-    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+    customer_id = make_user()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(customer_id))["adminConversation"][
         "conversation"
     ]["id"]
     make_orphaned_conversation_of(conversation_id)
     caplog.set_level(logging.ERROR)
 
-    error = client.error(SEND, conversationId=conversation_id, content="still there?")
+    customer = client.as_(user_token(customer_id))
+    error = customer.error(SEND, conversationId=conversation_id, content="still there?")
 
     assert error["message"] == "Internal server error"
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"

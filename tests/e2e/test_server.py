@@ -21,6 +21,8 @@ import pytest
 from repo.config import Settings
 from repo.db import postgres_connect_kwargs, sqlite_path
 from repo.demo import LEGACY_CUSTOMER
+from tests.conftest import TEST_JWT_SECRET
+from tests.e2e.conftest import service_token
 from tests.factories import make_admin, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -38,7 +40,12 @@ def free_port() -> int:
 @pytest.fixture
 def server(db: Settings, tmp_path: Path) -> Iterator[str]:
     """`python -m repo seed-demo`, then uvicorn as the Procfile runs it; yields the GraphQL URL."""
-    env = {**os.environ, "DATABASE_URL": db.database_url, "WELCOME_MESSAGE": "Hello from e2e"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db.database_url,
+        "WELCOME_MESSAGE": "Hello from e2e",
+        "JWT_SECRET": TEST_JWT_SECRET,
+    }
     bin_dir = Path(sys.executable).parent
     subprocess.run(
         [sys.executable, "-m", "repo", "seed-demo"],
@@ -86,7 +93,13 @@ def server(db: Settings, tmp_path: Path) -> Iterator[str]:
 
 
 def post(url: str, query: str, **variables: Any) -> dict[str, Any]:
-    response = httpx.post(url, json={"query": query, "variables": variables}, timeout=30)
+    """Post as an operator (service_role token)."""
+    response = httpx.post(
+        url,
+        json={"query": query, "variables": variables},
+        headers={"authorization": f"Bearer {service_token()}"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body

@@ -26,7 +26,9 @@ def conversation() -> ConversationView:
 def test_message_is_sent_by_the_customer_and_bumps_the_conversation(
     conversation: ConversationView,
 ) -> None:
-    message = send_message(conversation.id, "Where is my order?")
+    message = send_message(
+        conversation.id, "Where is my order?", sender_id=conversation.customer.id
+    )
 
     assert message.sender.id == conversation.customer.id
     assert message.content == "Where is my order?"
@@ -37,8 +39,12 @@ def test_message_is_sent_by_the_customer_and_bumps_the_conversation(
     assert message.created_at > conversation.created_at
 
 
+def test_without_a_sender_the_conversations_admin_sends(conversation: ConversationView) -> None:
+    assert send_message(conversation.id, "On it!", sender_id=None).sender == conversation.admin
+
+
 def test_messages_sent_back_to_back_keep_their_order(conversation: ConversationView) -> None:
-    sent = [send_message(conversation.id, f"message {i}").id for i in range(30)]
+    sent = [send_message(conversation.id, f"message {i}", sender_id=None).id for i in range(30)]
 
     page = list_messages(conversation.id, first=100)
 
@@ -50,7 +56,7 @@ def test_messages_sent_back_to_back_keep_their_order(conversation: ConversationV
 def test_pages_walk_every_message_newest_first_exactly_once(
     conversation: ConversationView,
 ) -> None:
-    sent = [send_message(conversation.id, f"m{i}").id for i in range(11)]
+    sent = [send_message(conversation.id, f"m{i}", sender_id=None).id for i in range(11)]
     seen, cursor, pages = [], None, 0
     while True:
         page = list_messages(conversation.id, first=4, after=cursor)
@@ -70,14 +76,17 @@ def test_blank_overlong_or_unstorable_content_is_refused_and_nothing_stored(
 ) -> None:
     for content in ["", "   \n", "x" * (MAX_MESSAGE_LENGTH + 1), "nul\x00byte", "half \ud800"]:
         with pytest.raises(InvalidInput):
-            send_message(conversation.id, content)
+            send_message(conversation.id, content, sender_id=None)
     assert count_rows("messages") == 1
-    assert send_message(conversation.id, "x" * MAX_MESSAGE_LENGTH).content == "x" * 4000
+    assert (
+        send_message(conversation.id, "x" * MAX_MESSAGE_LENGTH, sender_id=None).content
+        == "x" * 4000
+    )
 
 
 def test_sending_to_a_missing_conversation_is_not_found() -> None:
     with pytest.raises(ConversationNotFound):
-        send_message(ConversationId(uuid4()), "hello?")
+        send_message(ConversationId(uuid4()), "hello?", sender_id=None)
 
 
 @pytest.mark.parametrize("first", [0, -1, 101])

@@ -16,8 +16,8 @@ def test_exported_sdl_matches_the_code() -> None:
 def test_sdl_keeps_the_public_contract() -> None:
     sdl = SDL.read_text()
     for line in [
-        "adminConversation(customerId: UUID!): Conversation\n",
-        "adminConversation(customerId: UUID!): AdminConversationPayload!",
+        "customerId: UUID = null\n  ): Conversation\n",
+        "customerId: UUID = null\n  ): AdminConversationPayload!",
         "sendMessage(conversationId: UUID!, content: String!): Message!",
         "repairOrphanedConversations(dryRun: Boolean! = true): RepairReport!",
         "messages(",

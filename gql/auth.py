@@ -1,0 +1,165 @@
+"""Who is calling: Supabase-style JWTs, verified with PyJWT (HS256 secret or RS256/ES256 JWKS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import jwt
+
+from repo.config import Settings
+from repo.ids import CustomerId
+
+ANON = "anon"
+AUTHENTICATED = "authenticated"
+SERVICE_ROLE = "service_role"
+HMAC_ALGORITHMS = ("HS256",)
+ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
+LEEWAY_SECONDS = 30
+
+
+class AuthenticationFailed(Exception):
+    """The credentials are unusable; the message says why without echoing the token."""
+
+
+@dataclass
+class Caller:
+    """The verified identity behind a request. ``is_admin`` is looked up once, when first needed."""
+
+    role: str
+    user_id: CustomerId | None = None
+    email: str | None = None
+    full_name: str | None = None
+    admin_lookup: Callable[[CustomerId], bool] | None = field(default=None, repr=False)
+    _is_admin: bool | None = field(default=None, init=False, repr=False)
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == SERVICE_ROLE
+
+    @property
+    def is_admin(self) -> bool:
+        if self.role != AUTHENTICATED or self.user_id is None or self.admin_lookup is None:
+            return False
+        if self._is_admin is None:
+            self._is_admin = self.admin_lookup(self.user_id)
+        return self._is_admin
+
+
+ANONYMOUS = Caller(role=ANON)
+
+
+class Authenticator:
+    """Verifies bearer tokens against the configured keys; the accepted algorithms are explicit."""
+
+    def __init__(self, settings: Settings, admin_lookup: Callable[[CustomerId], bool]) -> None:
+        self._secret = settings.jwt_secret
+        self._audience = settings.jwt_audience
+        self._admin_lookup = admin_lookup
+        self._jwks = _jwks_source(settings.jwt_jwks) if settings.jwt_jwks else None
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        """The caller for an ``Authorization`` header value (None: anonymous)."""
+        if not authorization:
+            return ANONYMOUS
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed("malformed Authorization header: expected 'Bearer <token>'")
+        claims = self._verify(token.strip())
+        role = claims["role"]
+        if not isinstance(role, str):
+            raise AuthenticationFailed("invalid token: claim 'role' must be a string")
+        if role != AUTHENTICATED:
+            return Caller(role=role)
+        return Caller(
+            role=role,
+            user_id=_subject(claims),
+            email=_string_claim(claims.get("email")),
+            full_name=_string_claim((claims.get("user_metadata") or {}).get("full_name")),
+            admin_lookup=self._admin_lookup,
+        )
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise AuthenticationFailed("malformed token") from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str):
+            raise AuthenticationFailed("malformed token: no algorithm")
+        key = self._key_for(algorithm, header.get("kid"))
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "role"], "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationFailed("token expired") from None
+        except jwt.InvalidSignatureError:
+            raise AuthenticationFailed("bad signature") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthenticationFailed(f"missing required claim '{exc.claim}'") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthenticationFailed("token not valid yet") from None
+        except jwt.InvalidTokenError:
+            raise AuthenticationFailed("invalid token") from None
+        if claims.get("role") == AUTHENTICATED:
+            self._check_audience(claims)
+        return claims
+
+    def _key_for(self, algorithm: str, kid: object) -> Any:
+        if algorithm in HMAC_ALGORITHMS:
+            if self._secret is None:
+                raise AuthenticationFailed("HS256 tokens are not accepted here")
+            return self._secret
+        if algorithm in ASYMMETRIC_ALGORITHMS:
+            if self._jwks is None:
+                raise AuthenticationFailed(f"{algorithm} tokens are not accepted here")
+            if not isinstance(kid, str):
+                raise AuthenticationFailed("token has no key id (kid)")
+            try:
+                signing_key = self._jwks(kid)
+            except (jwt.PyJWKClientError, KeyError):
+                raise AuthenticationFailed("unknown signing key") from None
+            if signing_key.algorithm_name != algorithm:
+                raise AuthenticationFailed(f"key {kid[:32]!r} is not a {algorithm} key")
+            return signing_key.key
+        raise AuthenticationFailed(f"unsupported algorithm {algorithm[:16]!r}")
+
+    def _check_audience(self, claims: dict[str, Any]) -> None:
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if audience is None:
+            raise AuthenticationFailed("missing required claim 'aud'")
+        if self._audience not in audiences:
+            raise AuthenticationFailed("wrong audience")
+
+
+def _subject(claims: dict[str, Any]) -> CustomerId:
+    sub = claims.get("sub")
+    if sub is None:
+        raise AuthenticationFailed("missing required claim 'sub'")
+    try:
+        return CustomerId(UUID(str(sub)))
+    except ValueError:
+        raise AuthenticationFailed("invalid token: claim 'sub' must be a UUID") from None
+
+
+def _string_claim(value: object) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _jwks_source(location: str) -> Callable[[str], jwt.PyJWK]:
+    """Signing keys by kid: a JWKS URL fetched and cached by PyJWKClient, or a file read once."""
+    if urlsplit(location).scheme in ("http", "https"):
+        client = jwt.PyJWKClient(location, cache_keys=True, timeout=5)
+        return client.get_signing_key
+    key_set = jwt.PyJWKSet.from_json(Path(location).read_text())
+    return key_set.__getitem__

@@ -1,0 +1,90 @@
+"""Who may do what: every rule of the roles table, in one place.
+
+| caller                     | may                                                               |
+|----------------------------|-------------------------------------------------------------------|
+| anon                       | nothing but introspection (outside production)                    |
+| customer (authenticated)   | their own admin conversation: get-or-create, read, send           |
+| admin (authenticated)      | every conversation; get-or-create for anyone; integrity; dry runs |
+| service_role               | everything, including repairs that write                          |
+
+A customer asking about someone else's records gets FORBIDDEN whether or not they exist,
+so an id never reveals anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from uuid import UUID
+
+from gql.auth import ANON, AUTHENTICATED, SERVICE_ROLE, Caller
+from gql.errors import BadUserInput, Forbidden, Unauthenticated
+from repo.ids import CustomerId, ProfileId
+from repo.views import ConversationView
+
+KNOWN_ROLES = (ANON, AUTHENTICATED, SERVICE_ROLE)
+
+
+def _known(caller: Caller) -> None:
+    if caller.role == ANON:
+        raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>'")
+    if caller.role not in KNOWN_ROLES:
+        raise Forbidden(f"role {caller.role[:32]!r} may not use this API")
+
+
+def _is_staff(caller: Caller) -> bool:
+    return caller.is_service or caller.is_admin
+
+
+def customer_to_open(caller: Caller, customer_id: UUID | None) -> CustomerId:
+    """Whose admin conversation the caller may read or get-or-create."""
+    _known(caller)
+    if _is_staff(caller):
+        if customer_id is None:
+            raise BadUserInput("customerId is required for admin and service callers")
+        return CustomerId(customer_id)
+    assert caller.user_id is not None
+    if customer_id is not None and customer_id != caller.user_id:
+        raise Forbidden("you may only open your own conversation")
+    return caller.user_id
+
+
+def readable_conversation(
+    caller: Caller, load: Callable[[], ConversationView | None]
+) -> ConversationView | None:
+    """The conversation ``load`` finds, if the caller may read it (staff: None when missing)."""
+    _known(caller)
+    conversation = load()
+    if _is_staff(caller):
+        return conversation
+    if conversation is None or conversation.customer.id != caller.user_id:
+        raise Forbidden("you may only read your own conversation")
+    return conversation
+
+
+def sender_in(caller: Caller, owner_of: Callable[[], CustomerId | None]) -> ProfileId | None:
+    """Who sends when the caller writes to a conversation; ``owner_of`` finds its customer.
+
+    None means the conversation's admin (service callers). A missing conversation is
+    NOT_FOUND for staff (the repository says so) and FORBIDDEN for customers.
+    """
+    _known(caller)
+    if caller.is_service:
+        return None
+    assert caller.user_id is not None
+    if caller.is_admin or owner_of() == caller.user_id:
+        return ProfileId(caller.user_id)
+    raise Forbidden("you may only write in your own conversation")
+
+
+def require_operator(caller: Caller) -> None:
+    """Integrity reads and dry-run repairs: admins and service callers."""
+    _known(caller)
+    if not _is_staff(caller):
+        raise Forbidden("integrity checks are for admins and operators")
+
+
+def require_repair(caller: Caller, *, dry_run: bool) -> None:
+    """A repair that writes is for service callers only."""
+    require_operator(caller)
+    if not dry_run and not caller.is_service:
+        raise Forbidden("only the service role may apply a repair; admins may dry-run it")
