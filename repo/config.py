@@ -97,9 +97,9 @@ class Settings:
             )
         if self.is_production and not (self.jwt_secret or self.jwt_jwks):
             raise ConfigError("JWT_SECRET or JWT_JWKS: a key is required when APP_ENV=production")
-        if self.jwt_jwks and urlsplit(self.jwt_jwks).scheme not in ("http", "https", "file"):
-            if not Path(self.jwt_jwks).is_file():
-                raise ConfigError(f"JWT_JWKS: {self.jwt_jwks!r} is neither a URL nor a file")
+        is_url = urlsplit(self.jwt_jwks or "").scheme in ("http", "https")
+        if self.jwt_jwks and not is_url and not Path(self.jwt_jwks).is_file():
+            raise ConfigError(f"JWT_JWKS: {self.jwt_jwks!r} is neither an https URL nor a file")
         for origin in self.cors_origins:
             if not urlsplit(origin).scheme or not urlsplit(origin).netloc:
                 raise ConfigError(
