@@ -101,6 +101,7 @@ def db(settings: Settings) -> Iterator[Settings]:
     try:
         yield settings
     finally:
+        open_database(settings)  # an app under test may have bound the repository elsewhere
         empty_tables()
         close_database()
 

@@ -1,0 +1,233 @@
+"""A hostile client cannot knock the server over; the endpoint follows GraphQL-over-HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from starlette.testclient import TestClient
+from strawberry.extensions.validation_cache import _get_validate_cache
+
+from gql.app import create_app
+from repo.config import ConfigError, Settings
+from tests.e2e.conftest import GraphQLClient, service_token
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+PING = "{ integrity { orphanedConversationCount } }"
+
+
+def app_client(settings: Settings) -> Iterator[GraphQLClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+        yield GraphQLClient(http, service_token())
+
+
+@pytest.fixture
+def production(db: Settings) -> Iterator[GraphQLClient]:
+    yield from app_client(replace(db, app_env="production", metrics_token="scrape-me"))
+
+
+def still_serving(client: GraphQLClient) -> None:
+    assert client.data(PING) == {"integrity": {"orphanedConversationCount": 0}}
+
+
+def test_a_query_deeper_than_the_limit_is_refused(db: Settings) -> None:
+    for client in app_client(replace(db, max_query_depth=3)):
+        query = (
+            '{ conversation(id: "00000000-0000-4000-8000-000000000000") '
+            "{ messages { edges { node { sender { name } } } } } }"
+        )
+        error = client.error(query)
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert "exceeds maximum operation depth of 3" in error["message"]
+        still_serving(client)
+
+
+def test_deeply_nested_introspection_is_refused(client: GraphQLClient) -> None:
+    nested = "fields { type { " * 8 + "name" + " } }" * 8
+    error = client.error("{ __schema { types { " + nested + " } } }")
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    still_serving(client)
+
+
+def test_ten_thousand_nested_braces_fail_to_parse(client: GraphQLClient) -> None:
+    error = client.error("{" * 10_000 + "}" * 10_000)
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    still_serving(client)
+
+
+def test_a_thousand_aliases_are_refused(client: GraphQLClient) -> None:
+    query = "{ " + " ".join(f"a{i}: __typename" for i in range(1000)) + " }"
+    error = client.error(query)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "1000 aliases found. Allowed: 15" in error["message"]
+    still_serving(client)
+
+
+def test_a_document_with_too_many_tokens_is_refused(client: GraphQLClient) -> None:
+    error = client.error("{ " + "__typename " * 6000 + "}")
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert "more than 5000 tokens" in error["message"]
+    still_serving(client)
+
+
+def test_an_oversized_body_is_refused_with_413(client: GraphQLClient) -> None:
+    padding = " " * (1024 * 1024)
+    declared = client.http.post("/graphql", json={"query": PING + padding}, headers=client.headers)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"query": "' + PING.encode() + b" "
+        for _ in range(20):
+            yield b" " * 65536
+        yield b'"}'
+
+    streamed = client.http.post(
+        "/graphql",
+        content=chunks(),
+        headers=client.headers | {"content-type": "application/json"},
+    )
+
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    still_serving(client)
+
+
+def test_batched_operations_are_refused(client: GraphQLClient) -> None:
+    response = client.http.post(
+        "/graphql", json=[{"query": PING}, {"query": PING}], headers=client.headers
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_form_posts_are_refused_so_no_simple_cross_site_request_runs(client: GraphQLClient) -> None:
+    response = client.http.post("/graphql", data={"query": PING}, headers=client.headers)
+    assert response.status_code in (400, 415)
+    assert "errors" in response.json()
+
+
+def test_the_validation_cache_keeps_hitting_with_the_limits_on(client: GraphQLClient) -> None:
+    cache = _get_validate_cache(256)
+    client.data(PING)
+    hits = cache.cache_info().hits
+
+    client.data(PING)
+    client.data(PING)
+
+    assert cache.cache_info().hits == hits + 2
+
+
+class TestGraphQLResponseMediaType:
+    """Clients accepting application/graphql-response+json get the spec's status codes."""
+
+    @pytest.fixture
+    def modern(self, client: GraphQLClient) -> GraphQLClient:
+        return client
+
+    def post(self, client: GraphQLClient, query: str, **variables: object):  # type: ignore[no-untyped-def]
+        return client.http.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers=client.headers | {"accept": f"{GRAPHQL_RESPONSE}, application/json;q=0.9"},
+        )
+
+    @pytest.mark.parametrize(
+        ("query", "variables", "code"),
+        [
+            ("{ conversation(", {}, "GRAPHQL_PARSE_FAILED"),
+            ("{ nope }", {}, "GRAPHQL_VALIDATION_FAILED"),
+            ("query ($id: UUID!) { conversation(id: $id) { id } }", {"id": "x"}, "BAD_USER_INPUT"),
+        ],
+    )
+    def test_request_errors_are_400_without_data(
+        self, modern: GraphQLClient, query: str, variables: dict[str, str], code: str
+    ) -> None:
+        response = self.post(modern, query, **variables)
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+        body = response.json()
+        assert "data" not in body
+        assert body["errors"][0]["extensions"]["code"] == code
+
+    def test_field_errors_are_200_with_data(self, modern: GraphQLClient) -> None:
+        unknown = "00000000-0000-4000-8000-000000000000"
+        query = f'mutation {{ adminConversation(customerId: "{unknown}") {{ created }} }}'
+        response = self.post(modern, query)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+        assert response.json()["data"] is None
+        assert response.json()["errors"][0]["extensions"]["code"] == "CUSTOMER_NOT_FOUND"
+
+    def test_plain_json_clients_keep_200(self, client: GraphQLClient) -> None:
+        response = client.http.post("/graphql", json={"query": "{ nope }"}, headers=client.headers)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["data"] is None
+
+
+def test_cors_answers_only_listed_origins(db: Settings) -> None:
+    for client in app_client(replace(db, cors_origins=("https://app.example",))):
+        preflight = {
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type",
+        }
+        allowed = client.http.options(
+            "/graphql", headers={"origin": "https://app.example"} | preflight
+        )
+        denied = client.http.options(
+            "/graphql", headers={"origin": "https://evil.example"} | preflight
+        )
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        assert "access-control-allow-origin" not in denied.headers
+        simple = client.http.post(
+            "/graphql",
+            json={"query": PING},
+            headers=client.headers | {"origin": "https://evil.example"},
+        )
+        assert "access-control-allow-origin" not in simple.headers
+
+
+def test_production_hides_the_schema(production: GraphQLClient) -> None:
+    introspection = production.post("{ __schema { queryType { name } } }")
+    assert introspection["data"] is None
+    assert {e["extensions"]["code"] for e in introspection["errors"]} == {
+        "GRAPHQL_VALIDATION_FAILED"
+    }
+    assert production.http.get("/graphql", headers={"accept": "text/html"}).status_code == 404
+    for query in [
+        "{ integrit { orphanedConversationCount } }",
+        '{ conversation(idd: "00000000-0000-4000-8000-000000000000") { id } }',
+    ]:
+        body = production.post(query)
+        assert body["errors"] and "Did you mean" not in str(body["errors"])
+    still_serving(production)
+
+
+def test_production_refuses_to_start_without_a_key() -> None:
+    with pytest.raises(ConfigError, match="JWT_SECRET or JWT_JWKS"):
+        Settings.from_env({"APP_ENV": "production"})
+
+
+def test_health_endpoints_stay_open_and_metrics_need_their_token(
+    production: GraphQLClient,
+) -> None:
+    http = production.http
+    assert http.get("/live").json() == {"status": "ok"}
+    assert http.get("/ready").json() == {"status": "ok"}
+    assert http.get("/metrics").status_code == 401
+    metrics = http.get("/metrics", headers={"authorization": "Bearer scrape-me"})
+    assert metrics.status_code == 200
+    assert "python_info" in metrics.text
+
+
+def test_metrics_are_open_without_a_metrics_token(client: GraphQLClient) -> None:
+    assert client.http.get("/metrics").status_code == 200
+
+
+def test_ready_is_503_when_the_database_is_unreachable(db: Settings) -> None:
+    unreachable = replace(db, database_url="postgresql://postgres@127.0.0.1:9/none")
+    for client in app_client(unreachable):
+        assert client.http.get("/live").status_code == 200
+        response = client.http.get("/ready")
+        assert (response.status_code, response.json()) == (503, {"status": "unavailable"})
