@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -15,6 +16,7 @@ from repo.models import Conversation, Profile, User
 from repo.views import OrphanedConversation, ProfileCoverage, RepairReport
 
 MAX_ORPHANS_LISTED = 100
+DEFAULT_BATCH_SIZE = 1000
 
 # The seed's monitoring query. PostgreSQL runs it as written; SQLite has no ::numeric,
 # so it gets the same figures with a REAL division.
@@ -91,41 +93,70 @@ def profile_coverage() -> ProfileCoverage:
 
 
 @unit_of_work
-def repair_orphaned_conversations(*, dry_run: bool = True) -> RepairReport:
+def repair_orphaned_conversations(
+    *,
+    dry_run: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> RepairReport:
     """Create the missing profiles of orphaned conversations from ``users`` (dry run by default).
 
-    Idempotent: a second apply creates nothing. Orphans whose customer has no ``users``
-    row cannot be healed; they are reported, never deleted.
+    Applies in batches of ``batch_size`` customers, each its own short transaction, so it
+    never holds long locks and can be stopped and rerun: a second apply creates nothing.
+    ``progress`` hears how many customers each batch handled. Orphans whose customer has
+    no ``users`` row cannot be healed; they are reported, never deleted.
     """
-    with write_transaction():
-        before = int(_orphans().count())
-        healable = _orphans().join(User, on=(User.id == Conversation.customer), src=Conversation)
-        if dry_run:
-            created = int(healable.select(fn.COUNT(fn.DISTINCT(Conversation.customer))).scalar())
-            after = before - int(healable.count())
-        else:
-            source = healable.select(
-                Conversation.customer,
-                profile_name(),
-                fn.COALESCE(User.profile_picture_url, ""),
-            ).distinct()
-            created = (
-                Profile.insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
-                .on_conflict(conflict_target=[Profile.id], action="NOTHING")
-                .as_rowcount()
-                .execute()
-            )
-            after = int(_orphans().count())
-        unrepairable = _list_orphans(
-            _orphans()
-            .join(User, JOIN.LEFT_OUTER, on=(User.id == Conversation.customer), src=Conversation)
-            .where(User.id.is_null()),
-            MAX_ORPHANS_LISTED,
-        )
+    if batch_size < 1:
+        raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
+    before = int(_orphans().count())
+    if dry_run:
+        created = int(_healable().select(fn.COUNT(fn.DISTINCT(Conversation.customer))).scalar())
+        after = before - int(_healable().count())
+    else:
+        created, last = 0, None
+        while batch := _next_healable_customers(after_id=last, limit=batch_size):
+            with write_transaction():
+                created += _create_profiles(batch)
+            last = batch[-1]
+            if progress is not None:
+                progress(len(batch))
+        after = int(_orphans().count())
+    unrepairable = _list_orphans(
+        _orphans()
+        .join(User, JOIN.LEFT_OUTER, on=(User.id == Conversation.customer), src=Conversation)
+        .where(User.id.is_null()),
+        MAX_ORPHANS_LISTED,
+    )
     return RepairReport(
         dry_run=dry_run,
-        profiles_created=int(created),
+        profiles_created=created,
         orphaned_conversations_before=before,
         orphaned_conversations_after=after,
         unrepairable=unrepairable,
+    )
+
+
+def _healable() -> peewee.ModelSelect[Conversation]:
+    """Orphaned conversations whose customer has a users row to build a profile from."""
+    return _orphans().join(User, on=(User.id == Conversation.customer), src=Conversation)
+
+
+def _next_healable_customers(*, after_id: CustomerId | None, limit: int) -> list[CustomerId]:
+    """The next customers to heal in customer_id order (keyset: each batch reads only its range)."""
+    query = _healable().select(Conversation.customer)
+    if after_id is not None:
+        query = query.where(Conversation.customer > after_id)
+    rows: Any = query.order_by(Conversation.customer).limit(limit).tuples()
+    return [CustomerId(customer_id) for (customer_id,) in rows]
+
+
+def _create_profiles(customer_ids: list[CustomerId]) -> int:
+    source = User.select(User.id, profile_name(), fn.COALESCE(User.profile_picture_url, "")).where(
+        User.id.in_(customer_ids)
+    )
+    return int(
+        Profile.insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
+        .on_conflict(conflict_target=[Profile.id], action="NOTHING")
+        .as_rowcount()
+        .execute()
     )

@@ -142,3 +142,29 @@ def test_seed_repair_runs_unchanged_once_every_orphan_has_a_user() -> None:
     with database.connection_context():
         names = {r[0] for r in database.execute_sql("SELECT name FROM profiles").fetchall()}
     assert names == {"Ada Admin", "Hal Healable", "x@example.com"}
+
+
+def test_apply_works_in_batches_and_an_interrupted_run_can_be_rerun() -> None:
+    admin_id = make_admin()
+    orphans = [make_orphaned_conversation(make_user(), admin_id) for _ in range(7)]
+    seen: list[int] = []
+
+    def stop_after_first_batch(handled: int) -> None:
+        seen.append(handled)
+        raise KeyboardInterrupt  # the operator's Ctrl-C
+
+    with pytest.raises(KeyboardInterrupt):
+        repair_orphaned_conversations(dry_run=False, batch_size=3, progress=stop_after_first_batch)
+    assert seen == [3]
+    assert count_orphaned_conversations() == 4  # the first batch committed
+
+    batches: list[int] = []
+    report = repair_orphaned_conversations(dry_run=False, batch_size=3, progress=batches.append)
+
+    assert batches == [3, 1]
+    assert (
+        report.profiles_created,
+        report.orphaned_conversations_before,
+        report.orphaned_conversations_after,
+    ) == (4, 4, 0)
+    assert count_rows("conversations") == len(orphans)
