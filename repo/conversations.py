@@ -31,7 +31,7 @@ def get_or_create_admin_conversation(
         return AdminConversation(found, created=False, profile_created=False)
     with write_transaction():
         user_created = new_user is not None and _ensure_user(customer_id, new_user)
-        profile_created = _ensure_profile(customer_id) or user_created
+        profile_created = ensure_profile(customer_id) or user_created
         existing = _lock_profile(customer_id)
         if existing is None:
             admin_id = _choose_admin(customer_id)
@@ -109,7 +109,7 @@ def _ensure_user(customer_id: CustomerId, new_user: NewUser) -> bool:
     return bool(inserted)
 
 
-def _ensure_profile(customer_id: CustomerId) -> bool:
+def ensure_profile(customer_id: CustomerId) -> bool:
     """Create the customer's profile from its users row if missing; True when created."""
     source = User.select(
         User.id,

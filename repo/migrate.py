@@ -20,7 +20,7 @@ def migrations_path(settings: Settings) -> Path:
 
 def migrate(settings: Settings) -> list[str]:
     """Apply every pending migration; return the ids applied (empty when up to date)."""
-    backend = get_backend(_yoyo_url(settings.database_url))
+    backend = get_backend(yoyo_url(settings.database_url))
     migrations = read_migrations(str(migrations_path(settings)))
     with backend.lock():
         pending = backend.to_apply(migrations)
@@ -31,7 +31,7 @@ def migrate(settings: Settings) -> list[str]:
     return applied
 
 
-def _yoyo_url(url: str) -> str:
+def yoyo_url(url: str) -> str:
     if url.startswith("postgres://"):
         return "postgresql://" + url.removeprefix("postgres://")
     return url

@@ -1,0 +1,217 @@
+"""The `helpline` command: integrity checks and repair, database migration and adoption, admins,
+and the server.
+
+Exit codes: 0 all is well, 1 something is wrong in the data (or a step stopped), 2 the command
+could not run (bad settings, database unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg2
+import uvicorn
+from tqdm import tqdm
+
+from repo import admins, checks
+from repo.adopt import STOPPED, Step, adopt
+from repo.config import ConfigError, Settings
+from repo.db import close_database, open_database
+from repo.errors import DatabaseUnavailable, HelplineError
+from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
+from repo.migrate import migrate
+from repo.views import RepairReport
+
+OK, FOUND, CANNOT_RUN = 0, 1, 2
+log = logging.getLogger("helpline.cli")
+
+
+class CannotRun(Exception):
+    """The command could not run; exit 2 with this message."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        settings = Settings.from_env()
+        return int(args.run(settings, args))
+    except (ConfigError, CannotRun) as exc:
+        print(f"helpline: {exc}", file=sys.stderr)
+        return CANNOT_RUN
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="helpline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    integrity = groups.add_parser("integrity", help="check and repair the data").add_subparsers(
+        dest="command", required=True
+    )
+    check = integrity.add_parser("check", help="run every check (exit 1 on a violation)")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument(
+        "--strict", action="store_true", help="users without a profile fail the check too"
+    )
+    check.set_defaults(run=_integrity_check)
+    repair = integrity.add_parser("repair", help="create missing profiles (dry run by default)")
+    repair.add_argument("--apply", action="store_true", help="write; without it nothing changes")
+    repair.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N")
+    repair.set_defaults(run=_integrity_repair)
+
+    db = groups.add_parser("db", help="schema").add_subparsers(dest="command", required=True)
+    db.add_parser("migrate", help="apply pending migrations").set_defaults(run=_db_migrate)
+    adopt_cmd = db.add_parser("adopt", help="bring an existing PostgreSQL database under Helpline")
+    adopt_cmd.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N")
+    adopt_cmd.set_defaults(run=_db_adopt)
+
+    admin = groups.add_parser("admin", help="admins").add_subparsers(dest="command", required=True)
+    add = admin.add_parser("add", help="make the user with this email an admin")
+    add.add_argument("email")
+    add.set_defaults(run=_admin_add)
+
+    serve = groups.add_parser("serve", help="serve the API with uvicorn")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    serve.add_argument(
+        "--workers", type=_positive, default=int(os.environ.get("WEB_CONCURRENCY") or 1)
+    )
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[None]:
+    """The repository bound to the configured database; unreachable means exit 2."""
+    open_database(settings)
+    try:
+        yield
+    except DatabaseUnavailable as exc:
+        raise CannotRun(f"database unavailable: {exc.__cause__ or exc}") from exc
+    finally:
+        close_database()
+
+
+def _integrity_check(settings: Settings, args: argparse.Namespace) -> int:
+    with _database(settings):
+        results = checks.run_checks(strict=args.strict)
+    failed = any(c.status == checks.VIOLATION for c in results)
+    if args.json:
+        print(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in results]}, indent=2))
+    else:
+        for c in results:
+            print(f"{c.status.upper():9} {c.name}: {c.summary}")
+            for item in c.sample:
+                print(f"          - {item}")
+        print("FAILED: invariants are violated" if failed else "OK: every invariant holds")
+    return FOUND if failed else OK
+
+
+def _integrity_repair(settings: Settings, args: argparse.Namespace) -> int:
+    with _database(settings), _progress(enabled=args.apply) as progress:
+        report = repair_orphaned_conversations(
+            dry_run=not args.apply, batch_size=args.batch_size, progress=progress
+        )
+    _print_repair(report)
+    return FOUND if report.orphaned_conversations_after else OK
+
+
+@contextmanager
+def _progress(*, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on a terminal, one log line per batch otherwise."""
+    if enabled and sys.stderr.isatty():
+        with tqdm(unit="customer", desc="repairing", file=sys.stderr) as bar:
+            yield bar.update
+        return
+    done = 0
+
+    def log_batch(count: int) -> None:
+        nonlocal done
+        done += count
+        log.info("repaired a batch of %d customer(s); %d so far", count, done)
+
+    yield log_batch
+
+
+def _print_repair(report: RepairReport) -> None:
+    verb = "would create" if report.dry_run else "created"
+    print(f"{'DRY RUN: ' if report.dry_run else ''}{verb} {report.profiles_created} profile(s)")
+    print(
+        f"orphaned conversations: {report.orphaned_conversations_before} before, "
+        f"{report.orphaned_conversations_after} after"
+    )
+    for orphan in report.unrepairable:
+        print(f"cannot heal {orphan.id}: customer {orphan.customer_id} has no users row")
+    if report.dry_run:
+        print("nothing was written; rerun with --apply to repair")
+
+
+def _db_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    applied = _guarded(lambda: migrate(settings))
+    print(f"applied {', '.join(applied)}" if applied else "migrations: up to date")
+    return OK
+
+
+def _db_adopt(settings: Settings, args: argparse.Namespace) -> int:
+    def report(step: Step) -> None:
+        print(f"{step.status.upper():8} {step.name}: {step.detail}")
+
+    result = _guarded(lambda: adopt(settings, batch_size=args.batch_size, report=report))
+    if result.complete:
+        print("adopted: run `helpline integrity check` to confirm")
+        return OK
+    print("stopped: fix what the stopped step says, then rerun `helpline db adopt`")
+    return FOUND if any(s.status == STOPPED for s in result.steps) else OK
+
+
+def _admin_add(settings: Settings, args: argparse.Namespace) -> int:
+    with _database(settings):
+        try:
+            profile = admins.make_admin(args.email)
+        except HelplineError as exc:
+            print(f"helpline: {exc}", file=sys.stderr)
+            return FOUND
+    print(f"{profile.name} ({args.email}, {profile.id}) is an admin")
+    return OK
+
+
+def _guarded(run: Callable[[], Any]) -> Any:
+    """Run a command that opens its own connections; connection failures mean exit 2."""
+    try:
+        return run()
+    except (psycopg2.OperationalError, DatabaseUnavailable) as exc:
+        raise CannotRun(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
+    except HelplineError as exc:
+        raise CannotRun(str(exc)) from exc
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    uvicorn.run(
+        "gql.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+    )
+    return OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

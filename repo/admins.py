@@ -1,0 +1,28 @@
+"""Admins: the profiles that answer conversations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from repo.conversations import ensure_profile
+from repo.db import unit_of_work, write_transaction
+from repo.errors import CustomerNotFound
+from repo.ids import CustomerId
+from repo.models import Profile, User
+from repo.rows import profile_columns, profile_from
+from repo.views import ProfileView
+
+
+@unit_of_work
+def make_admin(email: str) -> ProfileView:
+    """Make the user with ``email`` an admin, creating their profile if it is missing."""
+    with write_transaction():
+        user_id = User.select(User.id).where(User.email == email).scalar()
+        if user_id is None:
+            raise CustomerNotFound(f"no user with email {email!r}")
+        ensure_profile(CustomerId(user_id))
+        Profile.update(is_admin=True).where(Profile.id == user_id).execute()
+        row: Any = (
+            Profile.select(*profile_columns(Profile)).where(Profile.id == user_id).tuples().get()
+        )
+    return profile_from(row, 0)

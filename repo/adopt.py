@@ -1,0 +1,296 @@
+"""`helpline db adopt`: bring an existing PostgreSQL database (the seed's old shape) under Helpline.
+
+Every step is idempotent and reported, and none holds a long exclusive lock: the foreign key is
+added NOT VALID and validated after the repair; the unique constraint is built CONCURRENTLY and
+attached with USING INDEX. If orphans without a users row remain, adoption stops before
+validating and changes nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2
+from yoyo import get_backend, read_migrations
+
+from repo.checks import FOREIGN_KEY, PROFILE_TRIGGER, UNIQUE_CUSTOMER
+from repo.config import Settings
+from repo.db import close_database, open_database, postgres_connect_kwargs
+from repo.errors import InvalidInput
+from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
+from repo.migrate import migrations_path, yoyo_url
+from repo.views import OrphanedConversation
+
+TABLES = ("users", "profiles", "conversations", "messages")
+LOCK_TIMEOUT = "5s"
+DONE, ALREADY, STOPPED = "done", "already", "stopped"
+
+_TRIGGER_FUNCTION = """
+CREATE OR REPLACE FUNCTION users_create_profile() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO profiles (id, name, avatar_url)
+    VALUES (
+        NEW.id,
+        COALESCE(NULLIF(NEW.full_name, ''), NEW.email, 'User'),
+        COALESCE(NEW.profile_picture_url, '')
+    )
+    ON CONFLICT (id) DO NOTHING;
+    RETURN NEW;
+END;
+$$"""
+_INDEXES = {
+    "profiles_admins_idx": "profiles (created_at, id) WHERE is_admin",
+    "conversations_admin_id_idx": "conversations (admin_id)",
+    "messages_conversation_id_created_at_id_idx": "messages (conversation_id, created_at, id)",
+    "messages_sender_id_idx": "messages (sender_id)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass
+class Adoption:
+    steps: list[Step] = field(default_factory=list)
+    unrepairable: list[OrphanedConversation] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not any(step.status == STOPPED for step in self.steps)
+
+
+def adopt(
+    settings: Settings,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    report: Callable[[Step], None] = lambda step: None,
+) -> Adoption:
+    """Run every adoption step in order, reporting each; stop early when it is unsafe to go on."""
+    if settings.is_sqlite:
+        raise InvalidInput("db adopt is for PostgreSQL; a SQLite database is created by db migrate")
+    result = Adoption()
+
+    def step(name: str, status: str, detail: str) -> None:
+        result.steps.append(Step(name, status, detail))
+        report(result.steps[-1])
+
+    with _autocommit(settings) as sql:
+        missing = [t for t in TABLES if sql("SELECT to_regclass(%s)", (t,))[0][0] is None]
+        if missing:
+            raise InvalidInput(
+                f"tables missing: {', '.join(missing)}; on a new database run `helpline db migrate`"
+            )
+        sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        _add_foreign_key_not_valid(sql, step)
+        _repair(settings, batch_size, step, result)
+        if result.unrepairable:
+            listed = ", ".join(f"{o.id} (customer {o.customer_id})" for o in result.unrepairable)
+            step(
+                "validate " + FOREIGN_KEY,
+                STOPPED,
+                f"orphans whose customer has no users row remain: {listed}. Give each customer "
+                "a users row (or remove the conversation yourself), then rerun; nothing else "
+                "changed",
+            )
+            return result
+        _validate_foreign_key(sql, step)
+        _merge_duplicate_conversations(sql, step)
+        if not _add_unique_constraint(sql, step):
+            return result
+        _add_trigger(sql, step)
+        _add_indexes(sql, step)
+    _mark_migrations(settings, step)
+    return result
+
+
+@contextmanager
+def _autocommit(settings: Settings) -> Iterator[Callable[..., list[Any]]]:
+    """A statement runner on its own autocommit connection (CONCURRENTLY needs one)."""
+    conn = psycopg2.connect(**postgres_connect_kwargs(settings.database_url))
+    conn.autocommit = True
+
+    def sql(statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with conn.cursor() as cursor:
+            cursor.execute(statement, params)
+            return list(cursor.fetchall()) if cursor.description else []
+
+    try:
+        yield sql
+    finally:
+        conn.close()
+
+
+def _constraint_state(sql: Callable[..., list[Any]], name: str) -> bool | None:
+    """None when absent, else whether it is validated."""
+    rows = sql(
+        "SELECT convalidated FROM pg_constraint "
+        "WHERE conname = %s AND conrelid = 'conversations'::regclass",
+        (name,),
+    )
+    return None if not rows else bool(rows[0][0])
+
+
+def _add_foreign_key_not_valid(sql: Callable[..., list[Any]], step: Callable[..., None]) -> None:
+    name = f"add {FOREIGN_KEY} NOT VALID"
+    if _constraint_state(sql, FOREIGN_KEY) is not None:
+        step(name, ALREADY, "the foreign key exists")
+        return
+    sql(
+        f"ALTER TABLE conversations ADD CONSTRAINT {FOREIGN_KEY} "
+        "FOREIGN KEY (customer_id) REFERENCES profiles (id) NOT VALID"
+    )
+    step(name, DONE, "new conversations are checked from now on; old rows are checked below")
+
+
+def _repair(
+    settings: Settings, batch_size: int, step: Callable[..., None], result: Adoption
+) -> None:
+    open_database(settings)
+    try:
+        report = repair_orphaned_conversations(dry_run=False, batch_size=batch_size)
+    finally:
+        close_database()
+    result.unrepairable = report.unrepairable
+    status = DONE if report.profiles_created else ALREADY
+    step(
+        "repair orphaned conversations",
+        status,
+        f"{report.profiles_created} profile(s) created; orphans "
+        f"{report.orphaned_conversations_before} -> {report.orphaned_conversations_after}",
+    )
+
+
+def _validate_foreign_key(sql: Callable[..., list[Any]], step: Callable[..., None]) -> None:
+    name = f"validate {FOREIGN_KEY}"
+    if _constraint_state(sql, FOREIGN_KEY):
+        step(name, ALREADY, "validated")
+        return
+    sql(f"ALTER TABLE conversations VALIDATE CONSTRAINT {FOREIGN_KEY}")
+    step(name, DONE, "every conversation's customer has a profile")
+
+
+def _merge_duplicate_conversations(
+    sql: Callable[..., list[Any]], step: Callable[..., None]
+) -> None:
+    """Keep each customer's oldest conversation; move the others' messages into it."""
+    customers = sql(
+        "SELECT customer_id FROM conversations GROUP BY customer_id HAVING COUNT(*) > 1"
+    )
+    merged = []
+    for (customer_id,) in customers:
+        sql("BEGIN")
+        try:
+            ids = [
+                str(row[0])
+                for row in sql(
+                    "SELECT id FROM conversations WHERE customer_id = %s "
+                    "ORDER BY created_at, id FOR UPDATE",
+                    (customer_id,),
+                )
+            ]
+            keep, others = ids[0], ids[1:]
+            sql(
+                "UPDATE messages SET conversation_id = %s WHERE conversation_id = ANY(%s::uuid[])",
+                (keep, others),
+            )
+            sql(
+                "UPDATE conversations c SET last_message_at = m.latest, "
+                "updated_at = GREATEST(c.updated_at, m.latest) "
+                "FROM (SELECT max(created_at) AS latest FROM messages "
+                "WHERE conversation_id = %s) m "
+                "WHERE c.id = %s AND m.latest IS NOT NULL",
+                (keep, keep),
+            )
+            sql("DELETE FROM conversations WHERE id = ANY(%s::uuid[])", (others,))
+            sql("COMMIT")
+        except BaseException:
+            sql("ROLLBACK")
+            raise
+        merged.append(f"customer {customer_id}: kept {keep}, merged {', '.join(others)}")
+    if merged:
+        step("merge duplicate conversations", DONE, "; ".join(merged))
+    else:
+        step("merge duplicate conversations", ALREADY, "no customer has two conversations")
+
+
+def _add_unique_constraint(sql: Callable[..., list[Any]], step: Callable[..., None]) -> bool:
+    name = f"add {UNIQUE_CUSTOMER}"
+    if _constraint_state(sql, UNIQUE_CUSTOMER) is not None:
+        step(name, ALREADY, "the unique constraint exists")
+        return True
+    invalid = sql(
+        "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = %s AND NOT i.indisvalid",
+        (UNIQUE_CUSTOMER,),
+    )
+    if invalid:  # left by an interrupted CREATE INDEX CONCURRENTLY
+        sql(f"DROP INDEX CONCURRENTLY IF EXISTS {UNIQUE_CUSTOMER}")
+    try:
+        sql(
+            f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {UNIQUE_CUSTOMER} "
+            "ON conversations (customer_id)"
+        )
+    except psycopg2.errors.UniqueViolation:
+        sql(f"DROP INDEX CONCURRENTLY IF EXISTS {UNIQUE_CUSTOMER}")
+        step(
+            name,
+            STOPPED,
+            "a duplicate conversation appeared while the index was built "
+            "(is an old app version still writing?); rerun adopt",
+        )
+        return False
+    sql(
+        f"ALTER TABLE conversations ADD CONSTRAINT {UNIQUE_CUSTOMER} "
+        f"UNIQUE USING INDEX {UNIQUE_CUSTOMER}"
+    )
+    step(name, DONE, "built concurrently and attached")
+    return True
+
+
+def _add_trigger(sql: Callable[..., list[Any]], step: Callable[..., None]) -> None:
+    name = f"add trigger {PROFILE_TRIGGER}"
+    exists = sql(
+        "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = 'users'::regclass",
+        (PROFILE_TRIGGER,),
+    )
+    if exists:
+        step(name, ALREADY, "new users get a profile")
+        return
+    sql(_TRIGGER_FUNCTION)
+    sql(
+        f"CREATE TRIGGER {PROFILE_TRIGGER} AFTER INSERT ON users "
+        f"FOR EACH ROW EXECUTE FUNCTION {PROFILE_TRIGGER}()"
+    )
+    step(name, DONE, "new users get a profile in the same transaction")
+
+
+def _add_indexes(sql: Callable[..., list[Any]], step: Callable[..., None]) -> None:
+    missing = [n for n in _INDEXES if sql("SELECT to_regclass(%s)", (n,))[0][0] is None]
+    for index in missing:
+        sql(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {_INDEXES[index]}")
+    step(
+        "add indexes",
+        DONE if missing else ALREADY,
+        f"created {', '.join(missing)}" if missing else "all present",
+    )
+
+
+def _mark_migrations(settings: Settings, step: Callable[..., None]) -> None:
+    backend = get_backend(yoyo_url(settings.database_url))
+    migrations = read_migrations(str(migrations_path(settings)))
+    with backend.lock():
+        unmarked = backend.to_apply(migrations)
+        backend.mark_migrations(unmarked)
+    step(
+        "record migrations",
+        DONE if unmarked else ALREADY,
+        f"marked {', '.join(m.id for m in unmarked)} as applied" if unmarked else "up to date",
+    )

@@ -1,0 +1,170 @@
+"""`helpline integrity check`: every invariant and safeguard of the post-mortem, checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from peewee import JOIN, fn
+
+from repo.db import database, is_sqlite, unit_of_work
+from repo.integrity import count_orphaned_conversations, find_orphaned_conversations
+from repo.models import Conversation, Profile, User
+
+OK, WARNING, VIOLATION = "ok", "warning", "violation"
+SAMPLE_SIZE = 10
+FOREIGN_KEY = "conversations_customer_id_fkey"
+UNIQUE_CUSTOMER = "conversations_customer_id_key"
+PROFILE_TRIGGER = "users_create_profile"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: str
+    summary: str
+    count: int | None = None
+    sample: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "summary": self.summary,
+            "count": self.count,
+            "sample": self.sample,
+        }
+
+
+@unit_of_work
+def run_checks(*, strict: bool = False) -> list[Check]:
+    """Run every check; users without a profile are a warning unless ``strict``."""
+    return [
+        _orphaned_conversations(),
+        _users_without_profile(strict=strict),
+        _conversations_with_non_admin_admin(),
+        _customers_with_several_conversations(),
+        _constraint(FOREIGN_KEY, "foreign key conversations.customer_id -> profiles.id"),
+        _constraint(UNIQUE_CUSTOMER, "one admin conversation per customer"),
+        _trigger(),
+    ]
+
+
+def _counted(name: str, count: int, sample: list[Any], *, what: str, bad: str) -> Check:
+    status = OK if count == 0 else bad
+    return Check(name, status, f"{count} {what}", count, [str(s) for s in sample])
+
+
+def _first(query: Any) -> list[Any]:
+    """The first column of the first SAMPLE_SIZE rows."""
+    return [row[0] for row in query.limit(SAMPLE_SIZE).tuples()]
+
+
+def _orphaned_conversations() -> Check:
+    sample = [o.id for o in find_orphaned_conversations(first=SAMPLE_SIZE)]
+    count = count_orphaned_conversations()
+    return _counted(
+        "orphaned_conversations",
+        count,
+        sample,
+        what="conversation(s) whose customer has no profile",
+        bad=VIOLATION,
+    )
+
+
+def _users_without_profile(*, strict: bool) -> Check:
+    query = (
+        User.select(User.id)
+        .join(Profile, JOIN.LEFT_OUTER, on=(Profile.id == User.id))
+        .where(Profile.id.is_null())
+    )
+    sample = _first(query.order_by(User.created_at))
+    return _counted(
+        "users_without_profile",
+        query.count(),
+        sample,
+        what="user(s) without a profile (healed on first contact)",
+        bad=VIOLATION if strict else WARNING,
+    )
+
+
+def _conversations_with_non_admin_admin() -> Check:
+    admin = Profile.alias("admin_profile")
+    query = (
+        Conversation.select(Conversation.id)
+        .join(admin, JOIN.LEFT_OUTER, on=(admin.id == Conversation.admin))
+        .where(admin.id.is_null() | ~admin.is_admin)
+    )
+    sample = _first(query.order_by(Conversation.created_at))
+    return _counted(
+        "conversations_with_non_admin_admin",
+        query.count(),
+        sample,
+        what="conversation(s) whose admin_id is not an admin",
+        bad=VIOLATION,
+    )
+
+
+def _customers_with_several_conversations() -> Check:
+    query = (
+        Conversation.select(Conversation.customer)
+        .group_by(Conversation.customer)
+        .having(fn.COUNT(Conversation.id) > 1)
+    )
+    sample = _first(query)
+    return _counted(
+        "customers_with_several_conversations",
+        query.count(),
+        sample,
+        what="customer(s) with more than one admin conversation",
+        bad=VIOLATION,
+    )
+
+
+def _constraint(name: str, meaning: str) -> Check:
+    exists, validated = _sqlite_constraint(name) if is_sqlite() else _postgres_constraint(name)
+    if not exists:
+        return Check(name, VIOLATION, f"missing: {meaning}")
+    if not validated:
+        return Check(name, VIOLATION, f"present but not validated: {meaning}")
+    return Check(name, OK, f"present and validated: {meaning}")
+
+
+def _postgres_constraint(name: str) -> tuple[bool, bool]:
+    row = database.execute_sql(
+        "SELECT convalidated FROM pg_constraint "
+        "WHERE conname = %s AND conrelid = 'conversations'::regclass",
+        (name,),
+    ).fetchone()
+    return (row is not None, bool(row and row[0]))
+
+
+def _sqlite_constraint(name: str) -> tuple[bool, bool]:
+    """SQLite keeps constraint names only in the DDL; a foreign key holds if its check is empty."""
+    ddl = database.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'conversations'"
+    ).fetchone()
+    if ddl is None or f"CONSTRAINT {name} " not in ddl[0]:
+        return (False, False)
+    if name != FOREIGN_KEY:
+        return (True, True)
+    violations = database.execute_sql("PRAGMA foreign_key_check(conversations)").fetchall()
+    return (True, not any(row[2] == "profiles" for row in violations))
+
+
+def _trigger() -> Check:
+    if is_sqlite():
+        sql = (
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ? AND tbl_name = 'users'"
+        )
+    else:
+        sql = (
+            "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = 'users'::regclass "
+            "AND NOT tgisinternal AND tgenabled <> 'D'"
+        )
+    present = database.execute_sql(sql, (PROFILE_TRIGGER,)).fetchone() is not None
+    return Check(
+        PROFILE_TRIGGER,
+        OK if present else VIOLATION,
+        ("present" if present else "missing") + ": new users get a profile",
+    )

@@ -1,0 +1,262 @@
+"""The `helpline` command against real databases: exit codes, JSON, repair, admins, adoption."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID, uuid4
+
+import psycopg2
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from gql.cli import main
+from repo.config import Settings
+from repo.conversations import get_or_create_admin_conversation
+from repo.db import close_database, database, open_database
+from repo.models import Profile
+from tests.conftest import POSTGRES_SERVER_URL
+from tests.factories import (
+    count_rows,
+    make_admin,
+    make_legacy_user,
+    make_orphaned_conversation,
+    make_user,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OPS_SQL = Path(__file__).resolve().parents[2] / "schema" / "ops"
+
+
+def helpline(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+def env(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("DATABASE_URL", db.database_url)
+    return db
+
+
+def checks_by_name(output: str) -> dict[str, dict[str, object]]:
+    return {c["name"]: c for c in json.loads(output)["checks"]}
+
+
+def test_a_sound_database_passes_every_check(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_admin()
+    get_or_create_admin_conversation(make_user())
+
+    code, out = helpline("integrity", "check", "--json", capsys=capsys)
+
+    assert code == 0
+    assert json.loads(out)["ok"] is True
+    assert {c["status"] for c in checks_by_name(out).values()} == {"ok"}
+
+
+def test_orphans_fail_the_check_with_their_ids(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orphan = make_orphaned_conversation(make_user(), make_admin())
+
+    code, out = helpline("integrity", "check", "--json", capsys=capsys)
+
+    assert code == 1
+    found = checks_by_name(out)["orphaned_conversations"]
+    assert (found["status"], found["count"], found["sample"]) == ("violation", 1, [str(orphan)])
+
+
+def test_users_without_profile_warn_unless_strict(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_legacy_user()
+
+    code, out = helpline("integrity", "check", capsys=capsys)
+    assert code == 0
+    assert "WARNING   users_without_profile: 1 user(s)" in out
+
+    code, out = helpline("integrity", "check", "--strict", capsys=capsys)
+    assert code == 1
+    assert "VIOLATION users_without_profile" in out
+
+
+def test_a_conversation_held_by_a_non_admin_is_a_violation(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = make_admin()
+    get_or_create_admin_conversation(make_user())
+    with database.connection_context():
+        Profile.update(is_admin=False).where(Profile.id == admin).execute()
+
+    code, out = helpline("integrity", "check", "--json", capsys=capsys)
+
+    assert code == 1
+    assert checks_by_name(out)["conversations_with_non_admin_admin"]["count"] == 1
+
+
+def test_a_check_that_cannot_reach_the_database_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:9/nowhere")
+    assert main(["integrity", "check"]) == 2
+    monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/chat")
+    assert main(["integrity", "check"]) == 2
+    assert "DATABASE_URL: unsupported scheme 'mysql'" in capsys.readouterr().err
+
+
+def test_repair_is_a_dry_run_until_applied(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = make_admin()
+    for _ in range(3):
+        make_orphaned_conversation(make_user(), admin)
+    lost = make_orphaned_conversation(uuid4(), admin)
+
+    code, out = helpline("integrity", "repair", capsys=capsys)
+    assert "DRY RUN: would create 3 profile(s)" in out
+    assert count_rows("profiles") == 1
+
+    code, out = helpline("integrity", "repair", "--apply", "--batch-size", "2", capsys=capsys)
+    assert "created 3 profile(s)" in out
+    assert "orphaned conversations: 4 before, 1 after" in out
+    assert f"cannot heal {lost}" in out
+    assert code == 1  # an orphan is left
+    assert count_rows("conversations") == 4
+
+
+def test_admin_add_promotes_a_user_and_creates_a_missing_profile(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    legacy = make_legacy_user(email="ops@example.com", full_name="Olga Ops")
+
+    code, out = helpline("admin", "add", "ops@example.com", capsys=capsys)
+
+    assert code == 0 and "Olga Ops" in out
+    with database.connection_context():
+        assert Profile.get_by_id(legacy).is_admin
+    assert helpline("admin", "add", "nobody@example.com", capsys=capsys)[0] == 1
+
+
+def test_db_migrate_is_idempotent(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert helpline("db", "migrate", capsys=capsys) == (0, "migrations: up to date\n")
+
+
+@pytest.fixture
+def seed_shaped_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A PostgreSQL database in the post-mortem's old shape: no foreign key, orphans possible."""
+    server = urlsplit(POSTGRES_SERVER_URL)
+    dbname = f"helpline_adopt_{os.getpid()}_{secrets.token_hex(3)}"
+    janitor = DatabaseJanitor(
+        user=server.username or "postgres",
+        password=server.password,
+        host=server.hostname or "127.0.0.1",
+        port=server.port or 5432,
+        dbname=dbname,
+        maintenance_dbname=server.path.lstrip("/") or "postgres",
+    )
+    with janitor:
+        url = urlunsplit(server._replace(path=f"/{dbname}"))
+        with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+            cursor.execute((FIXTURES / "seed_original_schema.sql").read_text())
+        monkeypatch.setenv("DATABASE_URL", url)
+        yield url
+
+
+def _legacy_rows(url: str, *, lost_customer: bool) -> dict[str, UUID]:
+    """Orphans with users rows, a customer with two conversations, and maybe a lost customer."""
+    ids = {name: uuid4() for name in ("admin", "orphan", "twice", "c1", "c2", "lost", "lost_conv")}
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        for name in ("admin", "orphan", "twice"):
+            cur.execute(
+                "INSERT INTO users (id, email) VALUES (%s, %s)",
+                (str(ids[name]), f"{name}@example.com"),
+            )
+        cur.execute(
+            "INSERT INTO profiles (id, name, is_admin) VALUES (%s, 'Ada', true), "
+            "(%s, 'Twice', false)",
+            (str(ids["admin"]), str(ids["twice"])),
+        )
+        cur.execute(
+            "INSERT INTO conversations (id, customer_id, admin_id) VALUES (%s, %s, %s)",
+            (str(uuid4()), str(ids["orphan"]), str(ids["admin"])),
+        )
+        for conv, offset in (("c1", "2 hours"), ("c2", "1 hour")):
+            cur.execute(
+                "INSERT INTO conversations (id, customer_id, admin_id, created_at) "
+                "VALUES (%s, %s, %s, now() - %s::interval)",
+                (str(ids[conv]), str(ids["twice"]), str(ids["admin"]), offset),
+            )
+            cur.execute(
+                "INSERT INTO messages (conversation_id, sender_id, content) VALUES (%s, %s, %s)",
+                (str(ids[conv]), str(ids["twice"]), f"in {conv}"),
+            )
+        if lost_customer:
+            cur.execute(
+                "INSERT INTO conversations (id, customer_id, admin_id) VALUES (%s, %s, %s)",
+                (str(ids["lost_conv"]), str(ids["lost"]), str(ids["admin"])),
+            )
+    return ids
+
+
+def _seed_orphan_rows(url: str) -> int:
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute((OPS_SQL / "orphaned_conversations.sql").read_text())
+        return len(cursor.fetchall())
+
+
+def test_adoption_ends_validated_with_no_orphans(
+    seed_shaped_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = _legacy_rows(seed_shaped_database, lost_customer=False)
+
+    code, out = helpline("db", "adopt", capsys=capsys)
+
+    assert code == 0, out
+    assert "DONE     merge duplicate conversations: customer " + str(ids["twice"]) in out
+    assert _seed_orphan_rows(seed_shaped_database) == 0
+    code, out = helpline("integrity", "check", "--json", capsys=capsys)
+    assert code == 0, out
+    with psycopg2.connect(seed_shaped_database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT conversation_id::text FROM messages ORDER BY created_at")
+        assert [r[0] for r in cur.fetchall()] == [str(ids["c1"]), str(ids["c1"])]
+    settings = Settings(database_url=seed_shaped_database)
+    open_database(settings)
+    try:
+        assert get_or_create_admin_conversation(ids["twice"]).conversation.id == ids["c1"]  # type: ignore[arg-type]
+    finally:
+        close_database()
+
+    code, out = helpline("db", "adopt", capsys=capsys)
+    assert code == 0
+    assert all(line.startswith(("ALREADY", "adopted")) for line in out.splitlines()), out
+
+
+def test_adoption_stops_before_validating_when_an_orphan_has_no_user(
+    seed_shaped_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = _legacy_rows(seed_shaped_database, lost_customer=True)
+
+    code, out = helpline("db", "adopt", capsys=capsys)
+
+    assert code == 1
+    assert (
+        f"STOPPED  validate conversations_customer_id_fkey: orphans whose customer has no "
+        f"users row remain: {ids['lost_conv']}" in out
+    )
+    with psycopg2.connect(seed_shaped_database) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT conname, convalidated FROM pg_constraint "
+            "WHERE conrelid = 'conversations'::regclass AND contype IN ('f', 'u') "
+            "AND conname LIKE 'conversations_customer%%'"
+        )
+        assert cur.fetchall() == [("conversations_customer_id_fkey", False)]
+        cur.execute("SELECT count(*) FROM conversations")
+        assert cur.fetchone() == (4,)  # duplicates not merged, nothing deleted
+        cur.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'users_create_profile'")
+        assert cur.fetchone() == (0,)
