@@ -79,14 +79,14 @@ class Authenticator:
             role=role,
             user_id=_subject(claims),
             email=_string_claim(claims.get("email")),
-            full_name=_string_claim((claims.get("user_metadata") or {}).get("full_name")),
+            full_name=_string_claim(_metadata(claims).get("full_name")),
             admin_lookup=self._admin_lookup,
         )
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except jwt.InvalidTokenError:
             raise AuthenticationFailed("malformed token") from None
         algorithm = header.get("alg")
         if not isinstance(algorithm, str):
@@ -126,7 +126,7 @@ class Authenticator:
                 raise AuthenticationFailed("token has no key id (kid)")
             try:
                 signing_key = self._jwks(kid)
-            except (jwt.PyJWKClientError, KeyError):
+            except (jwt.PyJWKClientError, jwt.PyJWKSetError, KeyError):
                 raise AuthenticationFailed("unknown signing key") from None
             if signing_key.algorithm_name != algorithm:
                 raise AuthenticationFailed(f"key {kid[:32]!r} is not a {algorithm} key")
@@ -152,13 +152,18 @@ def _subject(claims: dict[str, Any]) -> CustomerId:
         raise AuthenticationFailed("invalid token: claim 'sub' must be a UUID") from None
 
 
+def _metadata(claims: dict[str, Any]) -> dict[str, Any]:
+    metadata = claims.get("user_metadata")
+    return metadata if isinstance(metadata, dict) else {}
+
+
 def _string_claim(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
 def _jwks_source(location: str) -> Callable[[str], jwt.PyJWK]:
-    """Signing keys by kid: a JWKS URL fetched and cached by PyJWKClient, or a file read once."""
-    if urlsplit(location).scheme in ("http", "https"):
+    """Signing keys by kid: an https JWKS URL fetched and cached by PyJWKClient, or a file."""
+    if urlsplit(location).scheme == "https":
         client = jwt.PyJWKClient(location, cache_keys=True, timeout=5)
         return client.get_signing_key
     key_set = jwt.PyJWKSet.from_json(Path(location).read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,14 @@ class Forbidden(ApiError):
     code = "FORBIDDEN"
 
 
+# graphql-core's messages for variable values that do not fit their type (not validation).
+_VARIABLE_COERCION = re.compile(
+    r"Variable '\$\w+' (has invalid value|got invalid value|of required type .* was not provided"
+    r"|of non-null type .* must not be null)"
+)
+MAX_MESSAGE_CHARS = 500
+
+
 @dataclass(frozen=True, slots=True)
 class Classified:
     code: str
@@ -80,7 +89,7 @@ def classify(error: GraphQLError) -> Classified:
     if error.extensions and "code" in error.extensions:
         return Classified(str(error.extensions["code"]), masked=False)
     if original is None:
-        if error.message.startswith("Variable '$"):  # variable values failed to coerce
+        if _VARIABLE_COERCION.match(error.message):
             return Classified(BAD_USER_INPUT, masked=False)
         return Classified("GRAPHQL_VALIDATION_FAILED", masked=False)
     if isinstance(original, (ValueError, TypeError, GraphQLError)):
@@ -132,8 +141,11 @@ def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
     extensions: dict[str, Any] = {**(error.extensions or {}), "code": classified.code}
     if classified.masked and request_id:
         extensions["requestId"] = request_id
+    message = error.message
+    if len(message) > MAX_MESSAGE_CHARS:  # coercion errors echo the value, however large
+        message = message[:MAX_MESSAGE_CHARS] + "…"
     return GraphQLError(
-        MASKED_MESSAGE if classified.masked else error.message,
+        MASKED_MESSAGE if classified.masked else message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,

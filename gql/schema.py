@@ -6,20 +6,15 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import strawberry
-from graphql import NoSchemaIntrospectionCustomRule, specified_rules
-from strawberry.extensions import (
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from graphql import ASTValidationRule, NoSchemaIntrospectionCustomRule, specified_rules
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from gql import authz
 from gql.auth import Caller
 from gql.errors import CodedInputErrors, HelplineSchema, coded_rules
+from gql.limits import OperationLimits, SmallDocumentParserCache, SmallDocumentValidationCache
 from gql.types import (
     AdminConversationPayload,
     Conversation,
@@ -113,14 +108,16 @@ class Mutation:
 
 def build_schema(settings: Settings) -> HelplineSchema:
     """The schema with its limits; in production also no introspection and no suggestions."""
-    limits = [
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
-    ]
+    limits = OperationLimits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_fields=settings.max_fields,
+    )
+    extra: list[type[ASTValidationRule]] = [limits.rule()]
     if settings.is_production:
-        limits.append(NoSchemaIntrospectionCustomRule)
+        extra.append(NoSchemaIntrospectionCustomRule)
     # Built once per schema, so ValidationCache (keyed on the rule classes) keeps hitting.
-    rules = (*coded_rules(specified_rules), *limits)
+    rules = (*coded_rules(specified_rules), *extra)
     return HelplineSchema(
         query=Query,
         mutation=Mutation,
@@ -128,8 +125,8 @@ def build_schema(settings: Settings) -> HelplineSchema:
         extensions=[
             lambda: CodedInputErrors(rules),
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-            lambda: ParserCache(maxsize=256),
-            lambda: ValidationCache(maxsize=256),
+            lambda: SmallDocumentParserCache(maxsize=256),
+            lambda: SmallDocumentValidationCache(maxsize=256),
         ],
     )
 

@@ -59,11 +59,22 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope, receive)
         try:
-            response = await self.run(Request(scope, receive))
+            response = await self.run(request)
         except HTTPException as exc:
-            response = refusal(exc.status_code, exc.reason, getattr(exc, "headers", None))
+            status = 415 if exc.reason == "Unsupported content type" else exc.status_code
+            response = refusal(status, exc.reason, getattr(exc, "headers", None))
+            if accepts_graphql_response(request):
+                response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
         await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """Strawberry's parser, with every malformed body a 400 (never a 500)."""
+        try:
+            return super().parse_json(data)
+        except (RecursionError, UnicodeDecodeError, ValueError) as exc:
+            raise HTTPException(400, "Unable to parse request body as JSON") from exc
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
         header = request.headers.get(REQUEST_ID_HEADER) if isinstance(request, Request) else None

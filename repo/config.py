@@ -37,6 +37,7 @@ class Settings:
     max_query_depth: int = 10
     max_aliases: int = 15
     max_tokens: int = 5000
+    max_fields: int = 2000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +66,7 @@ class Settings:
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth, minimum=2),
             max_aliases=_int(env, "MAX_ALIASES", defaults.max_aliases, minimum=1),
             max_tokens=_int(env, "MAX_TOKENS", defaults.max_tokens, minimum=100),
+            max_fields=_int(env, "MAX_FIELDS", defaults.max_fields, minimum=10),
         )
         settings.validate()
         return settings
@@ -97,8 +99,12 @@ class Settings:
             )
         if self.is_production and not (self.jwt_secret or self.jwt_jwks):
             raise ConfigError("JWT_SECRET or JWT_JWKS: a key is required when APP_ENV=production")
-        is_url = urlsplit(self.jwt_jwks or "").scheme in ("http", "https")
-        if self.jwt_jwks and not is_url and not Path(self.jwt_jwks).is_file():
+        jwks_scheme = urlsplit(self.jwt_jwks or "").scheme
+        if jwks_scheme == "http":
+            raise ConfigError(
+                "JWT_JWKS: use https; keys fetched over http can be swapped in transit"
+            )
+        if self.jwt_jwks and jwks_scheme != "https" and not Path(self.jwt_jwks).is_file():
             raise ConfigError(f"JWT_JWKS: {self.jwt_jwks!r} is neither an https URL nor a file")
         for origin in self.cors_origins:
             if not urlsplit(origin).scheme or not urlsplit(origin).netloc:

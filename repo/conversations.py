@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from peewee import fn
-
 from repo.db import is_sqlite, settings, unit_of_work, write_transaction
 from repo.errors import CustomerNotFound, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
 from repo.models import Conversation, Profile, User
 from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
-from repo.users import NewUser
+from repo.users import NewUser, ensure_profile
 from repo.views import AdminConversation, ConversationView
 
 Customer = Profile.alias("customer")
@@ -107,27 +105,6 @@ def _ensure_user(customer_id: CustomerId, new_user: NewUser) -> bool:
         .execute()
     )
     return bool(inserted)
-
-
-def ensure_profile(customer_id: CustomerId) -> bool:
-    """Create the customer's profile from its users row if missing; True when created."""
-    source = User.select(
-        User.id,
-        profile_name(),
-        fn.COALESCE(User.profile_picture_url, ""),
-    ).where(User.id == customer_id)
-    inserted = (
-        Profile.insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
-        .on_conflict(conflict_target=[Profile.id], action="NOTHING")
-        .as_rowcount()
-        .execute()
-    )
-    return bool(inserted)
-
-
-def profile_name() -> object:
-    """The name a profile made from a users row gets: full_name, else email, else 'User'."""
-    return fn.COALESCE(fn.NULLIF(User.full_name, ""), User.email, "User")
 
 
 def _lock_profile(customer_id: CustomerId) -> ConversationId | None:

@@ -8,11 +8,11 @@ from typing import Any
 import peewee
 from peewee import JOIN, fn
 
-from repo.conversations import profile_name
 from repo.db import database, is_sqlite, unit_of_work, write_transaction
 from repo.errors import InvalidInput
 from repo.ids import ConversationId, CustomerId
 from repo.models import Conversation, Profile, User
+from repo.users import profile_name
 from repo.views import OrphanedConversation, ProfileCoverage, RepairReport
 
 MAX_ORPHANS_LISTED = 100

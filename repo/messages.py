@@ -13,9 +13,10 @@ from peewee import Tuple
 
 from repo.db import database, is_sqlite, unit_of_work, write_transaction
 from repo.errors import ConversationNotFound, InvalidInput
-from repo.ids import ConversationId, MessageId, ProfileId
+from repo.ids import ConversationId, CustomerId, MessageId, ProfileId
 from repo.models import Conversation, Message, Profile
 from repo.rows import profile_columns, profile_from
+from repo.users import ensure_profile
 from repo.views import MessagePage, MessageView
 
 MAX_MESSAGE_LENGTH = 4000
@@ -53,6 +54,8 @@ def send_message(
         admin_id = query.scalar()
         if admin_id is None:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
+        if sender_id is not None:
+            ensure_profile(CustomerId(sender_id))  # a legacy customer writing heals themself
         message_id = post_message(conversation_id, sender_id or ProfileId(admin_id), content)
         return _read_message(message_id)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peewee import fn
+
 from repo.db import unit_of_work
 from repo.ids import CustomerId
-from repo.models import Profile
+from repo.models import Profile, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +23,24 @@ class NewUser:
 def is_admin(user_id: CustomerId) -> bool:
     """True when the user's profile is an admin's (no profile: False)."""
     return bool(Profile.select(Profile.is_admin).where(Profile.id == user_id).scalar() or False)
+
+
+def ensure_profile(customer_id: CustomerId) -> bool:
+    """Create the customer's profile from its users row if missing; True when created."""
+    source = User.select(
+        User.id,
+        profile_name(),
+        fn.COALESCE(User.profile_picture_url, ""),
+    ).where(User.id == customer_id)
+    inserted = (
+        Profile.insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
+        .on_conflict(conflict_target=[Profile.id], action="NOTHING")
+        .as_rowcount()
+        .execute()
+    )
+    return bool(inserted)
+
+
+def profile_name() -> object:
+    """The name a profile made from a users row gets: full_name, else email, else 'User'."""
+    return fn.COALESCE(fn.NULLIF(User.full_name, ""), User.email, "User")

@@ -86,12 +86,10 @@ def make_orphaned_conversation(customer_id: UUID, admin_id: UUID) -> Conversatio
     return ConversationId(conversation_id)
 
 
-def make_orphaned_conversation_of(conversation_id: object) -> None:
-    """Delete the customer's profile under an existing conversation, as legacy data did."""
+def delete_profile_unchecked(profile_id: UUID) -> None:
+    """Delete a profile that rows still reference, as legacy data did."""
     with constraints_bypassed() as cursor:
-        p = _param(cursor)
-        customer = f"SELECT customer_id FROM conversations WHERE id = {p}"
-        cursor.execute(f"DELETE FROM profiles WHERE id = ({customer})", (str(conversation_id),))
+        cursor.execute(f"DELETE FROM profiles WHERE id = {_param(cursor)}", (str(profile_id),))
 
 
 def count_rows(table: str) -> int:

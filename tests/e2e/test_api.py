@@ -16,10 +16,10 @@ from tests.conftest import TEST_JWT_SECRET, QueryLog
 from tests.e2e.conftest import GraphQLClient, service_token, user_token
 from tests.factories import (
     count_rows,
+    delete_profile_unchecked,
     make_admin,
     make_legacy_user,
     make_orphaned_conversation,
-    make_orphaned_conversation_of,
     make_user,
 )
 
@@ -301,16 +301,14 @@ def test_unexpected_failures_are_masked_and_logged_with_the_request_id(
 def test_an_escaped_foreign_key_violation_is_masked_and_logged_with_its_constraint(
     client: GraphQLClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    make_admin()
-    customer_id = make_user()
-    conversation_id = client.data(GET_OR_CREATE, customerId=str(customer_id))["adminConversation"][
+    admin_id = make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
         "conversation"
     ]["id"]
-    make_orphaned_conversation_of(conversation_id)
+    delete_profile_unchecked(admin_id)  # legacy data: the assigned admin's profile is gone
     caplog.set_level(logging.ERROR)
 
-    customer = client.as_(user_token(customer_id))
-    error = customer.error(SEND, conversationId=conversation_id, content="still there?")
+    error = client.error(SEND, conversationId=conversation_id, content="still there?")
 
     assert error["message"] == "Internal server error"
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
@@ -319,3 +317,19 @@ def test_an_escaped_foreign_key_violation_is_masked_and_logged_with_its_constrai
     assert "sqlstate=23503" in logged or "SQLITE_CONSTRAINT_FOREIGNKEY" in logged
     if "23503" in logged:
         assert "constraint=messages_sender_id_fkey" in logged
+
+
+def test_a_customer_whose_profile_is_gone_can_still_write(client: GraphQLClient) -> None:
+    make_admin()
+    customer_id = make_user()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(customer_id))["adminConversation"][
+        "conversation"
+    ]["id"]
+    delete_profile_unchecked(customer_id)
+
+    sent = client.as_(user_token(customer_id)).data(
+        SEND, conversationId=conversation_id, content="hello again"
+    )
+
+    assert sent["sendMessage"]["sender"]["id"] == str(customer_id)
+    assert count_rows("profiles") == 2

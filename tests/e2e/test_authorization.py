@@ -348,3 +348,61 @@ def test_anonymous_callers_may_introspect_outside_production(app_client: GraphQL
     assert app_client.data("{ __schema { queryType { name } } }") == {
         "__schema": {"queryType": {"name": "Query"}}
     }
+
+
+def test_any_admin_may_answer_a_conversation_assigned_to_another(
+    app_client: GraphQLClient, world: World
+) -> None:
+    second_admin = make_admin("Bea Backup")
+    send = (
+        'mutation ($id: UUID!) { sendMessage(conversationId: $id, content: "covering") '
+        "{ sender { id } } }"
+    )
+    sent = app_client.as_(user_token(second_admin)).data(send, id=str(world.conversation))
+    assert sent["sendMessage"]["sender"]["id"] == str(second_admin)
+
+
+def test_a_token_expired_beyond_the_leeway_is_refused(
+    app_client: GraphQLClient, world: World
+) -> None:
+    response = app_client.as_(user_token(world.customer, expires_in=-40)).request(
+        OPERATIONS["read own"]
+    )
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["message"] == "token expired"
+
+
+@pytest.mark.parametrize(
+    "header", [{"alg": "HS256", "kid": 123}, {"alg": "HS256", "crit": ["x"]}, {"alg": 7}]
+)
+def test_odd_token_headers_are_unauthenticated_not_500(
+    app_client: GraphQLClient, world: World, header: dict[str, Any]
+) -> None:
+    head = b64(json.dumps(header).encode())
+    body = b64(json.dumps(claims_for(world.customer)).encode())
+    response = app_client.as_(f"{head}.{body}.c2lnbmF0dXJl").request(OPERATIONS["read own"])
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == UNAUTH
+
+
+def test_odd_user_metadata_does_not_break_sign_up(app_client: GraphQLClient, world: World) -> None:
+    token = jwt.encode(
+        claims_for(uuid4(), email="odd@example.com", user_metadata=["not", "an", "object"]),
+        TEST_JWT_SECRET,
+        algorithm="HS256",
+    )
+    payload = app_client.as_(token).data("mutation { adminConversation { created } }")
+    assert payload == {"adminConversation": {"created": True}}
+
+
+def test_without_a_shared_secret_hs256_tokens_are_refused_even_keyed_with_the_public_key(
+    db: Settings, keys: Keys, world: World
+) -> None:
+    settings = Settings(database_url=db.database_url, jwt_jwks=str(keys.jwks_path))
+    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+        client = GraphQLClient(http, world.token("hs256-public-key"))
+        response = client.request(OPERATIONS["read own"])
+        assert response.status_code == 401
+        assert response.json()["errors"][0]["message"] == "HS256 tokens are not accepted here"
+        rs256 = client.as_(world.token("customer-rs256")).data(OPERATIONS["read own"])
+        assert rs256["adminConversation"]["id"] == str(world.conversation)

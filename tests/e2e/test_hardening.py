@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 from starlette.testclient import TestClient
+from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
 
 from gql.app import create_app
@@ -231,3 +232,79 @@ def test_ready_is_503_when_the_database_is_unreachable(db: Settings) -> None:
         assert client.http.get("/live").status_code == 200
         response = client.http.get("/ready")
         assert (response.status_code, response.json()) == (503, {"status": "unavailable"})
+
+
+def test_fragments_that_spread_each_other_are_measured_once_and_refused(
+    client: GraphQLClient,
+) -> None:
+    levels = 15  # expands to 3**15 selections if each spread were walked again
+    fragments = " ".join(
+        f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} ...F{i + 1} }}" for i in range(levels)
+    )
+    bomb = f"{{ ...F0 }} {fragments} fragment F{levels} on Query {{ __typename }}"
+
+    error = client.error(bomb)
+
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "fields once fragments are expanded. Allowed: 2000" in error["message"]
+    still_serving(client)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"query": "{ __typename }", "variables": {"a": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}}",
+        b'{"query": "{ __typename }\xff\xfe"}',
+    ],
+    ids=["deeply-nested-json", "invalid-utf8"],
+)
+def test_malformed_bodies_are_400_not_500(client: GraphQLClient, body: bytes) -> None:
+    response = client.http.post(
+        "/graphql", content=body, headers=client.headers | {"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    still_serving(client)
+
+
+def test_large_documents_are_not_kept_in_the_caches(client: GraphQLClient) -> None:
+    parsed, validated = _get_parse_cache(256), _get_validate_cache(256)
+    sizes = parsed.cache_info().currsize, validated.cache_info().currsize
+    literal = "x" * 100_000
+
+    error = client.error(f'{{ conversation(id: "{literal}") {{ id }} }}')
+
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert len(error["message"]) < 1000  # the value is not echoed back in full
+    assert (parsed.cache_info().currsize, validated.cache_info().currsize) == sizes
+
+
+def test_the_parser_cache_keeps_hitting(client: GraphQLClient) -> None:
+    cache = _get_parse_cache(256)
+    client.data(PING)
+    hits = cache.cache_info().hits
+    client.data(PING)
+    assert cache.cache_info().hits == hits + 1
+
+
+def test_unused_variables_are_validation_errors_not_input_errors(client: GraphQLClient) -> None:
+    error = client.error("query ($unused: Int) { integrity { orphanedConversationCount } }")
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+def test_refusals_use_the_media_type_the_client_accepts(client: GraphQLClient) -> None:
+    response = client.http.post(
+        "/graphql",
+        content=b"{not json",
+        headers=client.headers | {"content-type": "application/json", "accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    unsupported = client.http.post(
+        "/graphql", content=b"query", headers=client.headers | {"content-type": "text/csv"}
+    )
+    assert unsupported.status_code == 415
+    assert unsupported.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
