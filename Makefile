@@ -7,24 +7,32 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 HOST ?= 127.0.0.1
 
-.PHONY: install run test lint format schema clean
+.PHONY: install browser run test lint format schema clean
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml playground/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	npm ci --prefix playground --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
 run: install
 	$(PY) -m repo seed-demo
 	$(PY) -m gql.tokens --demo --url http://$(HOST):$(PORT)/graphql
 	JWT_SECRET="$${JWT_SECRET:-$$(cat .helpline-dev-secret)}" \
-	  $(VENV)/bin/uvicorn --factory gql.app:create_app --host $(HOST) --port $(PORT) \
-	  --workers $(WEB_CONCURRENCY)
+	  $(VENV)/bin/helpline serve --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY)
 
-test: install lint
+# The playground's browser test drives Debian's Chromium (browser downloads fail here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "note: install Debian's chromium for the browser test (sudo apt-get install chromium)"; fi; }
+
+test: install browser lint
 	$(PY) -m pytest
 
 lint: install

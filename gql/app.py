@@ -8,17 +8,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from gql.auth import Authenticator
 from gql.limits import BodySizeLimit
+from gql.metrics import exposition, refresh_orphan_gauge
+from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
 from gql.schema import build_schema
 from gql.view import HelplineGraphQL, refusal
 from repo.config import ConfigError, Settings
@@ -67,7 +69,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return refusal(401, "metrics need 'Authorization: Bearer <METRICS_TOKEN>'")
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        try:
+            with anyio.fail_after(READY_TIMEOUT_S):
+                await run_in_threadpool(refresh_orphan_gauge)
+        except Exception as exc:
+            log.warning("orphan gauge not refreshed: %s", type(exc).__name__)
+        body, media_type = exposition()
+        return Response(body, media_type=media_type)
 
     view = HelplineGraphQL(
         build_schema(settings),
@@ -80,6 +88,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/live", live),
             Route("/ready", ready),
             Route("/metrics", metrics),
+            *(
+                [Mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="playground")]
+                if not settings.is_production and assets_available()
+                else []
+            ),
         ],
         middleware=[
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),

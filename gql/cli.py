@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +21,7 @@ import psycopg2
 import uvicorn
 from tqdm import tqdm
 
+from gql.logs import LOG_CONFIG
 from repo import admins, checks
 from repo.adopt import STOPPED, Step, adopt
 from repo.config import ConfigError, Settings
@@ -202,12 +204,17 @@ def _guarded(run: Callable[[], Any]) -> Any:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers write their metrics here so /metrics in any of them adds up all of them.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="helpline-metrics-")
     uvicorn.run(
         "gql.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
+        log_config=LOG_CONFIG,
+        access_log=False,
         proxy_headers=True,
     )
     return OK

@@ -13,11 +13,13 @@ from graphql import ASTValidationRule, GraphQLError, GraphQLSyntaxError, ValuesO
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 
+from gql.metrics import FOREIGN_KEY_VIOLATIONS
 from repo.errors import (
     ConversationNotFound,
     CustomerNotFound,
     DatabaseUnavailable,
     HelplineError,
+    IntegrityViolation,
     InvalidInput,
     NoAdminAvailable,
 )
@@ -155,6 +157,14 @@ def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
     )
 
 
+FOREIGN_KEY_SQLSTATES = ("23503", "SQLITE_CONSTRAINT_FOREIGNKEY")
+
+
+def count_foreign_key_violation(original: BaseException | None) -> None:
+    if isinstance(original, IntegrityViolation) and original.sqlstate in FOREIGN_KEY_SQLSTATES:
+        FOREIGN_KEY_VIOLATIONS.labels(original.constraint or "unknown").inc()
+
+
 class HelplineSchema(strawberry.Schema):
     """Logs unexpected errors with their traceback and request id; expected ones quietly."""
 
@@ -170,6 +180,7 @@ class HelplineSchema(strawberry.Schema):
         request_id = request_id_of(execution_context)
         for error in errors:
             classified = classify(error)
+            count_foreign_key_violation(error.original_error)
             if classified.masked:
                 original = error.original_error
                 log.error(

@@ -15,6 +15,7 @@ from gql import authz
 from gql.auth import Caller
 from gql.errors import CodedInputErrors, HelplineSchema, coded_rules
 from gql.limits import OperationLimits, SmallDocumentParserCache, SmallDocumentValidationCache
+from gql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED
 from gql.types import (
     AdminConversationPayload,
     Conversation,
@@ -82,6 +83,10 @@ class Mutation:
         signing_up = caller.user_id == customer and caller.email is not None
         new_user = NewUser(caller.email, caller.full_name) if signing_up and caller.email else None
         result = conversations.get_or_create_admin_conversation(customer, new_user=new_user)
+        if result.created:
+            CONVERSATIONS_CREATED.inc()
+        if result.profile_created:
+            PROFILES_SELF_HEALED.inc()
         return AdminConversationPayload.from_result(result)
 
     @strawberry.mutation(

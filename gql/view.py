@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any, Literal
 from uuid import uuid4
 
 from cross_web import HTTPException
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
@@ -20,6 +21,9 @@ from strawberry.types.graphql import OperationType
 
 from gql.auth import AuthenticationFailed, Authenticator, Caller
 from gql.errors import UNAUTHENTICATED, add_codes
+from gql.logs import log_request
+from gql.metrics import operation_label, record_operation
+from gql.playground import localize
 
 REQUEST_ID_HEADER = "X-Request-ID"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -54,6 +58,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
     def __init__(self, schema: Any, authenticator: Authenticator, **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)
         self.authenticator = authenticator
+        self._page: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,6 +73,11 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             if accepts_graphql_response(request):
                 response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        if self._page is None:
+            self._page = localize(self.graphql_ide_html)
+        return HTMLResponse(self._page)
 
     def parse_json(self, data: str | bytes) -> Any:
         """Strawberry's parser, with every malformed body a 400 (never a 500)."""
@@ -92,11 +102,44 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         root_value: Any,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        method = request_adapter.method
         if accepts_graphql_response(request):
             sub_response.media_type = GRAPHQL_RESPONSE_JSON
+        operation = operation_label(request_data.query, request_data.operation_name)
+        started = time.perf_counter()
+        codes: list[str] = []
+        status = 200
         try:
-            result = await run_in_threadpool(
+            result = await self._execute(request, context, root_value, request_data)
+            add_codes(result, context["request_id"])
+            codes = [str((e.extensions or {}).get("code")) for e in result.errors or []]
+            self._set_status(result, sub_response)
+            return result
+        except HTTPException as exc:
+            status, codes = exc.status_code, [_HTTP_CODES.get(exc.status_code, "BAD_REQUEST")]
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            status = sub_response.status_code or status
+            record_operation(operation, seconds, codes)
+            log_request(
+                request_id=context["request_id"],
+                operation=operation,
+                seconds=seconds,
+                status=status,
+                codes=codes,
+            )
+
+    async def _execute(
+        self,
+        request: Request,
+        context: dict[str, Any],
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Run the operation in a worker thread, turning pre-execution refusals into HTTP ones."""
+        method = request.method
+        try:
+            return await run_in_threadpool(
                 self._authenticate_and_execute, request, context, root_value, request_data
             )
         except InvalidOperationTypeError as exc:
@@ -108,9 +151,6 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             raise HTTPException(400, "No GraphQL query found in the request") from exc
         except AuthenticationFailed as exc:
             raise Refusal(401, str(exc), {"WWW-Authenticate": _WWW_AUTHENTICATE}) from exc
-        add_codes(result, context["request_id"])
-        self._set_status(result, sub_response)
-        return result
 
     def _authenticate_and_execute(
         self,

@@ -154,3 +154,8 @@ def check_database() -> None:
     """One round trip on a pooled connection; raises when the database is unreachable."""
     with database.connection_context():
         database.execute_sql("SELECT 1").fetchone()
+
+
+def pool_connections_in_use() -> int:
+    """Connections of the bound pool now checked out (0 when nothing is bound)."""
+    return len(getattr(database.obj, "_in_use", ()) or ())

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -70,3 +78,68 @@ def client(db: Settings) -> Iterator[GraphQLClient]:
     """The app on the test database, called by an operator (service_role token)."""
     with TestClient(create_app(db), raise_server_exceptions=False) as http:
         yield GraphQLClient(http, service_token())
+
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str  # the GraphQL endpoint
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return self.url.removesuffix("/graphql")
+
+
+@pytest.fixture
+def server(db: Settings, tmp_path: Path) -> Iterator[Server]:
+    """`python -m repo seed-demo`, then `helpline serve` as the Procfile runs it."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": db.database_url,
+        "WELCOME_MESSAGE": "Hello from e2e",
+        "JWT_SECRET": TEST_JWT_SECRET,
+    }
+    bin_dir = Path(sys.executable).parent
+    subprocess.run(
+        [sys.executable, "-m", "repo", "seed-demo"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(bin_dir / "helpline"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/live", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the server did not start: {log_path.read_text()}")
+                time.sleep(0.1)
+        yield Server(url, log_path)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,61 @@
+"""The GraphiQL playground, served with assets Helpline ships itself (no CDN, works offline).
+
+`make install` fetches the exact files Strawberry's page pins (npm, playground/package.json);
+their SRI hashes match, so the page is Strawberry's own with its CDN prefix rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+log = logging.getLogger("helpline")
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "playground" / "node_modules"
+ASSETS_URL = "/graphql-assets"
+REQUIRED_ASSETS = (
+    "react/umd/react.production.min.js",
+    "react-dom/umd/react-dom.production.min.js",
+    "js-cookie/dist/js.cookie.min.js",
+    "graphiql/graphiql.min.js",
+    "graphiql/graphiql.min.css",
+    "@graphiql/plugin-explorer/dist/index.umd.js",
+    "@graphiql/plugin-explorer/dist/style.css",
+)
+_CDN = re.compile(r"https://unpkg\.com/((?:@[^/@\"]+/)?[^/@\"]+)@[^/\"]+/")
+_EXAMPLE_QUERY = re.compile(r"const EXAMPLE_QUERY = `.*?`;", re.S)
+
+# Lands inside a JavaScript template literal: no backticks, no "${".
+WELCOME = """# Helpline playground
+#
+# 1. Open Headers (below) and paste a token
+#    that "make run" printed:
+#    {"Authorization": "Bearer <CUSTOMER_TOKEN>"}
+# 2. Press play (Ctrl-Enter): the customer's
+#    chat opens, with the admin's welcome.
+#
+mutation OpenChat {
+  adminConversation {
+    created
+    profileCreated
+    conversation {
+      admin { name }
+      messages(first: 5) { edges { node { content sender { name } createdAt } } }
+    }
+  }
+}
+"""
+
+
+def assets_available() -> bool:
+    return all((ASSETS_DIR / asset).is_file() for asset in REQUIRED_ASSETS)
+
+
+def localize(page: str) -> str:
+    """Strawberry's GraphiQL page with local assets and Helpline's first query."""
+    page = _EXAMPLE_QUERY.sub(lambda _: f"const EXAMPLE_QUERY = `{WELCOME}`;", page, count=1)
+    if not assets_available():
+        log.warning("playground assets missing in %s: run `make install`", ASSETS_DIR)
+        return page
+    return _CDN.sub(lambda m: f"{ASSETS_URL}/{m.group(1)}/", page)

@@ -1,0 +1,97 @@
+"""Metrics, JSON logs and readiness of the served app."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2 as httpx
+import pytest
+from starlette.testclient import TestClient
+
+from gql.app import create_app
+from repo.config import Settings
+from repo.demo import CUSTOMER, LEGACY_CUSTOMER
+from tests.e2e.conftest import Server, service_token, user_token
+from tests.proxy import TcpProxy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+OPEN = "mutation OpenChat { adminConversation { created profileCreated } }"
+
+
+def post(url: str, query: str, token: str) -> dict[str, Any]:
+    response = httpx.post(
+        url, json={"query": query}, timeout=30, headers={"authorization": f"Bearer {token}"}
+    )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "") + r" (\S+)$"
+    match = re.search("^" + pattern, text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_move_with_traffic_and_logs_are_json_without_secrets(server: Server) -> None:
+    legacy_token = user_token(LEGACY_CUSTOMER.id)
+    before = httpx.get(f"{server.base}/metrics", timeout=10).text
+
+    assert post(server.url, OPEN, user_token(CUSTOMER.id))["data"]["adminConversation"]["created"]
+    healed = post(server.url, OPEN, legacy_token)["data"]["adminConversation"]
+    assert healed == {"created": True, "profileCreated": True}
+    assert "errors" in post(server.url, "query Nope { nope }", service_token())
+
+    after = httpx.get(f"{server.base}/metrics", timeout=10).text
+    grew = {
+        name: metric(after, name, **labels) - metric(before, name, **labels)
+        for name, labels in [
+            ("helpline_graphql_requests_total", {"operation": "OpenChat"}),
+            ("helpline_conversations_created_total", {}),
+            ("helpline_profiles_self_healed_total", {}),
+            ("helpline_graphql_errors_total", {"code": "GRAPHQL_VALIDATION_FAILED"}),
+        ]
+    }
+    assert grew == {
+        "helpline_graphql_requests_total": 2,
+        "helpline_conversations_created_total": 2,
+        "helpline_profiles_self_healed_total": 1,
+        "helpline_graphql_errors_total": 1,
+    }
+    assert metric(after, "helpline_orphaned_conversations") == 0
+    assert "helpline_db_pool_connections_in_use" in after
+    assert (
+        'helpline_graphql_request_duration_seconds_bucket{le="0.5",operation="OpenChat"}' in after
+    )
+
+    time.sleep(0.2)
+    lines = [
+        json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")
+    ]
+    requests = [line for line in lines if line.get("logger") == "helpline.access"]
+    assert {r["operation"] for r in requests} >= {"OpenChat", "Nope"}
+    assert all(r["request_id"] and "duration_ms" in r for r in requests)
+    assert any(r["error_codes"] == ["GRAPHQL_VALIDATION_FAILED"] for r in requests)
+    assert legacy_token not in server.log.read_text()
+
+
+def test_ready_follows_the_database_through_an_outage(postgres_url: str) -> None:
+    """A network fault needs a database server: PostgreSQL, reached through a proxy we cut."""
+    target = urlsplit(postgres_url)
+    with TcpProxy(target.port or 5432) as proxy:
+        netloc = f"{target.username}@127.0.0.1:{proxy.port}"
+        proxied = Settings(database_url=urlunsplit(target._replace(netloc=netloc)))
+        with TestClient(create_app(proxied)) as http:
+            assert http.get("/ready").status_code == 200
+            proxy.cut()
+            assert http.get("/ready").status_code == 503
+            assert http.get("/live").status_code == 200
+            proxy.restore()
+            deadline = time.monotonic() + 10
+            while http.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline, "not ready again after the database returned"
+                time.sleep(0.2)

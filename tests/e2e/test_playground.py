@@ -1,0 +1,85 @@
+"""The GraphiQL playground in a real headless Chromium: offline, a query runs, results show."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from urllib.parse import quote, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from gql.playground import assets_available
+from repo.demo import CUSTOMER
+from tests.e2e.conftest import Server, user_token
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    missing = [
+        what
+        for what, ok in [
+            ("Debian's chromium (make browser)", os.path.exists(CHROMIUM)),
+            ("playground assets (make install)", assets_available()),
+        ]
+        if not ok
+    ]
+    if missing and os.environ.get("CI", "").lower() not in ("true", "1"):
+        pytest.skip(f"the browser test needs {' and '.join(missing)}")
+    assert not missing, f"CI needs {' and '.join(missing)}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def test_the_playground_runs_a_query_with_a_pasted_token_and_no_outside_request(
+    server: Server, browser: Browser
+) -> None:
+    page = browser.new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    query = "{ adminConversation { admin { name } messages { edges { node { content } } } } }"
+    headers = json.dumps({"Authorization": f"Bearer {user_token(CUSTOMER.id)}"})
+    opened = page.request.post(
+        server.url,
+        data={"query": "mutation { adminConversation { created } }"},
+        headers={"authorization": f"Bearer {user_token(CUSTOMER.id)}"},
+    )
+    assert opened.ok
+
+    page.goto(f"{server.url}?q={quote(query)}&headers={quote(headers)}")
+    page.locator(".graphiql-execute-button").click()
+    result = page.locator(".graphiql-response")
+    result.get_by_text("Ada Admin").wait_for(timeout=15_000)
+
+    assert "Hello from e2e" in result.inner_text()
+    hosts = {urlsplit(url).netloc for url in requested if not url.startswith("data:")}
+    assert hosts == {urlsplit(server.url).netloc}, requested
+    page.close()
+
+
+def test_the_first_query_in_the_playground_is_helplines_own(
+    server: Server, browser: Browser
+) -> None:
+    page = browser.new_page()
+    page.goto(server.url)
+    editor = page.locator(".graphiql-query-editor")
+    editor.get_by_text("mutation OpenChat").wait_for(timeout=15_000)
+    assert "Authorization" in editor.inner_text()
+    page.close()
