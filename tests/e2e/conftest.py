@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,8 @@ class Server:
         return self.url.removesuffix("/graphql")
 
 
-@pytest.fixture
-def server(db: Settings, tmp_path: Path) -> Iterator[Server]:
+@contextmanager
+def running_server(db: Settings, log_path: Path, *, workers: int = 1) -> Iterator[Server]:
     """`python -m repo seed-demo`, then `helpline serve` as the Procfile runs it."""
     env = {
         **os.environ,
@@ -109,6 +110,7 @@ def server(db: Settings, tmp_path: Path) -> Iterator[Server]:
         "WELCOME_MESSAGE": "Hello from e2e",
         "JWT_SECRET": TEST_JWT_SECRET,
     }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     bin_dir = Path(sys.executable).parent
     subprocess.run(
         [sys.executable, "-m", "repo", "seed-demo"],
@@ -119,16 +121,23 @@ def server(db: Settings, tmp_path: Path) -> Iterator[Server]:
         timeout=60,
     )
     port = free_port()
-    log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(bin_dir / "helpline"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                str(bin_dir / "helpline"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             env=env,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}/graphql"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
@@ -139,7 +148,13 @@ def server(db: Settings, tmp_path: Path) -> Iterator[Server]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"the server did not start: {log_path.read_text()}")
                 time.sleep(0.1)
-        yield Server(url, log_path)
+        yield Server(f"http://127.0.0.1:{port}/graphql", log_path)
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=15)
+
+
+@pytest.fixture
+def server(db: Settings, tmp_path: Path) -> Iterator[Server]:
+    with running_server(db, tmp_path / "server.log") as running:
+        yield running

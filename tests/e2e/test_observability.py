@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,7 +16,7 @@ from starlette.testclient import TestClient
 from gql.app import create_app
 from repo.config import Settings
 from repo.demo import CUSTOMER, LEGACY_CUSTOMER
-from tests.e2e.conftest import Server, service_token, user_token
+from tests.e2e.conftest import Server, running_server, service_token, user_token
 from tests.proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -95,3 +96,22 @@ def test_ready_follows_the_database_through_an_outage(postgres_url: str) -> None
             while http.get("/ready").status_code != 200:
                 assert time.monotonic() < deadline, "not ready again after the database returned"
                 time.sleep(0.2)
+
+
+def test_metrics_add_up_across_workers(db: Settings, tmp_path: Path) -> None:
+    with running_server(db, tmp_path / "server.log", workers=2) as server:
+        for _ in range(12):
+            post(
+                server.url,
+                "query Counted { integrity { orphanedConversationCount } }",
+                service_token(),
+            )
+        scrapes = {
+            metric(
+                httpx.get(f"{server.base}/metrics", timeout=10).text,
+                "helpline_graphql_requests_total",
+                operation="Counted",
+            )
+            for _ in range(4)
+        }
+    assert scrapes == {12.0}  # every scrape, whichever worker answers it, sees all requests
