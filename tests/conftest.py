@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -55,11 +56,11 @@ def pytest_report_header(config: pytest.Config) -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database of this run's own, dropped at the end."""
+@contextmanager
+def new_postgres_database(prefix: str) -> Iterator[str]:
+    """A database of its own on the test server, dropped on exit; yields its URL."""
     server = urlsplit(POSTGRES_SERVER_URL)
-    dbname = f"helpline_test_{os.getpid()}_{secrets.token_hex(3)}"
+    dbname = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     janitor = DatabaseJanitor(
         user=server.username or "postgres",
         password=server.password,
@@ -70,6 +71,13 @@ def postgres_url() -> Iterator[str]:
     )
     with janitor:
         yield urlunsplit(server._replace(path=f"/{dbname}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this run's own, dropped at the end."""
+    with new_postgres_database("helpline_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
 
 import psycopg2
 import pytest
-from pytest_postgresql.janitor import DatabaseJanitor
 
 from gql.cli import main
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
 from repo.db import close_database, database, open_database
 from repo.models import Profile
-from tests.conftest import POSTGRES_SERVER_URL
+from tests.conftest import new_postgres_database
 from tests.factories import (
     count_rows,
     make_admin,
@@ -150,18 +146,7 @@ def test_db_migrate_is_idempotent(env: Settings, capsys: pytest.CaptureFixture[s
 @pytest.fixture
 def seed_shaped_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A PostgreSQL database in the post-mortem's old shape: no foreign key, orphans possible."""
-    server = urlsplit(POSTGRES_SERVER_URL)
-    dbname = f"helpline_adopt_{os.getpid()}_{secrets.token_hex(3)}"
-    janitor = DatabaseJanitor(
-        user=server.username or "postgres",
-        password=server.password,
-        host=server.hostname or "127.0.0.1",
-        port=server.port or 5432,
-        dbname=dbname,
-        maintenance_dbname=server.path.lstrip("/") or "postgres",
-    )
-    with janitor:
-        url = urlunsplit(server._replace(path=f"/{dbname}"))
+    with new_postgres_database("helpline_adopt") as url:
         with psycopg2.connect(url) as conn, conn.cursor() as cursor:
             cursor.execute((FIXTURES / "seed_original_schema.sql").read_text())
         monkeypatch.setenv("DATABASE_URL", url)
