@@ -14,13 +14,14 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gql.auth import Authenticator
 from gql.limits import BodySizeLimit
 from gql.metrics import exposition, refresh_orphan_gauge
 from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
+from gql.realtime import Hub, LocalListener, PostgresListener
 from gql.schema import build_schema
 from gql.view import HelplineGraphQL, refusal
 from repo.config import ConfigError, Settings
@@ -40,15 +41,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except ConfigError as exc:
             raise SystemExit(f"helpline: {exc}") from None
 
+    hub = Hub(queue_size=settings.ws_queue_size)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         open_database(settings)
         log.info(
             "serving on %s (%s)", "SQLite" if settings.is_sqlite else "PostgreSQL", settings.app_env
         )
+        listener = (
+            LocalListener(hub)
+            if settings.is_sqlite
+            else PostgresListener(hub, settings.database_url)
+        )
+        hub.start()
+        await listener.start()
+        app.state.listener = listener
         try:
             yield
         finally:
+            await listener.stop()
+            await hub.stop()
             close_database()
 
     async def live(request: Request) -> Response:
@@ -80,11 +93,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     view = HelplineGraphQL(
         build_schema(settings),
         authenticator=Authenticator(settings, admin_lookup=is_admin),
+        hub=hub,
+        max_sockets=settings.ws_max_connections,
+        max_subscriptions_per_connection=settings.ws_max_subscriptions,
         graphql_ide=None if settings.is_production else "graphiql",
     )
     return Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
             Route("/live", live),
             Route("/ready", ready),
             Route("/metrics", metrics),

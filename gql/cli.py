@@ -85,7 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
     serve.add_argument(
-        "--workers", type=_positive, default=int(os.environ.get("WEB_CONCURRENCY") or 1)
+        "--workers",
+        type=_positive,
+        default=None,
+        help="uvicorn worker processes (default: WEB_CONCURRENCY, else 1)",
     )
     serve.set_defaults(run=_serve)
     return parser
@@ -204,7 +207,10 @@ def _guarded(run: Callable[[], Any]) -> Any:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    workers = args.workers or settings.web_concurrency
+    if workers > 1 and settings.is_sqlite:
+        raise CannotRun("--workers: SQLite serves one process; use PostgreSQL for more workers")
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers write their metrics here so /metrics in any of them adds up all of them.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="helpline-metrics-")
     uvicorn.run(
@@ -212,7 +218,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=workers,
         log_config=LOG_CONFIG,
         access_log=False,
         proxy_headers=True,

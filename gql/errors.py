@@ -165,6 +165,17 @@ def count_foreign_key_violation(original: BaseException | None) -> None:
         FOREIGN_KEY_VIOLATIONS.labels(original.constraint or "unknown").inc()
 
 
+class StreamErrorCodes(SchemaExtension):
+    """Codes and masks errors of results streamed over WebSocket (HTTP results: the view)."""
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        if getattr(result, "errors", None):
+            result.errors = [
+                _with_code(e, request_id_of(self.execution_context)) for e in result.errors
+            ]
+        yield
+
+
 class HelplineSchema(strawberry.Schema):
     """Logs unexpected errors with their traceback and request id; expected ones quietly."""
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 from uuid import UUID
 
 import strawberry
 from graphql import ASTValidationRule, NoSchemaIntrospectionCustomRule, specified_rules
+from starlette.concurrency import run_in_threadpool
 from strawberry.extensions import MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from gql import authz
 from gql.auth import Caller
-from gql.errors import CodedInputErrors, HelplineSchema, coded_rules
+from gql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
 from gql.limits import OperationLimits, SmallDocumentParserCache, SmallDocumentValidationCache
 from gql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED
+from gql.realtime import follow
 from gql.types import (
     AdminConversationPayload,
     Conversation,
@@ -25,6 +28,7 @@ from gql.types import (
 )
 from repo import conversations, integrity, messages
 from repo.config import Settings
+from repo.errors import ConversationNotFound
 from repo.ids import ConversationId
 from repo.users import NewUser
 
@@ -111,6 +115,29 @@ class Mutation:
         return RepairReport.from_view(integrity.repair_orphaned_conversations(dry_run=dry_run))
 
 
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Messages stored in the conversation from now on, in send order, each once."
+    )
+    async def message_added(
+        self, info: Info[Any, Any], conversation_id: UUID
+    ) -> AsyncGenerator[Message, None]:
+        caller, hub = caller_of(info), info.context["hub"]
+        conversation = ConversationId(conversation_id)
+        found = await run_in_threadpool(
+            authz.readable_conversation,
+            caller,
+            lambda: conversations.find_conversation(conversation),
+        )
+        if found is None:
+            raise ConversationNotFound(f"conversation {conversation} not found")
+        with hub.subscribe(conversation) as subscriber:
+            cursor = await run_in_threadpool(messages.newest_position, conversation)
+            async for message in follow(subscriber, conversation, cursor):
+                yield Message.from_view(message)
+
+
 def build_schema(settings: Settings) -> HelplineSchema:
     """The schema with its limits; in production also no introspection and no suggestions."""
     limits = OperationLimits(
@@ -126,9 +153,11 @@ def build_schema(settings: Settings) -> HelplineSchema:
     return HelplineSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(disable_field_suggestions=settings.is_production),
         extensions=[
             lambda: CodedInputErrors(rules),
+            StreamErrorCodes,
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
             lambda: SmallDocumentParserCache(maxsize=256),
             lambda: SmallDocumentValidationCache(maxsize=256),

@@ -12,10 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -24,6 +26,8 @@ from gql.errors import UNAUTHENTICATED, add_codes
 from gql.logs import log_request
 from gql.metrics import operation_label, record_operation
 from gql.playground import localize
+from gql.realtime import Hub, Presence
+from gql.websocket import HelplineTransportWSHandler
 
 REQUEST_ID_HEADER = "X-Request-ID"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -55,12 +59,29 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
     stall every other request.
     """
 
-    def __init__(self, schema: Any, authenticator: Authenticator, **kwargs: Any) -> None:
-        super().__init__(schema, **kwargs)
+    graphql_transport_ws_handler_class = HelplineTransportWSHandler
+
+    def __init__(
+        self,
+        schema: Any,
+        authenticator: Authenticator,
+        *,
+        hub: Hub,
+        max_sockets: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
         self.authenticator = authenticator
+        self.hub = hub
+        self.presence = Presence()
+        self.max_sockets = max_sockets
+        self.sockets = 0
         self._page: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -73,6 +94,17 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             if accepts_graphql_response(request):
                 response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
         await response(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one socket, refusing it when this process already holds max_sockets."""
+        if self.sockets >= self.max_sockets:
+            await WebSocket(scope, receive, send).close(code=1013, reason="Try again later")
+            return
+        self.sockets += 1
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.sockets -= 1
 
     async def render_graphql_ide(self, request: Request) -> Response:
         if self._page is None:
@@ -91,7 +123,12 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         request_id = header if header and _CLIENT_REQUEST_ID.fullmatch(header) else uuid4().hex
         if isinstance(response, Response):
             response.headers[REQUEST_ID_HEADER] = request_id
-        return {"request": request, "response": response, "request_id": request_id}
+        return {
+            "request": request,
+            "response": response,
+            "request_id": request_id,
+            "hub": self.hub,
+        }
 
     async def execute_single(
         self,

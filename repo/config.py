@@ -38,6 +38,10 @@ class Settings:
     max_aliases: int = 15
     max_tokens: int = 5000
     max_fields: int = 2000
+    web_concurrency: int = 1
+    ws_max_connections: int = 1000
+    ws_max_subscriptions: int = 20
+    ws_queue_size: int = 256
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +71,14 @@ class Settings:
             max_aliases=_int(env, "MAX_ALIASES", defaults.max_aliases, minimum=1),
             max_tokens=_int(env, "MAX_TOKENS", defaults.max_tokens, minimum=100),
             max_fields=_int(env, "MAX_FIELDS", defaults.max_fields, minimum=10),
+            web_concurrency=_int(env, "WEB_CONCURRENCY", defaults.web_concurrency, minimum=1),
+            ws_max_connections=_int(
+                env, "WS_MAX_CONNECTIONS", defaults.ws_max_connections, minimum=1
+            ),
+            ws_max_subscriptions=_int(
+                env, "WS_MAX_SUBSCRIPTIONS", defaults.ws_max_subscriptions, minimum=1
+            ),
+            ws_queue_size=_int(env, "WS_QUEUE_SIZE", defaults.ws_queue_size, minimum=1),
         )
         settings.validate()
         return settings
@@ -106,6 +118,11 @@ class Settings:
             )
         if self.jwt_jwks and jwks_scheme != "https" and not Path(self.jwt_jwks).is_file():
             raise ConfigError(f"JWT_JWKS: {self.jwt_jwks!r} is neither an https URL nor a file")
+        if self.is_sqlite and self.web_concurrency > 1:
+            raise ConfigError(
+                "WEB_CONCURRENCY: SQLite serves one process (live messages are fanned out in "
+                "process); use PostgreSQL for more workers"
+            )
         for origin in self.cors_origins:
             if not urlsplit(origin).scheme or not urlsplit(origin).netloc:
                 raise ConfigError(

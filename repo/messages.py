@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import peewee
 from peewee import Tuple
 
+from repo import events
 from repo.db import database, is_sqlite, unit_of_work, write_transaction
 from repo.errors import ConversationNotFound, InvalidInput
 from repo.ids import ConversationId, CustomerId, MessageId, ProfileId
@@ -74,6 +75,7 @@ def post_message(conversation_id: ConversationId, sender_id: ProfileId, content:
         .where(Conversation.id == conversation_id)
         .execute()
     )
+    events.message_stored(conversation_id, message_id)
     return message_id
 
 
@@ -113,6 +115,42 @@ def list_messages(
     return MessagePage(
         messages, has_next_page=len(rows) > first, has_previous_page=after is not None
     )
+
+
+@unit_of_work
+def find_message(message_id: MessageId) -> MessageView | None:
+    """A message with its sender, or None."""
+    row = _message_query().where(Message.id == message_id).tuples().first()
+    return None if row is None else _message_from(row)
+
+
+@unit_of_work
+def newest_position(conversation_id: ConversationId) -> tuple[datetime, UUID] | None:
+    """Where a conversation's newest message stands in send order, or None when it has none."""
+    row: Any = (
+        Message.select(Message.created_at, Message.id)
+        .where(Message.conversation == conversation_id)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+        .tuples()
+        .first()
+    )
+    return None if row is None else (row[0], row[1])
+
+
+@unit_of_work
+def messages_after(
+    conversation_id: ConversationId, after: tuple[datetime, UUID] | None, *, limit: int = 100
+) -> list[MessageView]:
+    """Up to ``limit`` messages sent after the ``after`` position, oldest first (catching up)."""
+    query = _message_query().where(Message.conversation == conversation_id)
+    if after is not None:
+        query = query.where(
+            Tuple(Message.created_at, Message.id)
+            > Tuple(Message.created_at.db_value(after[0]), Message.id.db_value(after[1]))
+        )
+    rows: Any = query.order_by(Message.created_at, Message.id).limit(limit).tuples()
+    return [_message_from(row) for row in rows]
 
 
 def _read_message(message_id: MessageId) -> MessageView:

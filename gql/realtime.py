@@ -1,0 +1,301 @@
+"""Live messages: one listener per process feeds a hub that fans out to local subscribers.
+
+PostgreSQL: a single LISTEN connection per process (never one per subscriber), read without
+blocking the event loop (psycopg2's asynchronous notifications on the connection's socket).
+If it drops, it reconnects by itself and every subscriber catches up from the database, so
+nothing is lost and nothing arrives twice. SQLite (one process): after-commit callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg2
+import psycopg2.extensions
+from starlette.concurrency import run_in_threadpool
+
+from gql.auth import Caller
+from gql.errors import ApiError
+from repo import events
+from repo.db import postgres_connect_kwargs
+from repo.ids import ConversationId, CustomerId, MessageId
+from repo.messages import find_message, messages_after
+from repo.users import set_online
+from repo.views import MessageView
+
+log = logging.getLogger("helpline.realtime")
+
+RESYNC = "resync"  # the listener reconnected: catch up from the database
+OVERFLOW = "overflow"  # the subscriber fell too far behind: end its subscription
+Item = MessageView | str
+MAX_RECONNECT_DELAY_S = 5.0
+INBOUND_LIMIT = 10_000
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One subscription's queue; ``conversation_id`` None means every conversation (inbox)."""
+
+    conversation_id: ConversationId | None
+    queue: asyncio.Queue[Item]
+    closed: bool = field(default=False)
+
+    def offer(self, item: Item) -> None:
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            while not self.queue.empty():  # free what it holds; it must resubscribe
+                self.queue.get_nowait()
+            self.queue.put_nowait(OVERFLOW)
+            self.closed = True
+
+    async def next(self) -> Item:
+        return await self.queue.get()
+
+
+class Hub:
+    """Per-process fan-out of stored messages to local subscribers, in commit order."""
+
+    def __init__(self, *, queue_size: int) -> None:
+        self.queue_size = queue_size
+        self.by_conversation: dict[ConversationId, set[Subscriber]] = {}
+        self.everyone: set[Subscriber] = set()
+        self.inbound: asyncio.Queue[tuple[ConversationId, MessageId]] = asyncio.Queue(INBOUND_LIMIT)
+        self.worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.worker = asyncio.get_running_loop().create_task(self._deliver_forever())
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.worker
+
+    @contextlib.contextmanager
+    def subscribe(self, conversation_id: ConversationId | None) -> Iterator[Subscriber]:
+        subscriber = Subscriber(conversation_id, asyncio.Queue(self.queue_size))
+        group = (
+            self.everyone
+            if conversation_id is None
+            else self.by_conversation.setdefault(conversation_id, set())
+        )
+        group.add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            group.discard(subscriber)
+            if conversation_id is not None and not group:
+                self.by_conversation.pop(conversation_id, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self.everyone) + sum(len(group) for group in self.by_conversation.values())
+
+    def notify(self, conversation_id: ConversationId, message_id: MessageId) -> None:
+        """A message was committed (called on the event loop)."""
+        try:
+            self.inbound.put_nowait((conversation_id, message_id))
+        except asyncio.QueueFull:
+            log.warning("notification backlog full; subscribers will catch up from the database")
+            self.resync()
+
+    def resync(self) -> None:
+        for subscriber in self._all():
+            subscriber.offer(RESYNC)
+
+    def _all(self) -> list[Subscriber]:
+        return [*self.everyone, *(s for group in self.by_conversation.values() for s in group)]
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            conversation_id, message_id = await self.inbound.get()
+            targets = [*self.by_conversation.get(conversation_id, ()), *self.everyone]
+            if not targets:
+                continue
+            try:
+                message = await run_in_threadpool(find_message, message_id)
+            except Exception:
+                log.exception("could not load message %s; subscribers will catch up", message_id)
+                for subscriber in targets:
+                    subscriber.offer(RESYNC)
+                continue
+            if message is not None:
+                for subscriber in targets:
+                    subscriber.offer(message)
+
+
+class LocalListener:
+    """SQLite: in-process after-commit callbacks, handed to the event loop."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        events.add_local_listener(self._on_commit)
+
+    async def stop(self) -> None:
+        events.remove_local_listener(self._on_commit)
+
+    def _on_commit(self, conversation_id: ConversationId, message_id: MessageId) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.hub.notify, conversation_id, message_id)
+
+
+class PostgresListener:
+    """One LISTEN connection per process; reconnects with backoff when it drops."""
+
+    def __init__(self, hub: Hub, database_url: str) -> None:
+        self.hub = hub
+        self.connect_kwargs = postgres_connect_kwargs(database_url) | {
+            "application_name": "helpline-listener",
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+        self.conn: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.reconnecting: asyncio.Task[None] | None = None
+        self.stopped = False
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        try:
+            await self._connect()
+        except psycopg2.Error as exc:
+            log.warning("listener could not connect (%s); retrying", type(exc).__name__)
+            self._schedule_reconnect()
+
+    async def stop(self) -> None:
+        self.stopped = True
+        if self.reconnecting is not None:
+            self.reconnecting.cancel()
+        self._drop()
+
+    @property
+    def backend_pid(self) -> int | None:
+        return None if self.conn is None else int(self.conn.get_backend_pid())
+
+    async def _connect(self) -> None:
+        conn = await run_in_threadpool(self._open)
+        assert self.loop is not None
+        self.conn = conn
+        self.loop.add_reader(conn.fileno(), self._on_readable)
+        self.connected.set()
+        log.info("listening on %s", events.CHANNEL)
+
+    def _open(self) -> Any:
+        conn = psycopg2.connect(**self.connect_kwargs)
+        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        with conn.cursor() as cursor:
+            cursor.execute(f"LISTEN {events.CHANNEL}")
+        return conn
+
+    def _on_readable(self) -> None:
+        try:
+            self.conn.poll()
+        except (psycopg2.Error, OSError) as exc:
+            log.warning("listener connection lost (%s); reconnecting", type(exc).__name__)
+            self._drop()
+            self._schedule_reconnect()
+            return
+        while self.conn.notifies:
+            notification = self.conn.notifies.pop(0)
+            if ids := events.decode(notification.payload):
+                self.hub.notify(*ids)
+
+    def _drop(self) -> None:
+        self.connected.clear()
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                assert self.loop is not None
+                self.loop.remove_reader(self.conn.fileno())
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = None
+
+    def _schedule_reconnect(self) -> None:
+        if not self.stopped and (self.reconnecting is None or self.reconnecting.done()):
+            assert self.loop is not None
+            self.reconnecting = self.loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        while not self.stopped:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except psycopg2.Error:
+                delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
+                continue
+            self.hub.resync()  # whatever was sent while we were away comes from the database
+            return
+
+
+class SubscriberTooSlow(ApiError):
+    """Raised into a subscription whose queue overflowed: it ends; subscribe again."""
+
+    code = "SUBSCRIBER_TOO_SLOW"
+
+    def __init__(self) -> None:
+        super().__init__("this subscription fell too far behind and was ended; subscribe again")
+
+
+async def follow(
+    subscriber: Subscriber,
+    conversation_id: ConversationId,
+    cursor: tuple[datetime, UUID] | None,
+) -> AsyncIterator[MessageView]:
+    """The conversation's new messages in send order, each once, catching up after a resync."""
+    while True:
+        item = await subscriber.next()
+        if item == OVERFLOW:
+            raise SubscriberTooSlow
+        if item == RESYNC:
+            batch = await run_in_threadpool(messages_after, conversation_id, cursor)
+            while batch:
+                for message in batch:
+                    cursor = (message.created_at, message.id)
+                    yield message
+                batch = await run_in_threadpool(messages_after, conversation_id, cursor)
+            continue
+        assert isinstance(item, MessageView)
+        if cursor is None or (item.created_at, item.id) > cursor:
+            cursor = (item.created_at, item.id)
+            yield item
+
+
+class Presence:
+    """Admins are online while they hold a socket to this process."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[CustomerId, int] = {}
+
+    async def join(self, caller: Caller) -> None:
+        if caller.user_id is None or not await run_in_threadpool(lambda: caller.is_admin):
+            return
+        self.sockets[caller.user_id] = self.sockets.get(caller.user_id, 0) + 1
+        if self.sockets[caller.user_id] == 1:
+            await run_in_threadpool(set_online, caller.user_id, True)
+
+    async def leave(self, caller: Caller) -> None:
+        if caller.user_id not in self.sockets:
+            return
+        self.sockets[caller.user_id] -= 1
+        if self.sockets[caller.user_id] == 0:
+            del self.sockets[caller.user_id]
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(set_online, caller.user_id, False)

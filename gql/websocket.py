@@ -1,0 +1,88 @@
+"""GraphQL over WebSocket (graphql-transport-ws): the token comes in connection_init.
+
+A missing or bad token closes the socket with 4401, an unknown role with 4403. Only
+subscriptions run here; queries and mutations go over HTTP, where they run off the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from starlette.concurrency import run_in_threadpool
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
+
+from gql.auth import ANON, AuthenticationFailed, Caller
+from gql.authz import KNOWN_ROLES
+from gql.errors import BAD_USER_INPUT
+
+UNAUTHORIZED, FORBIDDEN = 4401, 4403
+
+
+def bearer_token(payload: dict[str, Any]) -> str | None:
+    """The Authorization value of a connection_init payload (its own or under "headers")."""
+    for source in (payload, payload.get("headers")):
+        if isinstance(source, dict):
+            for key in ("Authorization", "authorization"):
+                if isinstance(value := source.get(key), str):
+                    return value
+    return None
+
+
+class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            caller = self.context.get("caller")
+            if isinstance(caller, Caller):
+                await self.view.presence.leave(caller)  # type: ignore[attr-defined]
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload") or {}
+        if isinstance(payload, dict) and not self.connection_init_received:
+            try:
+                caller = await run_in_threadpool(
+                    self.view.authenticator.authenticate,  # type: ignore[attr-defined]
+                    bearer_token(payload),
+                )
+            except AuthenticationFailed as exc:
+                await self.websocket.close(code=UNAUTHORIZED, reason=str(exc)[:100])
+                return
+            if caller.role == ANON:
+                await self.websocket.close(code=UNAUTHORIZED, reason="authentication required")
+                return
+            if caller.role not in KNOWN_ROLES:
+                await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
+                return
+            self.context["caller"] = caller
+            await self.view.presence.join(caller)  # type: ignore[attr-defined]
+        await super().handle_connection_init(message)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and not _is_subscription(message):
+            error = GraphQLError(
+                "only subscriptions run over WebSocket; send queries and mutations over HTTP",
+                extensions={"code": BAD_USER_INPUT},
+            )
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+            )
+            return
+        await super().handle_subscribe(message)
+
+
+def _is_subscription(message: SubscribeMessage) -> bool:
+    """True unless the document surely holds a query or mutation (bad documents: let it say)."""
+    try:
+        payload = message["payload"]
+        operation = get_operation_ast(parse(payload["query"]), payload.get("operationName"))
+    except (GraphQLError, KeyError, TypeError):
+        return True
+    return operation is None or operation.operation == OperationType.SUBSCRIPTION
