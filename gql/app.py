@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 import anyio
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -19,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from gql.auth import Authenticator
 from gql.limits import BodySizeLimit
-from gql.metrics import exposition, refresh_orphan_gauge
+from gql.metrics import exposition, forget_this_process, refresh_orphan_gauge
 from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
 from gql.realtime import Hub, LocalListener, PostgresListener
 from gql.schema import build_schema
@@ -63,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await listener.stop()
             await hub.stop()
             close_database()
+            forget_this_process()
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def ready(request: Request) -> Response:
         try:
             with anyio.fail_after(READY_TIMEOUT_S):
-                await run_in_threadpool(check_database)
+                await anyio.to_thread.run_sync(check_database, abandon_on_cancel=True)
         except Exception as exc:
             log.warning("not ready: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable"}, status_code=503)
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 return refusal(401, "metrics need 'Authorization: Bearer <METRICS_TOKEN>'")
         try:
             with anyio.fail_after(READY_TIMEOUT_S):
-                await run_in_threadpool(refresh_orphan_gauge)
+                await anyio.to_thread.run_sync(refresh_orphan_gauge, abandon_on_cancel=True)
         except Exception as exc:
             log.warning("orphan gauge not refreshed: %s", type(exc).__name__)
         body, media_type = exposition()

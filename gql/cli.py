@@ -11,13 +11,17 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import peewee
 import psycopg2
+import psycopg2.errors
 import uvicorn
 from tqdm import tqdm
 
@@ -25,7 +29,7 @@ from gql.logs import LOG_CONFIG
 from repo import admins, checks
 from repo.adopt import STOPPED, Step, adopt
 from repo.config import ConfigError, Settings
-from repo.db import close_database, open_database
+from repo.db import close_database, open_database, sqlite_path
 from repo.errors import DatabaseUnavailable, HelplineError
 from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
 from repo.migrate import migrate
@@ -48,6 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CannotRun) as exc:
         print(f"helpline: {exc}", file=sys.stderr)
         return CANNOT_RUN
+    except (peewee.DatabaseError, psycopg2.Error) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = (
+            "; is the schema there? (helpline db migrate, or db adopt)" if _no_schema(exc) else ""
+        )
+        print(f"helpline: the database refused: {reason}{hint}", file=sys.stderr)
+        return CANNOT_RUN
+
+
+def _no_schema(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "no such table" in text or "does not exist" in text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,6 +120,10 @@ def _positive(text: str) -> int:
 @contextmanager
 def _database(settings: Settings) -> Iterator[None]:
     """The repository bound to the configured database; unreachable means exit 2."""
+    if settings.is_sqlite and not Path(sqlite_path(settings.database_url)).exists():
+        raise CannotRun(
+            f"no database at {sqlite_path(settings.database_url)}: run helpline db migrate"
+        )
     open_database(settings)
     try:
         yield
@@ -134,7 +154,12 @@ def _integrity_repair(settings: Settings, args: argparse.Namespace) -> int:
             dry_run=not args.apply, batch_size=args.batch_size, progress=progress
         )
     _print_repair(report)
-    return FOUND if report.orphaned_conversations_after else OK
+    left = (
+        report.orphaned_conversations_before
+        if report.dry_run
+        else report.orphaned_conversations_after
+    )
+    return FOUND if left else OK
 
 
 @contextmanager
@@ -168,7 +193,12 @@ def _print_repair(report: RepairReport) -> None:
 
 
 def _db_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    applied = _guarded(lambda: migrate(settings))
+    try:
+        applied = _guarded(lambda: migrate(settings))
+    except psycopg2.errors.DuplicateTable as exc:
+        raise CannotRun(
+            "the tables exist but were not created by Helpline: run `helpline db adopt`"
+        ) from exc
     print(f"applied {', '.join(applied)}" if applied else "migrations: up to date")
     return OK
 
@@ -210,9 +240,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     workers = args.workers or settings.web_concurrency
     if workers > 1 and settings.is_sqlite:
         raise CannotRun("--workers: SQLite serves one process; use PostgreSQL for more workers")
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Workers write their metrics here so /metrics in any of them adds up all of them.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="helpline-metrics-")
+    made_dir = None
+    if workers > 1:
+        # Workers write their metrics here so /metrics in any of them adds up all of them;
+        # files left by an earlier run would count dead processes, so start empty.
+        metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if metrics_dir:
+            for stale in Path(metrics_dir).glob("*.db"):
+                stale.unlink()
+        else:
+            made_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+                prefix="helpline-metrics-"
+            )
     uvicorn.run(
         "gql.app:create_app",
         factory=True,
@@ -223,6 +262,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=True,
     )
+    if made_dir:
+        shutil.rmtree(made_dir, ignore_errors=True)
     return OK
 
 

@@ -203,5 +203,5 @@ class HelplineSchema(strawberry.Schema):
                     if original is not None
                     else None,
                 )
-            else:
-                log.info("%s (request %s): %s", classified.code, request_id, error.message)
+            else:  # the message can echo the client's values: log where, not what
+                log.info("%s (request %s) at %s", classified.code, request_id, error.path)

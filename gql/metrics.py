@@ -54,7 +54,7 @@ FOREIGN_KEY_VIOLATIONS = Counter(
 ORPHANED_CONVERSATIONS = Gauge(
     "helpline_orphaned_conversations",
     "Conversations whose customer has no profile (refreshed at most once a minute)",
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 POOL_IN_USE = Gauge(
     "helpline_db_pool_connections_in_use",
@@ -70,7 +70,8 @@ class _OperationNames:
         self.known: set[str] = set()
         self.lock = threading.Lock()
 
-    def label(self, query: str | None, operation_name: str | None) -> str:
+    def label(self, query: str | None, operation_name: str | None, *, admit: bool) -> str:
+        """The label for an operation; only ``admit``ted ones (authenticated, valid) add names."""
         name = operation_name
         if name is None and query and (match := _OPERATION_NAME.match(query)):
             name = match.group(1)
@@ -79,7 +80,7 @@ class _OperationNames:
         with self.lock:
             if name in self.known:
                 return name
-            if len(self.known) < MAX_OPERATION_NAMES and re.fullmatch(r"\w{1,64}", name):
+            if admit and len(self.known) < MAX_OPERATION_NAMES and re.fullmatch(r"\w{1,64}", name):
                 self.known.add(name)
                 return name
         return "other"
@@ -89,6 +90,7 @@ operation_label = _OperationNames().label
 
 
 def record_operation(operation: str, seconds: float, codes: list[str]) -> None:
+    POOL_IN_USE.set(pool_connections_in_use())
     REQUESTS.labels(operation).inc()
     LATENCY.labels(operation).observe(seconds)
     for code in codes:
@@ -111,6 +113,12 @@ class _OrphanGauge:
 
 
 refresh_orphan_gauge = _OrphanGauge().refresh
+
+
+def forget_this_process() -> None:
+    """At shutdown in multiprocess mode: drop this worker's live gauges from the totals."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def exposition() -> tuple[bytes, str]:

@@ -9,6 +9,7 @@ from uuid import UUID
 import strawberry
 
 from repo import integrity, messages
+from repo.checks import Check, run_checks
 from repo.ids import ConversationId
 from repo.views import (
     AdminConversation,
@@ -189,6 +190,32 @@ class IntegrityReport:
     @strawberry.field
     def profile_coverage(self) -> ProfileCoverage:
         return ProfileCoverage.from_view(integrity.profile_coverage())
+
+    @strawberry.field(
+        description="Every check of `helpline integrity check` (same code); strict makes "
+        "users without a profile a violation."
+    )
+    def checks(self, strict: bool = False) -> list[IntegrityCheck]:
+        return [IntegrityCheck.from_check(c) for c in run_checks(strict=strict)]
+
+
+@strawberry.type(description="One integrity check: status is ok, warning or violation.")
+class IntegrityCheck:
+    name: str
+    status: str
+    summary: str
+    count: int | None
+    sample: list[str] = strawberry.field(description="The first offending ids (at most 10).")
+
+    @classmethod
+    def from_check(cls, check: Check) -> IntegrityCheck:
+        return cls(
+            name=check.name,
+            status=check.status,
+            summary=check.summary,
+            count=check.count,
+            sample=list(check.sample),
+        )
 
 
 @strawberry.type(description="Dry run: what an apply would do. Apply: what it did.")

@@ -34,6 +34,10 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _WWW_AUTHENTICATE = 'Bearer realm="helpline"'
 
+# Operations answered with these never add a new operation-name label to the metrics.
+REFUSED_CODES = frozenset(
+    {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "UNAUTHENTICATED", "FORBIDDEN"}
+)
 _HTTP_CODES = {
     400: "BAD_REQUEST",
     401: UNAUTHENTICATED,
@@ -86,6 +90,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope, receive)
+        started = time.perf_counter()
         try:
             response = await self.run(request)
         except HTTPException as exc:
@@ -93,6 +98,15 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             response = refusal(status, exc.reason, getattr(exc, "headers", None))
             if accepts_graphql_response(request):
                 response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
+            request_id = response.headers.setdefault(REQUEST_ID_HEADER, client_request_id(request))
+            if not scope.get("helpline.logged"):  # refused before execute_single logged it
+                log_request(
+                    request_id=request_id,
+                    operation="refused",
+                    seconds=time.perf_counter() - started,
+                    status=status,
+                    codes=[_HTTP_CODES.get(status, "BAD_REQUEST")],
+                )
         await response(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,8 +133,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             raise HTTPException(400, "Unable to parse request body as JSON") from exc
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
-        header = request.headers.get(REQUEST_ID_HEADER) if isinstance(request, Request) else None
-        request_id = header if header and _CLIENT_REQUEST_ID.fullmatch(header) else uuid4().hex
+        request_id = client_request_id(request)
         if isinstance(response, Response):
             response.headers[REQUEST_ID_HEADER] = request_id
         return {
@@ -141,7 +154,6 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
     ) -> ExecutionResult:
         if accepts_graphql_response(request):
             sub_response.media_type = GRAPHQL_RESPONSE_JSON
-        operation = operation_label(request_data.query, request_data.operation_name)
         started = time.perf_counter()
         codes: list[str] = []
         status = 200
@@ -157,7 +169,18 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         finally:
             seconds = time.perf_counter() - started
             status = sub_response.status_code or status
+            caller = context.get("caller")
+            admit = (
+                status == 200
+                and caller is not None
+                and caller.role != "anon"
+                and not REFUSED_CODES.intersection(codes)
+            )
+            operation = operation_label(
+                request_data.query, request_data.operation_name, admit=admit
+            )
             record_operation(operation, seconds, codes)
+            request.scope["helpline.logged"] = True
             log_request(
                 request_id=context["request_id"],
                 operation=operation,
@@ -233,6 +256,17 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         if sub_response.media_type:
             response.headers["content-type"] = sub_response.media_type
         return response
+
+
+def client_request_id(request: Any) -> str:
+    """The client's X-Request-ID when it is sane (set once per request), else a new one."""
+    scope = getattr(request, "scope", {})
+    if cached := scope.get("helpline.request_id"):
+        return str(cached)
+    header = request.headers.get(REQUEST_ID_HEADER) if hasattr(request, "headers") else None
+    request_id = header if header and _CLIENT_REQUEST_ID.fullmatch(header) else uuid4().hex
+    scope["helpline.request_id"] = request_id
+    return request_id
 
 
 def accepts_graphql_response(request: Request) -> bool:

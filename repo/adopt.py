@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from yoyo import get_backend, read_migrations
 
 from repo.checks import FOREIGN_KEY, PROFILE_TRIGGER, UNIQUE_CUSTOMER
@@ -21,10 +22,11 @@ from repo.config import Settings
 from repo.db import close_database, open_database, postgres_connect_kwargs
 from repo.errors import InvalidInput
 from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
-from repo.migrate import migrations_path, yoyo_url
+from repo.migrate import migrate, migrations_path, yoyo_url
 from repo.views import OrphanedConversation
 
 TABLES = ("users", "profiles", "conversations", "messages")
+CORE_MIGRATION = "0001_core"
 LOCK_TIMEOUT = "5s"
 DONE, ALREADY, STOPPED = "done", "already", "stopped"
 
@@ -61,6 +63,7 @@ class Step:
 class Adoption:
     steps: list[Step] = field(default_factory=list)
     unrepairable: list[OrphanedConversation] = field(default_factory=list)
+    unrepairable_total: int = 0
 
     @property
     def complete(self) -> bool:
@@ -88,27 +91,62 @@ def adopt(
             raise InvalidInput(
                 f"tables missing: {', '.join(missing)}; on a new database run `helpline db migrate`"
             )
-        sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-        _add_foreign_key_not_valid(sql, step)
-        _repair(settings, batch_size, step, result)
-        if result.unrepairable:
-            listed = ", ".join(f"{o.id} (customer {o.customer_id})" for o in result.unrepairable)
+        if not sql("SELECT pg_try_advisory_lock(hashtext('helpline db adopt'))")[0][0]:
+            step("take the adoption lock", STOPPED, "another `helpline db adopt` is running")
+            return result
+        sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")  # DDL never queues behind long work
+        try:
+            if not _adopt_schema(settings, sql, step, result, batch_size):
+                return result
+        except psycopg2.errors.LockNotAvailable:
             step(
-                "validate " + FOREIGN_KEY,
+                "wait for a lock",
                 STOPPED,
-                f"orphans whose customer has no users row remain: {listed}. Give each customer "
-                "a users row (or remove the conversation yourself), then rerun; nothing else "
-                "changed",
+                f"a transaction held a lock for over {LOCK_TIMEOUT} "
+                "(a long report or backup?); rerun later: every step is idempotent",
             )
             return result
-        _validate_foreign_key(sql, step)
-        _merge_duplicate_conversations(sql, step)
-        if not _add_unique_constraint(sql, step):
-            return result
-        _add_trigger(sql, step)
-        _add_indexes(sql, step)
-    _mark_migrations(settings, step)
+    _record_migrations(settings, step)
     return result
+
+
+def _adopt_schema(
+    settings: Settings,
+    sql: Callable[..., list[Any]],
+    step: Callable[..., None],
+    result: Adoption,
+    batch_size: int,
+) -> bool:
+    """The steps in order; False when one stopped."""
+    _add_foreign_key_not_valid(sql, step)
+    _repair(settings, batch_size, step, result)
+    if result.unrepairable:
+        listed = ", ".join(f"{o.id} (customer {o.customer_id})" for o in result.unrepairable)
+        more = result.unrepairable_total - len(result.unrepairable)
+        step(
+            "validate " + FOREIGN_KEY,
+            STOPPED,
+            f"{result.unrepairable_total} orphan(s) whose customer has no users row remain: "
+            f"{listed}{f' and {more} more' if more else ''}. Give each customer a users row "
+            "(or remove the conversation yourself), then rerun; nothing else changed",
+        )
+        return False
+    _validate_foreign_key(sql, step)
+    _merge_duplicate_conversations(sql, step)
+    if not _add_unique_constraint(sql, step):
+        return False
+    _add_trigger(sql, step)
+    _add_indexes(sql, step)
+    return True
+
+
+def _patiently(sql: Callable[..., list[Any]], statement: str) -> None:
+    """Run a statement that only takes weak locks, waiting as long as old transactions need."""
+    sql("SET lock_timeout = 0")
+    try:
+        sql(statement)
+    finally:
+        sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
 
 
 @contextmanager
@@ -159,6 +197,7 @@ def _repair(
     finally:
         close_database()
     result.unrepairable = report.unrepairable
+    result.unrepairable_total = report.orphaned_conversations_after
     status = DONE if report.profiles_created else ALREADY
     step(
         "repair orphaned conversations",
@@ -173,7 +212,7 @@ def _validate_foreign_key(sql: Callable[..., list[Any]], step: Callable[..., Non
     if _constraint_state(sql, FOREIGN_KEY):
         step(name, ALREADY, "validated")
         return
-    sql(f"ALTER TABLE conversations VALIDATE CONSTRAINT {FOREIGN_KEY}")
+    _patiently(sql, f"ALTER TABLE conversations VALIDATE CONSTRAINT {FOREIGN_KEY}")
     step(name, DONE, "every conversation's customer has a profile")
 
 
@@ -234,9 +273,10 @@ def _add_unique_constraint(sql: Callable[..., list[Any]], step: Callable[..., No
     if invalid:  # left by an interrupted CREATE INDEX CONCURRENTLY
         sql(f"DROP INDEX CONCURRENTLY IF EXISTS {UNIQUE_CUSTOMER}")
     try:
-        sql(
+        _patiently(
+            sql,
             f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {UNIQUE_CUSTOMER} "
-            "ON conversations (customer_id)"
+            "ON conversations (customer_id)",
         )
     except psycopg2.errors.UniqueViolation:
         sql(f"DROP INDEX CONCURRENTLY IF EXISTS {UNIQUE_CUSTOMER}")
@@ -258,11 +298,15 @@ def _add_unique_constraint(sql: Callable[..., list[Any]], step: Callable[..., No
 def _add_trigger(sql: Callable[..., list[Any]], step: Callable[..., None]) -> None:
     name = f"add trigger {PROFILE_TRIGGER}"
     exists = sql(
-        "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = 'users'::regclass",
+        "SELECT tgenabled <> 'D' FROM pg_trigger WHERE tgname = %s AND tgrelid = 'users'::regclass",
         (PROFILE_TRIGGER,),
     )
-    if exists:
+    if exists and exists[0][0]:
         step(name, ALREADY, "new users get a profile")
+        return
+    if exists:
+        sql(f"ALTER TABLE users ENABLE TRIGGER {PROFILE_TRIGGER}")
+        step(name, DONE, "the trigger was disabled; enabled")
         return
     sql(_TRIGGER_FUNCTION)
     sql(
@@ -275,7 +319,7 @@ def _add_trigger(sql: Callable[..., list[Any]], step: Callable[..., None]) -> No
 def _add_indexes(sql: Callable[..., list[Any]], step: Callable[..., None]) -> None:
     missing = [n for n in _INDEXES if sql("SELECT to_regclass(%s)", (n,))[0][0] is None]
     for index in missing:
-        sql(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {_INDEXES[index]}")
+        _patiently(sql, f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {_INDEXES[index]}")
     step(
         "add indexes",
         DONE if missing else ALREADY,
@@ -283,14 +327,19 @@ def _add_indexes(sql: Callable[..., list[Any]], step: Callable[..., None]) -> No
     )
 
 
-def _mark_migrations(settings: Settings, step: Callable[..., None]) -> None:
+def _record_migrations(settings: Settings, step: Callable[..., None]) -> None:
+    """Record the core migration as applied (adoption did its work), then apply any later one."""
     backend = get_backend(yoyo_url(settings.database_url))
-    migrations = read_migrations(str(migrations_path(settings)))
+    core = read_migrations(str(migrations_path(settings))).filter(
+        lambda migration: migration.id == CORE_MIGRATION
+    )
     with backend.lock():
-        unmarked = backend.to_apply(migrations)
+        unmarked = backend.to_apply(core)
         backend.mark_migrations(unmarked)
+    later = migrate(settings)
+    done = [*(m.id for m in unmarked), *later]
     step(
         "record migrations",
-        DONE if unmarked else ALREADY,
-        f"marked {', '.join(m.id for m in unmarked)} as applied" if unmarked else "up to date",
+        DONE if done else ALREADY,
+        f"recorded {', '.join(done)}" if done else "up to date",
     )

@@ -89,6 +89,11 @@ def postgres_connect_kwargs(url: str) -> dict[str, Any]:
         kwargs["port"] = parts.port
     kwargs.setdefault("application_name", "helpline")
     kwargs.setdefault("connect_timeout", "5")
+    # A peer that vanishes without closing (a cut network) is noticed within about a minute.
+    kwargs.setdefault("keepalives", "1")
+    kwargs.setdefault("keepalives_idle", "30")
+    kwargs.setdefault("keepalives_interval", "10")
+    kwargs.setdefault("keepalives_count", "3")
     kwargs["options"] = (kwargs.get("options", "") + " -c timezone=UTC").strip()
     return kwargs
 

@@ -143,7 +143,7 @@ def _healable() -> peewee.ModelSelect[Conversation]:
 
 def _next_healable_customers(*, after_id: CustomerId | None, limit: int) -> list[CustomerId]:
     """The next customers to heal in customer_id order (keyset: each batch reads only its range)."""
-    query = _healable().select(Conversation.customer)
+    query = _healable().select(Conversation.customer).distinct()
     if after_id is not None:
         query = query.where(Conversation.customer > after_id)
     rows: Any = query.order_by(Conversation.customer).limit(limit).tuples()

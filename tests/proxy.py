@@ -1,4 +1,4 @@
-"""A TCP proxy on loopback that a test controls: pass traffic, or cut every connection."""
+"""A TCP proxy on loopback that a test controls: pass traffic, cut connections, or stall them."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.open = threading.Event()
         self.open.set()
+        self.flowing = threading.Event()
+        self.flowing.set()
         self.stopping = threading.Event()
         self.sockets: set[socket.socket] = set()
         self.lock = threading.Lock()
@@ -44,8 +46,13 @@ class TcpProxy:
                 sock.close()
             self.sockets.clear()
 
+    def stall(self) -> None:
+        """Keep every connection open but forward nothing (a network that went silent)."""
+        self.flowing.clear()
+
     def restore(self) -> None:
         self.open.set()
+        self.flowing.set()
 
     def _accept(self) -> None:
         self.listener.settimeout(0.2)
@@ -72,6 +79,8 @@ class TcpProxy:
         selector.register(b, selectors.EVENT_READ, a)
         try:
             while self.open.is_set():
+                if not self.flowing.wait(timeout=0.2):
+                    continue
                 for key, _ in selector.select(timeout=0.2):
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:

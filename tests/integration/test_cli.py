@@ -116,6 +116,7 @@ def test_repair_is_a_dry_run_until_applied(
 
     code, out = helpline("integrity", "repair", capsys=capsys)
     assert "DRY RUN: would create 3 profile(s)" in out
+    assert code == 1  # there is work to do
     assert count_rows("profiles") == 1
 
     code, out = helpline("integrity", "repair", "--apply", "--batch-size", "2", capsys=capsys)
@@ -231,9 +232,9 @@ def test_adoption_stops_before_validating_when_an_orphan_has_no_user(
 
     assert code == 1
     assert (
-        f"STOPPED  validate conversations_customer_id_fkey: orphans whose customer has no "
-        f"users row remain: {ids['lost_conv']}" in out
-    )
+        "STOPPED  validate conversations_customer_id_fkey: 1 orphan(s) whose customer has no "
+        f"users row remain: {ids['lost_conv']}"
+    ) in out
     with psycopg2.connect(seed_shaped_database) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT conname, convalidated FROM pg_constraint "
@@ -245,3 +246,25 @@ def test_adoption_stops_before_validating_when_an_orphan_has_no_user(
         assert cur.fetchone() == (4,)  # duplicates not merged, nothing deleted
         cur.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'users_create_profile'")
         assert cur.fetchone() == (0,)
+
+
+def test_commands_on_a_database_without_the_schema_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{missing}")
+    assert main(["integrity", "check"]) == 2
+    assert not missing.exists()  # a check never creates a database
+    with new_postgres_database("helpline_empty") as url:
+        monkeypatch.setenv("DATABASE_URL", url)
+        for command in (["integrity", "check"], ["integrity", "repair"], ["admin", "add", "a@b"]):
+            assert main(command) == 2, command
+    err = capsys.readouterr().err
+    assert "run helpline db migrate" in err and "is the schema there?" in err
+
+
+def test_db_migrate_on_a_seed_shaped_database_points_to_adopt(
+    seed_shaped_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "migrate"]) == 2
+    assert "helpline db adopt" in capsys.readouterr().err
