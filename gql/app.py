@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         graphql_ide=None if settings.is_production else "graphiql",
     )
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
@@ -124,3 +124,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.state.hub, app.state.view = hub, view  # for diagnostics and tests
+    return app

@@ -166,6 +166,7 @@ class PostgresListener:
             "keepalives_count": 3,
         }
         self.conn: Any = None
+        self.fd: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.reconnecting: asyncio.Task[None] | None = None
         self.stopped = False
@@ -192,8 +193,8 @@ class PostgresListener:
     async def _connect(self) -> None:
         conn = await run_in_threadpool(self._open)
         assert self.loop is not None
-        self.conn = conn
-        self.loop.add_reader(conn.fileno(), self._on_readable)
+        self.conn, self.fd = conn, conn.fileno()
+        self.loop.add_reader(self.fd, self._on_readable)
         self.connected.set()
         log.info("listening on %s", events.CHANNEL)
 
@@ -207,8 +208,11 @@ class PostgresListener:
     def _on_readable(self) -> None:
         try:
             self.conn.poll()
-        except (psycopg2.Error, OSError) as exc:
-            log.warning("listener connection lost (%s); reconnecting", type(exc).__name__)
+            lost = bool(self.conn.closed)  # a terminated backend can leave the socket readable
+        except (psycopg2.Error, OSError):
+            lost = True
+        if lost:
+            log.warning("listener connection lost; reconnecting")
             self._drop()
             self._schedule_reconnect()
             return
@@ -219,10 +223,11 @@ class PostgresListener:
 
     def _drop(self) -> None:
         self.connected.clear()
+        if self.fd is not None and self.loop is not None:
+            # by the descriptor kept at connect time: a closed connection has no fileno()
+            self.loop.remove_reader(self.fd)
+            self.fd = None
         if self.conn is not None:
-            with contextlib.suppress(Exception):
-                assert self.loop is not None
-                self.loop.remove_reader(self.conn.fileno())
             with contextlib.suppress(Exception):
                 self.conn.close()
             self.conn = None
@@ -276,6 +281,7 @@ async def follow(
         if cursor is None or (item.created_at, item.id) > cursor:
             cursor = (item.created_at, item.id)
             yield item
+        await asyncio.sleep(0)  # take turns: one busy subscription must not starve the others
 
 
 class Presence:

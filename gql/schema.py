@@ -18,7 +18,7 @@ from gql.auth import Caller
 from gql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
 from gql.limits import OperationLimits, SmallDocumentParserCache, SmallDocumentValidationCache
 from gql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED
-from gql.realtime import follow
+from gql.realtime import RESYNC, follow
 from gql.types import (
     AdminConversationPayload,
     Conversation,
@@ -132,8 +132,11 @@ class Subscription:
         )
         if found is None:
             raise ConversationNotFound(f"conversation {conversation} not found")
+        # Read where the conversation stands, then register, then catch up from that point:
+        # a message committed in between is neither lost nor delivered twice.
+        cursor = await run_in_threadpool(messages.newest_position, conversation)
         with hub.subscribe(conversation) as subscriber:
-            cursor = await run_in_threadpool(messages.newest_position, conversation)
+            subscriber.offer(RESYNC)
             async for message in follow(subscriber, conversation, cursor):
                 yield Message.from_view(message)
 

@@ -1,0 +1,260 @@
+"""Live messages over a real WebSocket: order, exactly once, roles, fan-out, resilience, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import psycopg2
+import pytest
+import uvicorn
+
+from gql.app import create_app
+from gql.tokens import mint
+from repo.config import Settings
+from repo.conversations import get_or_create_admin_conversation
+from repo.demo import CUSTOMER
+from repo.ids import ConversationId, ProfileId
+from repo.messages import send_message
+from tests.conftest import TEST_JWT_SECRET
+from tests.e2e.conftest import Server, free_port, running_server, service_token, user_token
+from tests.e2e.wsclient import Subscription, close_code
+from tests.factories import make_admin, make_user
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+SUBSCRIBERS = 200
+SEND = (
+    "mutation ($id: UUID!, $text: String!) "
+    "{ sendMessage(conversationId: $id, content: $text) { id } }"
+)
+OPEN = "mutation { adminConversation { conversation { id } } }"
+
+
+def post(url: str, query: str, token: str, **variables: Any) -> dict[str, Any]:
+    response = httpx.post(
+        url,
+        json={"query": query, "variables": variables},
+        timeout=30,
+        headers={"authorization": f"Bearer {token}"},
+    )
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def send_over_http(url: str, token: str, conversation: str, text: str) -> None:
+    await asyncio.to_thread(post, url, SEND, token, id=conversation, text=text)
+
+
+async def until_live(sub: Subscription, url: str, token: str, conversation: str) -> None:
+    """Send probes until one arrives (the subscription is registered), then drain stragglers."""
+    deadline = time.monotonic() + 10
+    while True:
+        await send_over_http(url, token, conversation, "probe")
+        try:
+            await sub.next_message(timeout=0.3)
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline, "the subscription never went live"
+    while True:
+        try:
+            assert (await sub.next_message(timeout=0.5))["content"] == "probe"
+        except TimeoutError:
+            return
+
+
+def open_conversation(url: str, token: str) -> str:
+    conversation: str = post(url, OPEN, token)["adminConversation"]["conversation"]["id"]
+    return conversation
+
+
+def test_messages_arrive_in_order_exactly_once(server: Server) -> None:
+    token = user_token(CUSTOMER.id)
+    conversation = open_conversation(server.url, token)
+
+    async def scenario() -> list[str]:
+        sub = await Subscription.open(server.url, token)
+        await sub.subscribe(conversation)
+        await until_live(sub, server.url, token, conversation)
+        for i in range(20):
+            await send_over_http(server.url, token, conversation, f"m{i}")
+        received = [(await sub.next_message())["content"] for _ in range(20)]
+        with pytest.raises(TimeoutError):
+            await sub.next_message(timeout=0.5)  # nothing twice
+        await sub.close()
+        return received
+
+    assert asyncio.run(scenario()) == [f"m{i}" for i in range(20)]
+
+
+def test_a_message_sent_through_one_process_reaches_a_subscriber_of_another(
+    db: Settings, tmp_path: Path
+) -> None:
+    if db.is_sqlite:  # one process only: the app refuses more (tested in observability)
+        return
+    with running_server(db, tmp_path / "a.log") as a, running_server(db, tmp_path / "b.log") as b:
+        token = user_token(CUSTOMER.id)
+        conversation = open_conversation(a.url, token)
+
+        async def scenario() -> str:
+            sub = await Subscription.open(a.url, token)
+            await sub.subscribe(conversation)
+            await until_live(sub, b.url, token, conversation)
+            await send_over_http(b.url, token, conversation, "from the other process")
+            content: str = (await sub.next_message())["content"]
+            await sub.close()
+            return content
+
+        assert asyncio.run(scenario()) == "from the other process"
+
+
+def test_roles_hold_on_the_socket(server: Server) -> None:
+    other = make_user()
+    theirs = get_or_create_admin_conversation(other).conversation.id
+
+    async def scenario() -> tuple[dict[str, Any], list[int | None]]:
+        sub = await Subscription.open(server.url, user_token(CUSTOMER.id))
+        await sub.subscribe(str(theirs))
+        refused = await sub.receive()
+        await sub.close()
+        codes = [
+            await close_code(server.url, {}),
+            await close_code(server.url, {"Authorization": "Bearer not-a-token"}),
+            await close_code(
+                server.url, {"Authorization": f"Bearer {user_token(CUSTOMER.id, expires_in=-60)}"}
+            ),
+            await close_code(server.url, {"Authorization": "Bearer " + _role_token("postgres")}),
+        ]
+        return refused, codes
+
+    refused, codes = asyncio.run(scenario())
+    assert refused["type"] == "next" and refused["payload"]["data"] is None
+    assert refused["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert codes == [4401, 4401, 4401, 4403]
+
+
+def _role_token(role: str) -> str:
+    return mint(TEST_JWT_SECRET, role=role)
+
+
+def test_queries_and_mutations_are_refused_over_the_socket(server: Server) -> None:
+    async def scenario() -> dict[str, Any]:
+        sub = await Subscription.open(server.url, service_token())
+        query = "{ integrity { orphanedConversationCount } }"
+        await sub.socket.send(
+            json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}})
+        )
+        reply = await sub.receive()
+        await sub.close()
+        return reply
+
+    reply = asyncio.run(scenario())
+    assert reply["type"] == "error"
+    assert "only subscriptions run over WebSocket" in reply["payload"][0]["message"]
+
+
+def test_messages_keep_arriving_after_the_listener_is_terminated(
+    server: Server, db: Settings
+) -> None:
+    if db.is_sqlite:  # no listening connection to lose
+        return
+    token = user_token(CUSTOMER.id)
+    conversation = open_conversation(server.url, token)
+
+    def terminate_listener() -> int:
+        with psycopg2.connect(db.database_url) as conn, conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'helpline-listener' AND datname = current_database()"
+            )
+            return int(cursor.fetchone()[0])
+
+    async def scenario() -> list[str]:
+        sub = await Subscription.open(server.url, token)
+        await sub.subscribe(conversation)
+        await until_live(sub, server.url, token, conversation)
+        assert await asyncio.to_thread(terminate_listener) == 1
+        await send_over_http(server.url, token, conversation, "during the outage")
+        await asyncio.sleep(1.0)  # the listener reconnects with backoff
+        await send_over_http(server.url, token, conversation, "after the outage")
+        received = [(await sub.next_message())["content"] for _ in range(2)]
+        with pytest.raises(TimeoutError):
+            await sub.next_message(timeout=0.5)
+        await sub.close()
+        return received
+
+    assert asyncio.run(scenario()) == ["during the outage", "after the outage"]
+
+
+@pytest.fixture
+def inprocess(db: Settings) -> Iterator[tuple[str, Any]]:
+    """The app under uvicorn in a thread of this process, so its hub can be inspected."""
+    app = create_app(replace(db, ws_max_connections=300))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=65536)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/graphql", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def test_two_hundred_subscribers_get_a_burst_and_leave_nothing_behind(
+    inprocess: tuple[str, Any],
+) -> None:
+    url, app = inprocess
+    admin = make_admin()
+    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    burst = 50
+
+    async def scenario() -> list[list[str]]:
+        subs = await asyncio.gather(
+            *(Subscription.open(url, service_token()) for _ in range(SUBSCRIBERS))
+        )
+        await asyncio.gather(*(sub.subscribe(str(conversation)) for sub in subs))
+        deadline = time.monotonic() + 10
+        while app.state.hub.subscriber_count < SUBSCRIBERS:
+            assert time.monotonic() < deadline, app.state.hub.subscriber_count
+            await asyncio.sleep(0.05)
+        for i in range(burst):
+            await asyncio.to_thread(
+                send_message, ConversationId(conversation), f"b{i}", sender_id=ProfileId(admin)
+            )
+
+        async def drain(sub: Subscription) -> list[str]:
+            received: list[str] = []
+            with contextlib.suppress(TimeoutError):  # a short list fails the assertion below
+                while len(received) < burst:
+                    received.append((await sub.next_message())["content"])
+            return received
+
+        received = await asyncio.gather(*(drain(sub) for sub in subs))
+        await asyncio.gather(*(sub.close() for sub in subs))
+        return received
+
+    received = asyncio.run(scenario())
+    counts = Counter(len(r) for r in received)
+    assert counts == {burst: len(received)}, counts
+    assert all(r == [f"b{i}" for i in range(burst)] for r in received)
+    deadline = time.monotonic() + 10
+    while app.state.hub.subscriber_count or app.state.view.sockets:
+        assert time.monotonic() < deadline, "subscribers were not cleaned up"
+        time.sleep(0.05)
+    assert app.state.hub.by_conversation == {} and app.state.hub.everyone == set()

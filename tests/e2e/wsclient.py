@@ -1,0 +1,75 @@
+"""A small graphql-transport-ws client for tests (on the `websockets` library)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+PROTOCOL = "graphql-transport-ws"
+GUARD_S = 10.0  # against hanging, never a speed assertion
+
+SUBSCRIBE_MESSAGES = (
+    "subscription ($id: UUID!) { messageAdded(conversationId: $id) { id content sender { id } } }"
+)
+
+
+def ws_url(graphql_url: str) -> str:
+    return graphql_url.replace("http://", "ws://", 1)
+
+
+class Subscription:
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+
+    @classmethod
+    async def open(cls, url: str, token: str | None) -> Subscription:
+        socket = await connect(ws_url(url), subprotocols=[PROTOCOL])  # type: ignore[list-item]
+        payload = {"Authorization": f"Bearer {token}"} if token else {}
+        await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
+        reply = json.loads(await asyncio.wait_for(socket.recv(), GUARD_S))
+        assert reply["type"] == "connection_ack", reply
+        return cls(socket)
+
+    async def subscribe(self, conversation_id: str, operation_id: str = "1") -> None:
+        await self.socket.send(
+            json.dumps(
+                {
+                    "id": operation_id,
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIBE_MESSAGES, "variables": {"id": conversation_id}},
+                }
+            )
+        )
+
+    async def receive(self, timeout: float = GUARD_S) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.socket.recv(), timeout))
+        return message
+
+    async def next_message(self, timeout: float = GUARD_S) -> dict[str, Any]:
+        """The next messageAdded payload (skipping pings)."""
+        while True:
+            message = await self.receive(timeout)
+            if message["type"] == "ping":
+                await self.socket.send(json.dumps({"type": "pong"}))
+                continue
+            assert message["type"] == "next", message
+            data: dict[str, Any] = message["payload"]["data"]["messageAdded"]
+            return data
+
+    async def close(self) -> None:
+        await self.socket.close()
+
+
+async def close_code(url: str, payload: dict[str, Any]) -> int | None:
+    """The close code the server answers a connection_init with ``payload``."""
+    async with connect(ws_url(url), subprotocols=[PROTOCOL]) as socket:  # type: ignore[list-item]
+        await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
+        try:
+            while True:
+                await asyncio.wait_for(socket.recv(), GUARD_S)
+        except Exception:
+            pass
+        return socket.close_code
