@@ -88,3 +88,17 @@ def require_repair(caller: Caller, *, dry_run: bool) -> None:
     require_operator(caller)
     if not dry_run and not caller.is_service:
         raise Forbidden("only the service role may apply a repair; admins may dry-run it")
+
+
+def inbox_reader(caller: Caller) -> ProfileId | None:
+    """Whose unread counts the inbox shows: an admin's own; a service caller's assigned admins."""
+    require_operator(caller)
+    return None if caller.is_service else ProfileId(caller.user_id)  # type: ignore[arg-type]
+
+
+def admin_reader(caller: Caller) -> ProfileId:
+    """Marking read is an admin's own action."""
+    require_operator(caller)
+    if caller.is_service or caller.user_id is None:
+        raise Forbidden("markRead records what an admin has read: use an admin's token")
+    return ProfileId(caller.user_id)

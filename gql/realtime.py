@@ -284,6 +284,28 @@ async def follow(
         await asyncio.sleep(0)  # take turns: one busy subscription must not starve the others
 
 
+class Resubscribe(ApiError):
+    """The listener was interrupted: an inbox subscription cannot replay what it missed."""
+
+    code = "RESUBSCRIBE"
+
+    def __init__(self) -> None:
+        super().__init__("live updates were interrupted; refetch the inbox and subscribe again")
+
+
+async def follow_all(subscriber: Subscriber) -> AsyncIterator[ConversationId]:
+    """The conversation of every stored message, as it comes."""
+    while True:
+        item = await subscriber.next()
+        if item == OVERFLOW:
+            raise SubscriberTooSlow
+        if item == RESYNC:
+            raise Resubscribe
+        assert isinstance(item, MessageView)
+        yield item.conversation_id
+        await asyncio.sleep(0)
+
+
 class Presence:
     """Admins are online while they hold a socket to this process."""
 

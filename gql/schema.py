@@ -18,15 +18,17 @@ from gql.auth import Caller
 from gql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
 from gql.limits import OperationLimits, SmallDocumentParserCache, SmallDocumentValidationCache
 from gql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED
-from gql.realtime import RESYNC, follow
+from gql.realtime import RESYNC, follow, follow_all
 from gql.types import (
     AdminConversationPayload,
     Conversation,
+    InboxConnection,
+    InboxItem,
     IntegrityReport,
     Message,
     RepairReport,
 )
-from repo import conversations, integrity, messages
+from repo import conversations, inbox, integrity, messages
 from repo.config import Settings
 from repo.errors import ConversationNotFound
 from repo.ids import ConversationId
@@ -67,6 +69,13 @@ class Query:
         )
         return Conversation.from_view(found) if found else None
 
+    @strawberry.field(description="The admins' inbox: conversations, newest activity first.")
+    def inbox(
+        self, info: Info[Any, Any], first: int = 20, after: str | None = None
+    ) -> InboxConnection:
+        reader = authz.inbox_reader(caller_of(info))
+        return InboxConnection.from_page(inbox.inbox_page(reader, first=first, after=after))
+
     @strawberry.field(description="Data integrity checks, for admins and operators.")
     def integrity(self, info: Info[Any, Any]) -> IntegrityReport:
         authz.require_operator(caller_of(info))
@@ -104,6 +113,11 @@ class Mutation:
         )
         return Message.from_view(messages.send_message(conversation, content, sender_id=sender))
 
+    @strawberry.mutation(description="Everything in the conversation so far is read (admins).")
+    def mark_read(self, info: Info[Any, Any], conversation_id: UUID) -> InboxItem:
+        reader = authz.admin_reader(caller_of(info))
+        return InboxItem.from_item(inbox.mark_read(ConversationId(conversation_id), reader))
+
     @strawberry.mutation(
         description="Create missing profiles of orphaned conversations from users. "
         "Dry run by default; idempotent. Applying it is for the service role."
@@ -139,6 +153,19 @@ class Subscription:
             subscriber.offer(RESYNC)
             async for message in follow(subscriber, conversation, cursor):
                 yield Message.from_view(message)
+
+    @strawberry.subscription(
+        description="A conversation of the inbox each time it is created or gets a message "
+        "(admins and operators). After a server-side interruption it ends with RESUBSCRIBE: "
+        "refetch the inbox and subscribe again."
+    )
+    async def inbox_updated(self, info: Info[Any, Any]) -> AsyncGenerator[InboxItem, None]:
+        reader = await run_in_threadpool(authz.inbox_reader, caller_of(info))
+        with info.context["hub"].subscribe(None) as subscriber:
+            async for conversation_id in follow_all(subscriber):
+                item = await run_in_threadpool(inbox.inbox_item, conversation_id, reader)
+                if item is not None:
+                    yield InboxItem.from_item(item)
 
 
 def build_schema(settings: Settings) -> HelplineSchema:

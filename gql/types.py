@@ -8,7 +8,7 @@ from uuid import UUID
 
 import strawberry
 
-from repo import integrity, messages
+from repo import inbox, integrity, messages
 from repo.checks import Check, run_checks
 from repo.ids import ConversationId
 from repo.views import (
@@ -238,4 +238,46 @@ class RepairReport:
             unrepairable_conversations=[
                 OrphanedConversation.from_view(o) for o in view.unrepairable
             ],
+        )
+
+
+@strawberry.type(description="A conversation as the admins' inbox shows it.")
+class InboxItem:
+    conversation: Conversation
+    last_message: Message | None
+    unread_count: int = strawberry.field(
+        description="Messages from others since the reader last marked it read."
+    )
+
+    @classmethod
+    def from_item(cls, item: inbox.InboxItem) -> InboxItem:
+        return cls(
+            conversation=Conversation.from_view(item.conversation),
+            last_message=Message.from_view(item.last_message) if item.last_message else None,
+            unread_count=item.unread_count,
+        )
+
+
+@strawberry.type
+class InboxEdge:
+    node: InboxItem
+    cursor: str
+
+
+@strawberry.type(description="Newest activity first; pass pageInfo.endCursor as after.")
+class InboxConnection:
+    edges: list[InboxEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: inbox.InboxPage) -> InboxConnection:
+        edges = [InboxEdge(node=InboxItem.from_item(i), cursor=i.cursor) for i in page.items]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                has_previous_page=page.has_previous_page,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
         )

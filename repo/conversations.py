@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import uuid4
 
 from repo.db import is_sqlite, settings, unit_of_work, write_transaction
@@ -67,7 +68,13 @@ def find_conversation(conversation_id: ConversationId) -> ConversationView | Non
 
 
 def _find_conversation(condition: object) -> ConversationView | None:
-    row = (
+    row = conversation_query().where(condition).tuples().first()
+    return None if row is None else conversation_from(row)
+
+
+def conversation_query() -> Any:
+    """A select of conversations with both profiles, for conversation_from."""
+    return (
         Conversation.select(
             Conversation.id,
             Conversation.created_at,
@@ -79,12 +86,10 @@ def _find_conversation(condition: object) -> ConversationView | None:
         .join(Customer, on=(Conversation.customer == Customer.id))
         .switch(Conversation)
         .join(Admin, on=(Conversation.admin == Admin.id))
-        .where(condition)
-        .tuples()
-        .first()
     )
-    if row is None:
-        return None
+
+
+def conversation_from(row: Any) -> ConversationView:
     conversation_id, created_at, updated_at, last_message_at = row[:4]
     return ConversationView(
         id=ConversationId(conversation_id),

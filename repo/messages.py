@@ -101,7 +101,7 @@ def list_messages(
     """A page of up to ``first`` messages, newest first, older than the ``after`` cursor."""
     if not 1 <= first <= MAX_PAGE_SIZE:
         raise InvalidInput(f"first must be between 1 and {MAX_PAGE_SIZE}, got {first}")
-    query = _message_query().where(Message.conversation == conversation_id)
+    query = message_query().where(Message.conversation == conversation_id)
     if after is not None:
         created_at, message_id = decode_cursor(after)
         query = query.where(
@@ -111,7 +111,7 @@ def list_messages(
     rows = list(
         query.order_by(Message.created_at.desc(), Message.id.desc()).limit(first + 1).tuples()
     )
-    messages = [_message_from(row) for row in rows[:first]]
+    messages = [message_from(row) for row in rows[:first]]
     return MessagePage(
         messages, has_next_page=len(rows) > first, has_previous_page=after is not None
     )
@@ -120,8 +120,8 @@ def list_messages(
 @unit_of_work
 def find_message(message_id: MessageId) -> MessageView | None:
     """A message with its sender, or None."""
-    row = _message_query().where(Message.id == message_id).tuples().first()
-    return None if row is None else _message_from(row)
+    row = message_query().where(Message.id == message_id).tuples().first()
+    return None if row is None else message_from(row)
 
 
 @unit_of_work
@@ -143,21 +143,21 @@ def messages_after(
     conversation_id: ConversationId, after: tuple[datetime, UUID] | None, *, limit: int = 100
 ) -> list[MessageView]:
     """Up to ``limit`` messages sent after the ``after`` position, oldest first (catching up)."""
-    query = _message_query().where(Message.conversation == conversation_id)
+    query = message_query().where(Message.conversation == conversation_id)
     if after is not None:
         query = query.where(
             Tuple(Message.created_at, Message.id)
             > Tuple(Message.created_at.db_value(after[0]), Message.id.db_value(after[1]))
         )
     rows: Any = query.order_by(Message.created_at, Message.id).limit(limit).tuples()
-    return [_message_from(row) for row in rows]
+    return [message_from(row) for row in rows]
 
 
 def _read_message(message_id: MessageId) -> MessageView:
-    return _message_from(_message_query().where(Message.id == message_id).tuples().get())
+    return message_from(message_query().where(Message.id == message_id).tuples().get())
 
 
-def _message_query() -> peewee.ModelSelect[Message]:
+def message_query() -> peewee.ModelSelect[Message]:
     return Message.select(
         Message.id,
         Message.conversation,
@@ -167,7 +167,7 @@ def _message_query() -> peewee.ModelSelect[Message]:
     ).join(Profile, on=(Message.sender == Profile.id))
 
 
-def _message_from(row: Any) -> MessageView:
+def message_from(row: Any) -> MessageView:
     message_id, conversation_id, content, created_at = row[:4]
     assert isinstance(created_at, datetime)
     return MessageView(

@@ -110,4 +110,14 @@ class Message(BaseModel):
         table_name = "messages"
 
 
-ALL_MODELS = (User, Profile, Conversation, Message)
+class ConversationRead(BaseModel):
+    conversation = peewee.ForeignKeyField(Conversation, column_name="conversation_id", backref="+")
+    reader = peewee.ForeignKeyField(Profile, column_name="reader_id", backref="+")
+    last_read_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "conversation_reads"
+        primary_key = peewee.CompositeKey("conversation", "reader")
+
+
+ALL_MODELS = (User, Profile, Conversation, Message, ConversationRead)

@@ -1,0 +1,148 @@
+"""The admins' inbox: conversations by latest activity, with their last message and unread count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from peewee import JOIN, Tuple, fn
+
+from repo.conversations import conversation_from, conversation_query
+from repo.db import unit_of_work, write_transaction
+from repo.errors import ConversationNotFound, InvalidInput
+from repo.ids import ConversationId, ProfileId
+from repo.messages import MAX_PAGE_SIZE, decode_cursor, encode_cursor, message_from, message_query
+from repo.models import Conversation, ConversationRead, Message
+from repo.views import ConversationView, MessageView
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    conversation: ConversationView
+    last_message: MessageView | None
+    unread_count: int
+
+    @property
+    def cursor(self) -> str:
+        return encode_cursor(activity_of(self.conversation), self.conversation.id)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    items: list[InboxItem]
+    has_next_page: bool
+    has_previous_page: bool
+
+
+def activity_of(conversation: ConversationView) -> datetime:
+    return conversation.last_message_at or conversation.created_at
+
+
+def _activity() -> Any:
+    return fn.COALESCE(Conversation.last_message_at, Conversation.created_at)
+
+
+@unit_of_work
+def inbox_page(
+    reader_id: ProfileId | None, *, first: int = 20, after: str | None = None
+) -> InboxPage:
+    """Conversations newest activity first; unread counts are for ``reader_id``.
+
+    ``reader_id`` None (a service caller) counts for each conversation's assigned admin.
+    """
+    if not 1 <= first <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"first must be between 1 and {MAX_PAGE_SIZE}, got {first}")
+    query = conversation_query()
+    if after is not None:
+        activity, conversation_id = decode_cursor(after)
+        query = query.where(
+            Tuple(_activity(), Conversation.id)
+            < Tuple(
+                Conversation.created_at.db_value(activity),
+                Conversation.id.db_value(conversation_id),
+            )
+        )
+    rows = list(
+        query.order_by(_activity().desc(), Conversation.id.desc()).limit(first + 1).tuples()
+    )
+    conversations = [conversation_from(row) for row in rows[:first]]
+    return InboxPage(
+        _items(conversations, reader_id),
+        has_next_page=len(rows) > first,
+        has_previous_page=after is not None,
+    )
+
+
+@unit_of_work
+def inbox_item(conversation_id: ConversationId, reader_id: ProfileId | None) -> InboxItem | None:
+    """One conversation as the inbox shows it to ``reader_id``, or None."""
+    row = conversation_query().where(Conversation.id == conversation_id).tuples().first()
+    return None if row is None else _items([conversation_from(row)], reader_id)[0]
+
+
+def _items(conversations: list[ConversationView], reader_id: ProfileId | None) -> list[InboxItem]:
+    """Two queries for the whole page: last messages, then unread counts."""
+    if not conversations:
+        return []
+    ids = [c.id for c in conversations]
+    last = {
+        m.conversation_id: m
+        for m in (
+            message_from(row)
+            for row in message_query()
+            .join(Conversation, on=(Conversation.id == Message.conversation), src=Message)
+            .where(
+                Message.conversation.in_(ids), Message.created_at == Conversation.last_message_at
+            )
+            .tuples()
+        )
+    }
+    reader = Conversation.admin if reader_id is None else reader_id
+    unread_rows: Any = (
+        Message.select(Message.conversation, fn.COUNT(Message.id))
+        .join(Conversation, on=(Conversation.id == Message.conversation))
+        .join(
+            ConversationRead,
+            JOIN.LEFT_OUTER,
+            on=(ConversationRead.conversation == Message.conversation)
+            & (ConversationRead.reader == reader),
+            src=Message,
+        )
+        .where(
+            Message.conversation.in_(ids),
+            Message.sender != reader,
+            ConversationRead.last_read_at.is_null()
+            | (Message.created_at > ConversationRead.last_read_at),
+        )
+        .group_by(Message.conversation)
+        .tuples()
+    )
+    unread = {UUID(str(cid)): int(count) for cid, count in unread_rows}
+    return [InboxItem(c, last.get(c.id), unread.get(c.id, 0)) for c in conversations]
+
+
+@unit_of_work
+def mark_read(conversation_id: ConversationId, reader_id: ProfileId) -> InboxItem:
+    """Everything in the conversation up to now is read by ``reader_id``."""
+    with write_transaction():
+        last_message_at = (
+            Conversation.select(_activity()).where(Conversation.id == conversation_id).scalar()
+        )
+        if last_message_at is None:
+            raise ConversationNotFound(f"conversation {conversation_id} not found")
+        read_at = Conversation.last_message_at.python_value(last_message_at)
+        (
+            ConversationRead.insert(
+                conversation=conversation_id, reader=reader_id, last_read_at=read_at
+            )
+            .on_conflict(
+                conflict_target=[ConversationRead.conversation, ConversationRead.reader],
+                update={ConversationRead.last_read_at: read_at},
+            )
+            .execute()
+        )
+    item = inbox_item(conversation_id, reader_id)
+    assert item is not None
+    return item

@@ -1,0 +1,97 @@
+"""The admins' inbox: newest activity first, last message, unread counts, markRead, live updates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from repo.conversations import get_or_create_admin_conversation
+from repo.db import database
+from repo.ids import ProfileId
+from repo.messages import send_message
+from repo.models import Profile
+from tests.e2e.conftest import GraphQLClient, Server, user_token
+from tests.e2e.test_subscriptions import send_over_http
+from tests.e2e.wsclient import Subscription
+from tests.factories import make_admin, make_user
+
+INBOX = """query ($first: Int!, $after: String) { inbox(first: $first, after: $after) {
+  edges { cursor node { unreadCount conversation { id customer { name } }
+                        lastMessage { content } } }
+  pageInfo { hasNextPage endCursor } } }"""
+MARK_READ = "mutation ($id: UUID!) { markRead(conversationId: $id) { unreadCount } }"
+
+
+def test_the_inbox_orders_by_activity_and_counts_unread_per_admin(client: GraphQLClient) -> None:
+    admin, other_admin = make_admin("Ada Admin"), make_admin("Bea Backup")
+    customers = [make_user(full_name=f"Customer {i}") for i in range(3)]
+    conversations = [get_or_create_admin_conversation(c).conversation.id for c in customers]
+    send_message(conversations[0], "first is now newest", sender_id=ProfileId(customers[0]))
+    send_message(conversations[0], "and has two unread", sender_id=ProfileId(customers[0]))
+    ada = client.as_(user_token(admin))
+
+    page = ada.data(INBOX, first=2)["inbox"]
+    rest = ada.data(INBOX, first=2, after=page["pageInfo"]["endCursor"])["inbox"]
+
+    names = [e["node"]["conversation"]["customer"]["name"] for e in page["edges"] + rest["edges"]]
+    assert names == ["Customer 0", "Customer 2", "Customer 1"]
+    top = page["edges"][0]["node"]
+    assert top["lastMessage"] == {"content": "and has two unread"}
+    assert top["unreadCount"] == 2  # the welcome message is Ada's own
+    assert (page["pageInfo"]["hasNextPage"], rest["pageInfo"]["hasNextPage"]) == (True, False)
+
+    assert ada.data(MARK_READ, id=str(conversations[0])) == {"markRead": {"unreadCount": 0}}
+    assert ada.data(INBOX, first=1)["inbox"]["edges"][0]["node"]["unreadCount"] == 0
+    bea = client.as_(user_token(other_admin)).data(INBOX, first=1)["inbox"]["edges"][0]["node"]
+    assert bea["unreadCount"] == 3  # Bea has read nothing, and the welcome was Ada's
+
+
+def test_only_staff_see_the_inbox_and_only_admins_mark_read(client: GraphQLClient) -> None:
+    make_admin()
+    customer = make_user()
+    conversation = get_or_create_admin_conversation(customer).conversation.id
+    as_customer = client.as_(user_token(customer))
+    assert as_customer.error(INBOX, first=5)["extensions"]["code"] == "FORBIDDEN"
+    assert as_customer.error(MARK_READ, id=str(conversation))["extensions"]["code"] == "FORBIDDEN"
+    assert client.error(MARK_READ, id=str(conversation))["extensions"]["code"] == "FORBIDDEN"
+    assert len(client.data(INBOX, first=5)["inbox"]["edges"]) == 1  # service may read it
+
+
+def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
+    server: Server,
+) -> None:
+    admin = make_admin("Ivy Inbox")
+    customer = make_user(full_name="Live Customer")
+    conversation = str(get_or_create_admin_conversation(customer).conversation.id)
+    query = (
+        "subscription { inboxUpdated { unreadCount conversation { id } lastMessage { content } } }"
+    )
+
+    def online() -> bool:
+        with database.connection_context():
+            return bool(Profile.get_by_id(admin).is_online)
+
+    async def scenario() -> tuple[list[dict[str, Any]], bool, bool]:
+        sub = await Subscription.open(server.url, user_token(admin))
+        is_online = await asyncio.to_thread(online)
+        await sub.socket.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}})
+        )
+        updates: list[dict[str, Any]] = []
+        await asyncio.sleep(0.5)  # let the subscription register (there is no ack for it)
+        for text in ["hello?", "anyone there?"]:  # through the server: SQLite is one process
+            await send_over_http(server.url, user_token(customer), conversation, text)
+        while len(updates) < 2:
+            message = await sub.receive()
+            assert message["type"] == "next", message
+            updates.append(message["payload"]["data"]["inboxUpdated"])
+        await sub.close()
+        await asyncio.sleep(0.5)
+        return updates, is_online, await asyncio.to_thread(online)
+
+    updates, online_while_connected, online_after = asyncio.run(scenario())
+    assert [u["lastMessage"]["content"] for u in updates][-1] == "anyone there?"
+    assert updates[-1]["conversation"]["id"] == conversation
+    assert updates[-1]["unreadCount"] == 3  # the demo admin's welcome and two new messages
+    assert (online_while_connected, online_after) == (True, False)
