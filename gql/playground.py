@@ -52,9 +52,27 @@ def assets_available() -> bool:
     return all((ASSETS_DIR / asset).is_file() for asset in REQUIRED_ASSETS)
 
 
+# Subscriptions go over WebSocket, where headers cannot be set: the page sends the headers
+# editor's JSON (with its Authorization) as the connection_init payload instead.
+_WS_PARAMS = """subscriptionUrl,
+        wsConnectionParams: function () {
+          try {
+            return JSON.parse(window.helplineHeaders || parameters.headers || "{}");
+          } catch (error) {
+            return {};
+          }
+        },"""
+
+
 def localize(page: str) -> str:
-    """Strawberry's GraphiQL page with local assets and Helpline's first query."""
+    """Strawberry's GraphiQL page with local assets, Helpline's first query and socket auth."""
     page = _EXAMPLE_QUERY.sub(lambda _: f"const EXAMPLE_QUERY = `{WELCOME}`;", page, count=1)
+    page = page.replace("subscriptionUrl,", _WS_PARAMS, 1)
+    page = page.replace(
+        "setHeaders(newHeaders);",
+        "setHeaders(newHeaders);\n          window.helplineHeaders = newHeaders;",
+        1,
+    )
     if not assets_available():
         log.warning("playground assets missing in %s: run `make install`", ASSETS_DIR)
         return page

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
 
@@ -85,4 +86,36 @@ def test_the_first_query_in_the_playground_is_helplines_own(
     editor = page.locator(".graphiql-query-editor")
     editor.get_by_text("mutation OpenChat").wait_for(timeout=15_000)
     assert "Authorization" in editor.inner_text()
+    page.close()
+
+
+def test_a_subscription_in_the_playground_shows_new_messages(
+    server: Server, browser: Browser
+) -> None:
+    token = user_token(CUSTOMER.id)
+    opened = browser.new_page().request.post(
+        server.url,
+        data={"query": "mutation { adminConversation { conversation { id } } }"},
+        headers={"authorization": f"Bearer {token}"},
+    )
+    conversation = opened.json()["data"]["adminConversation"]["conversation"]["id"]
+    page = browser.new_page()
+    query = f'subscription {{ messageAdded(conversationId: "{conversation}") {{ content }} }}'
+    page.goto(f"{server.url}?q={quote(query)}")
+    page.get_by_text("Headers", exact=True).click()
+    page.locator(".graphiql-editor-tool .graphiql-editor:visible").first.click()
+    page.keyboard.type(json.dumps({"Authorization": f"Bearer {token}"}))
+    page.locator(".graphiql-execute-button").click()
+    send = (
+        f'mutation {{ sendMessage(conversationId: "{conversation}", content: "live from the '
+        'playground test") { id } }'
+    )
+    result = page.locator(".graphiql-response")
+    deadline = time.monotonic() + 20
+    while not result.get_by_text("live from the playground test").count():
+        assert time.monotonic() < deadline, result.inner_text()
+        page.request.post(
+            server.url, data={"query": send}, headers={"authorization": f"Bearer {token}"}
+        )
+        page.wait_for_timeout(500)
     page.close()
