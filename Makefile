@@ -7,7 +7,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 HOST ?= 127.0.0.1
 
-.PHONY: install browser run test lint format schema clean
+.PHONY: install browser run test lint format schema bench-realtime clean
 
 install: $(INSTALLED)
 
@@ -36,13 +36,17 @@ test: install browser lint
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check gql repo tests
-	$(VENV)/bin/ruff format --check gql repo tests
+	$(VENV)/bin/ruff check gql repo tests bench
+	$(VENV)/bin/ruff format --check gql repo tests bench
 	$(VENV)/bin/mypy
 
 format: install
-	$(VENV)/bin/ruff check --fix gql repo tests
-	$(VENV)/bin/ruff format gql repo tests
+	$(VENV)/bin/ruff check --fix gql repo tests bench
+	$(VENV)/bin/ruff format gql repo tests bench
+
+# Benchmarks need PostgreSQL (BENCH_DATABASE_URL names the server); results go to BENCHMARKS.md.
+bench-realtime: install
+	$(PY) -m bench.realtime
 
 schema: install
 	$(PY) -m gql.export_schema > schema/schema.graphql

@@ -1,0 +1,1 @@
+"""Benchmarks: run with `make bench-realtime`; results go to BENCHMARKS.md."""
