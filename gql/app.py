@@ -6,6 +6,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import anyio
 from starlette.applications import Starlette
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except ConfigError as exc:
             raise SystemExit(f"helpline: {exc}") from None
 
-    hub = Hub(queue_size=settings.ws_queue_size)
+    hub = Hub(queue_size=settings.ws_queue_size, ordered=not settings.is_sqlite)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub=hub,
         max_sockets=settings.ws_max_connections,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
+        connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",
     )
     app = Starlette(

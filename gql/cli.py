@@ -261,6 +261,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=LOG_CONFIG,
         access_log=False,
         proxy_headers=True,
+        ws_max_size=1024 * 1024,  # like MAX_BODY_BYTES over HTTP
     )
     if made_dir:
         shutil.rmtree(made_dir, ignore_errors=True)

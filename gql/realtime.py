@@ -65,8 +65,10 @@ class Subscriber:
 class Hub:
     """Per-process fan-out of stored messages to local subscribers, in commit order."""
 
-    def __init__(self, *, queue_size: int) -> None:
+    def __init__(self, *, queue_size: int, ordered: bool = True) -> None:
+        """``ordered``: notifications arrive in commit order (PostgreSQL's NOTIFY does)."""
         self.queue_size = queue_size
+        self.ordered = ordered
         self.by_conversation: dict[ConversationId, set[Subscriber]] = {}
         self.everyone: set[Subscriber] = set()
         self.inbound: asyncio.Queue[tuple[ConversationId, MessageId]] = asyncio.Queue(INBOUND_LIMIT)
@@ -119,18 +121,20 @@ class Hub:
     async def _deliver_forever(self) -> None:
         while True:
             conversation_id, message_id = await self.inbound.get()
-            targets = [*self.by_conversation.get(conversation_id, ()), *self.everyone]
-            if not targets:
+            followers = list(self.by_conversation.get(conversation_id, ()))
+            if not followers and not self.everyone:
                 continue
             try:
                 message = await run_in_threadpool(find_message, message_id)
             except Exception:
                 log.exception("could not load message %s; subscribers will catch up", message_id)
-                for subscriber in targets:
-                    subscriber.offer(RESYNC)
-                continue
+                message = None
+            # Without a guaranteed order (SQLite's after-commit hand-offs can overtake each
+            # other) or without the message, followers catch up from the database instead.
+            for subscriber in followers:
+                subscriber.offer(message if message is not None and self.ordered else RESYNC)
             if message is not None:
-                for subscriber in targets:
+                for subscriber in list(self.everyone):
                     subscriber.offer(message)
 
 
@@ -200,9 +204,13 @@ class PostgresListener:
 
     def _open(self) -> Any:
         conn = psycopg2.connect(**self.connect_kwargs)
-        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-        with conn.cursor() as cursor:
-            cursor.execute(f"LISTEN {events.CHANNEL}")
+        try:
+            conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+            with conn.cursor() as cursor:
+                cursor.execute(f"LISTEN {events.CHANNEL}")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _on_readable(self) -> None:

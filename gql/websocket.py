@@ -21,8 +21,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from gql.auth import ANON, AuthenticationFailed, Caller
 from gql.authz import KNOWN_ROLES
 from gql.errors import BAD_USER_INPUT
+from repo.config import Settings
 
 UNAUTHORIZED, FORBIDDEN = 4401, 4403
+MAX_TOKENS = Settings().max_tokens
 
 
 def bearer_token(payload: dict[str, Any]) -> str | None:
@@ -82,7 +84,8 @@ def _is_subscription(message: SubscribeMessage) -> bool:
     """True unless the document surely holds a query or mutation (bad documents: let it say)."""
     try:
         payload = message["payload"]
-        operation = get_operation_ast(parse(payload["query"]), payload.get("operationName"))
+        document = parse(payload["query"], max_tokens=MAX_TOKENS)  # bounded, like over HTTP
+        operation = get_operation_ast(document, payload.get("operationName"))
     except (GraphQLError, KeyError, TypeError):
         return True
     return operation is None or operation.operation == OperationType.SUBSCRIPTION

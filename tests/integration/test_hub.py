@@ -1,0 +1,37 @@
+"""The per-process hub: notifications that overtake each other still deliver all, in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gql.realtime import Hub, follow
+from repo.conversations import get_or_create_admin_conversation
+from repo.messages import newest_position, send_message
+from tests.factories import make_admin, make_user
+
+pytestmark = [pytest.mark.usefixtures("db"), pytest.mark.timeout(30)]
+
+
+def test_out_of_order_notifications_lose_nothing_when_the_hub_is_unordered() -> None:
+    make_admin()
+    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    start = newest_position(conversation)
+    first = send_message(conversation, "A", sender_id=None)
+    second = send_message(conversation, "B", sender_id=None)
+
+    async def scenario() -> list[str]:
+        hub = Hub(queue_size=16, ordered=False)  # SQLite's after-commit hand-offs
+        hub.start()
+        try:
+            with hub.subscribe(conversation) as subscriber:
+                hub.notify(conversation, second.id)  # B's hand-off overtakes A's
+                hub.notify(conversation, first.id)
+                messages = follow(subscriber, conversation, start)
+                got = [(await anext(messages)).content for _ in range(2)]
+                return got
+        finally:
+            await hub.stop()
+
+    assert asyncio.run(scenario()) == ["A", "B"]
