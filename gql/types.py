@@ -78,6 +78,15 @@ class PageInfo:
     start_cursor: str | None
     end_cursor: str | None
 
+    @classmethod
+    def of(cls, cursors: list[str], *, has_next_page: bool, has_previous_page: bool) -> PageInfo:
+        return cls(
+            has_next_page=has_next_page,
+            has_previous_page=has_previous_page,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
+
 
 @strawberry.type
 class MessageConnection:
@@ -88,11 +97,10 @@ class MessageConnection:
     def from_page(cls, page: MessagePage) -> MessageConnection:
         return cls(
             edges=[MessageEdge(node=Message.from_view(m), cursor=m.cursor) for m in page.messages],
-            page_info=PageInfo(
+            page_info=PageInfo.of(
+                [m.cursor for m in page.messages],
                 has_next_page=page.has_next_page,
                 has_previous_page=page.has_previous_page,
-                start_cursor=page.start_cursor,
-                end_cursor=page.end_cursor,
             ),
         )
 
@@ -274,10 +282,9 @@ class InboxConnection:
         edges = [InboxEdge(node=InboxItem.from_item(i), cursor=i.cursor) for i in page.items]
         return cls(
             edges=edges,
-            page_info=PageInfo(
+            page_info=PageInfo.of(
+                [e.cursor for e in edges],
                 has_next_page=page.has_next_page,
                 has_previous_page=page.has_previous_page,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
             ),
         )

@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -128,22 +130,29 @@ def test_the_orphan_gauge_counts_orphans_once_a_minute_at_most(
     assert metric(cached, "helpline_orphaned_conversations") == 1  # not rescanned per scrape
 
 
-def test_ready_follows_the_database_through_an_outage(postgres_url: str) -> None:
-    """A network fault needs a database server: PostgreSQL, reached through a proxy we cut."""
+@contextmanager
+def app_behind_proxy(postgres_url: str) -> Iterator[tuple[TestClient, TcpProxy]]:
+    """The app on PostgreSQL reached through a loopback proxy the test controls."""
     target = urlsplit(postgres_url)
     with TcpProxy(target.port or 5432) as proxy:
         netloc = f"{target.username}@127.0.0.1:{proxy.port}"
         proxied = Settings(database_url=urlunsplit(target._replace(netloc=netloc)))
         with TestClient(create_app(proxied)) as http:
-            assert http.get("/ready").status_code == 200
-            proxy.cut()
-            assert http.get("/ready").status_code == 503
-            assert http.get("/live").status_code == 200
-            proxy.restore()
-            deadline = time.monotonic() + 10
-            while http.get("/ready").status_code != 200:
-                assert time.monotonic() < deadline, "not ready again after the database returned"
-                time.sleep(0.2)
+            yield http, proxy
+
+
+def test_ready_follows_the_database_through_an_outage(postgres_url: str) -> None:
+    """A network fault needs a database server: PostgreSQL, reached through a proxy we cut."""
+    with app_behind_proxy(postgres_url) as (http, proxy):
+        assert http.get("/ready").status_code == 200
+        proxy.cut()
+        assert http.get("/ready").status_code == 503
+        assert http.get("/live").status_code == 200
+        proxy.restore()
+        deadline = time.monotonic() + 10
+        while http.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "not ready again after the database returned"
+            time.sleep(0.2)
 
 
 def test_metrics_add_up_across_workers(db: Settings, tmp_path: Path) -> None:
@@ -178,14 +187,10 @@ def test_metrics_add_up_across_workers(db: Settings, tmp_path: Path) -> None:
 
 
 def test_ready_answers_503_in_time_when_the_database_goes_silent(postgres_url: str) -> None:
-    target = urlsplit(postgres_url)
-    with TcpProxy(target.port or 5432) as proxy:
-        netloc = f"{target.username}@127.0.0.1:{proxy.port}"
-        proxied = Settings(database_url=urlunsplit(target._replace(netloc=netloc)))
-        with TestClient(create_app(proxied)) as http:
-            assert http.get("/ready").status_code == 200
-            proxy.stall()
-            started = time.monotonic()
-            assert http.get("/ready").status_code == 503
-            assert time.monotonic() - started < 30  # a guard against hanging, not a speed test
-            proxy.restore()
+    with app_behind_proxy(postgres_url) as (http, proxy):
+        assert http.get("/ready").status_code == 200
+        proxy.stall()
+        started = time.monotonic()
+        assert http.get("/ready").status_code == 503
+        assert time.monotonic() - started < 30  # a guard against hanging, not a speed test
+        proxy.restore()
