@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 import strawberry
+from starlette.concurrency import run_in_threadpool
 
 from repo import inbox, integrity, messages
 from repo.checks import Check, run_checks
@@ -27,6 +29,14 @@ from repo.views import (
 from repo.views import (
     RepairReport as RepairReportView,
 )
+
+
+def on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 @strawberry.type(description="A person in a chat: a customer or an admin.")
@@ -120,8 +130,14 @@ class Conversation:
         first: Annotated[int, strawberry.argument(description="1 to 100")] = 20,
         after: str | None = None,
     ) -> MessageConnection:
-        page = messages.list_messages(ConversationId(self.id), first=first, after=after)
-        return MessageConnection.from_page(page)
+        def load() -> MessageConnection:
+            page = messages.list_messages(ConversationId(self.id), first=first, after=after)
+            return MessageConnection.from_page(page)
+
+        if on_event_loop():  # a subscription's result (HTTP operations run in a worker thread)
+            awaitable: Any = run_in_threadpool(load)  # graphql-core awaits it; the loop stays free
+            return cast(MessageConnection, awaitable)
+        return load()
 
     @classmethod
     def from_view(cls, view: ConversationView) -> Conversation:

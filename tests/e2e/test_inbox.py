@@ -65,7 +65,8 @@ def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
     customer = make_user(full_name="Live Customer")
     conversation = str(get_or_create_admin_conversation(customer).conversation.id)
     query = (
-        "subscription { inboxUpdated { unreadCount conversation { id } lastMessage { content } } }"
+        "subscription { inboxUpdated { unreadCount lastMessage { content } "
+        "conversation { id messages(first: 1) { edges { node { content } } } } } }"
     )
 
     def online() -> bool:
@@ -93,5 +94,7 @@ def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
     updates, online_while_connected, online_after = asyncio.run(scenario())
     assert [u["lastMessage"]["content"] for u in updates][-1] == "anyone there?"
     assert updates[-1]["conversation"]["id"] == conversation
+    newest = updates[-1]["conversation"]["messages"]["edges"][0]["node"]  # loaded off the loop
+    assert newest == {"content": "anyone there?"}
     assert updates[-1]["unreadCount"] == 3  # the demo admin's welcome and two new messages
     assert (online_while_connected, online_after) == (True, False)
