@@ -112,7 +112,15 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one socket, refusing it when this process already holds max_sockets."""
         if self.sockets >= self.max_sockets:
-            await WebSocket(scope, receive, send).close(code=1013, reason="Try again later")
+            socket = WebSocket(scope, receive, send)
+            offered = [
+                p.strip() for p in socket.headers.get("sec-websocket-protocol", "").split(",")
+            ]
+            protocol = (
+                GRAPHQL_TRANSPORT_WS_PROTOCOL if GRAPHQL_TRANSPORT_WS_PROTOCOL in offered else None
+            )
+            await socket.accept(subprotocol=protocol)  # accepted, so the client can read the code
+            await socket.close(code=1013, reason="Try again later")
             return
         self.sockets += 1
         try:

@@ -198,7 +198,13 @@ def test_messages_keep_arriving_after_the_listener_is_terminated(
 @pytest.fixture
 def inprocess(db: Settings) -> Iterator[tuple[str, Any]]:
     """The app under uvicorn in a thread of this process, so its hub can be inspected."""
-    app = create_app(replace(db, ws_max_connections=300))
+    with serve_in_process(replace(db, ws_max_connections=300)) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serve_in_process(settings: Settings) -> Iterator[tuple[str, Any]]:
+    app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=65536)
@@ -258,3 +264,26 @@ def test_two_hundred_subscribers_get_a_burst_and_leave_nothing_behind(
         assert time.monotonic() < deadline, "subscribers were not cleaned up"
         time.sleep(0.05)
     assert app.state.hub.by_conversation == {} and app.state.hub.everyone == set()
+
+
+def test_sockets_and_subscriptions_per_socket_are_bounded(db: Settings) -> None:
+    make_admin()
+    conversation = str(get_or_create_admin_conversation(make_user()).conversation.id)
+    limited = replace(db, ws_max_connections=2, ws_max_subscriptions=1)
+    with serve_in_process(limited) as (url, _app):
+
+        async def scenario() -> tuple[int | None, dict[str, Any]]:
+            first = await Subscription.open(url, service_token())
+            second = await Subscription.open(url, service_token())
+            refused = await close_code(url, {"Authorization": f"Bearer {service_token()}"})
+            await first.subscribe(conversation, "a")
+            await first.subscribe(conversation, "b")
+            over_limit = await first.receive()
+            await first.close()
+            await second.close()
+            return refused, over_limit
+
+        refused, over_limit = asyncio.run(scenario())
+    assert refused == 1013
+    assert over_limit["type"] == "error" and over_limit["id"] == "b"
+    assert "Subscription limit reached" in over_limit["payload"][0]["message"]

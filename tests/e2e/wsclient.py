@@ -66,8 +66,8 @@ class Subscription:
 async def close_code(url: str, payload: dict[str, Any]) -> int | None:
     """The close code the server answers a connection_init with ``payload``."""
     async with connect(ws_url(url), subprotocols=[PROTOCOL]) as socket:  # type: ignore[list-item]
-        await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
         try:
+            await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
             while True:
                 await asyncio.wait_for(socket.recv(), GUARD_S)
         except Exception:
