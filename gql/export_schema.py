@@ -6,11 +6,12 @@ import sys
 
 from strawberry.printer import print_schema
 
-from gql.schema import schema
+from gql.schema import build_schema
+from repo.config import Settings
 
 
 def export() -> str:
-    return print_schema(schema) + "\n"
+    return print_schema(build_schema(Settings())) + "\n"
 
 
 if __name__ == "__main__":

@@ -193,6 +193,3 @@ def build_schema(settings: Settings) -> HelplineSchema:
             lambda: SmallDocumentValidationCache(maxsize=256),
         ],
     )
-
-
-schema = build_schema(Settings())
