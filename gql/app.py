@@ -21,7 +21,7 @@ from gql.auth import Authenticator
 from gql.limits import BodySizeLimit
 from gql.metrics import exposition, forget_this_process, refresh_orphan_gauge
 from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
-from gql.realtime import Hub, LocalListener, PostgresListener
+from gql.realtime import Hub, LocalListener, PostgresListener, Presence
 from gql.schema import build_schema
 from gql.view import HelplineGraphQL, refusal
 from repo.config import ConfigError, Settings
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             raise SystemExit(f"helpline: {exc}") from None
 
     hub = Hub(queue_size=settings.ws_queue_size, ordered=not settings.is_sqlite)
+    presence = Presence(heartbeat_s=settings.presence_heartbeat_s, ttl_s=settings.presence_ttl_s)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -56,10 +57,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         hub.start()
         await listener.start()
+        presence.start()
         app.state.listener = listener
         try:
             yield
         finally:
+            await presence.stop()
             await listener.stop()
             await hub.stop()
             close_database()
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         build_schema(settings),
         authenticator=Authenticator(settings, admin_lookup=is_admin),
         hub=hub,
+        presence=presence,
         max_sockets=settings.ws_max_connections,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
@@ -126,5 +130,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.state.hub, app.state.view = hub, view  # for diagnostics and tests
+    # for diagnostics and tests
+    app.state.hub, app.state.view, app.state.presence = hub, view, presence
     return app

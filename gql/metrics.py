@@ -61,6 +61,11 @@ POOL_IN_USE = Gauge(
     "Pooled database connections checked out",
     multiprocess_mode="livesum",
 )
+WEBSOCKET_CONNECTIONS = Gauge(
+    "helpline_websocket_connections",
+    "WebSockets this process holds open (one series per worker pid in multiprocess mode)",
+    multiprocess_mode="liveall",
+)
 
 
 class _OperationNames:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg2
 import psycopg2.extensions
@@ -23,11 +23,10 @@ from starlette.concurrency import run_in_threadpool
 
 from gql.auth import Caller
 from gql.errors import ApiError
-from repo import events
+from repo import events, presence
 from repo.db import postgres_connect_kwargs
-from repo.ids import ConversationId, CustomerId, MessageId
+from repo.ids import ConversationId, MessageId, ProfileId
 from repo.messages import find_message, messages_after
-from repo.users import set_online
 from repo.views import MessageView
 
 log = logging.getLogger("helpline.realtime")
@@ -315,23 +314,62 @@ async def follow_all(subscriber: Subscriber) -> AsyncIterator[ConversationId]:
 
 
 class Presence:
-    """Admins are online while they hold a socket to this process."""
+    """Admins are online while they hold a socket to any live process (see repo.presence).
 
-    def __init__(self) -> None:
-        self.sockets: dict[CustomerId, int] = {}
+    This process counts its admins' sockets and writes them through on join and leave; a
+    heartbeat rewrites them every ``heartbeat_s`` (healing a write that failed) and expires
+    the rows of processes that stopped beating, so a crashed worker's admins go offline.
+    """
+
+    def __init__(self, *, heartbeat_s: float, ttl_s: float) -> None:
+        self.process_id = uuid4()
+        self.heartbeat_s, self.ttl_s = heartbeat_s, ttl_s
+        self.sockets: dict[ProfileId, int] = {}
+        self.beating: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.beating = asyncio.get_running_loop().create_task(self._beat_forever())
+
+    async def stop(self) -> None:
+        if self.beating is not None:
+            self.beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.beating
+        self.sockets.clear()
+        try:
+            await run_in_threadpool(presence.depart, self.process_id)
+        except Exception as exc:  # the rows expire on the other processes' heartbeats
+            log.warning("presence not cleared at shutdown: %s", type(exc).__name__)
 
     async def join(self, caller: Caller) -> None:
         if caller.user_id is None or not await run_in_threadpool(lambda: caller.is_admin):
             return
-        self.sockets[caller.user_id] = self.sockets.get(caller.user_id, 0) + 1
-        if self.sockets[caller.user_id] == 1:
-            await run_in_threadpool(set_online, caller.user_id, True)
+        profile_id = ProfileId(caller.user_id)
+        self.sockets[profile_id] = self.sockets.get(profile_id, 0) + 1
+        await self._write(presence.join, profile_id)
 
     async def leave(self, caller: Caller) -> None:
-        if caller.user_id not in self.sockets:
+        profile_id = ProfileId(caller.user_id) if caller.user_id is not None else None
+        if profile_id not in self.sockets:
             return
-        self.sockets[caller.user_id] -= 1
-        if self.sockets[caller.user_id] == 0:
-            del self.sockets[caller.user_id]
-            with contextlib.suppress(Exception):
-                await run_in_threadpool(set_online, caller.user_id, False)
+        assert profile_id is not None
+        self.sockets[profile_id] -= 1
+        if self.sockets[profile_id] == 0:
+            del self.sockets[profile_id]
+        await self._write(presence.leave, profile_id)
+
+    async def _write(self, change: Callable[[UUID, ProfileId], None], profile: ProfileId) -> None:
+        try:
+            await run_in_threadpool(change, self.process_id, profile)
+        except Exception as exc:  # the next heartbeat writes the counts again
+            log.warning("presence not updated: %s", type(exc).__name__)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            try:
+                await run_in_threadpool(
+                    presence.heartbeat, self.process_id, dict(self.sockets), ttl_s=self.ttl_s
+                )
+            except Exception as exc:
+                log.warning("presence heartbeat failed: %s", type(exc).__name__)
+            await asyncio.sleep(self.heartbeat_s)

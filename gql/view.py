@@ -24,7 +24,7 @@ from strawberry.types.graphql import OperationType
 from gql.auth import AuthenticationFailed, Authenticator, Caller
 from gql.errors import UNAUTHENTICATED, add_codes
 from gql.logs import log_request
-from gql.metrics import operation_label, record_operation
+from gql.metrics import WEBSOCKET_CONNECTIONS, operation_label, record_operation
 from gql.playground import localize
 from gql.realtime import Hub, Presence
 from gql.websocket import HelplineTransportWSHandler
@@ -71,13 +71,14 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         authenticator: Authenticator,
         *,
         hub: Hub,
+        presence: Presence,
         max_sockets: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
         self.authenticator = authenticator
         self.hub = hub
-        self.presence = Presence()
+        self.presence = presence
         self.max_sockets = max_sockets
         self.sockets = 0
         self._page: str | None = None
@@ -123,10 +124,12 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             await socket.close(code=1013, reason="Try again later")
             return
         self.sockets += 1
+        WEBSOCKET_CONNECTIONS.inc()
         try:
             await super().__call__(scope, receive, send)
         finally:
             self.sockets -= 1
+            WEBSOCKET_CONNECTIONS.dec()
 
     async def render_graphql_ide(self, request: Request) -> Response:
         if self._page is None:

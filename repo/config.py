@@ -42,6 +42,7 @@ class Settings:
     ws_max_connections: int = 1000
     ws_max_subscriptions: int = 20
     ws_queue_size: int = 256
+    presence_heartbeat_s: float = 15.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +80,9 @@ class Settings:
                 env, "WS_MAX_SUBSCRIPTIONS", defaults.ws_max_subscriptions, minimum=1
             ),
             ws_queue_size=_int(env, "WS_QUEUE_SIZE", defaults.ws_queue_size, minimum=1),
+            presence_heartbeat_s=_float(
+                env, "PRESENCE_HEARTBEAT_SECONDS", defaults.presence_heartbeat_s
+            ),
         )
         settings.validate()
         return settings
@@ -132,6 +136,11 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def presence_ttl_s(self) -> float:
+        """How long a process's presence rows outlive its last heartbeat (it crashed)."""
+        return 3 * self.presence_heartbeat_s
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,4 +1,4 @@
-"""Peewee models of the four tables. The schema itself is owned by the SQL migrations."""
+"""Peewee models of the tables. The schema itself is owned by the SQL migrations."""
 
 from __future__ import annotations
 
@@ -120,4 +120,17 @@ class ConversationRead(BaseModel):
         primary_key = peewee.CompositeKey("conversation", "reader")
 
 
-ALL_MODELS = (User, Profile, Conversation, Message, ConversationRead)
+class Presence(BaseModel):
+    """Sockets a server process holds for a profile; rows of a silent process expire."""
+
+    profile = peewee.ForeignKeyField(Profile, column_name="profile_id", backref="+")
+    process_id = CanonicalUUIDField()
+    sockets = peewee.IntegerField()
+    seen_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "presence"
+        primary_key = peewee.CompositeKey("profile", "process_id")
+
+
+ALL_MODELS = (User, Profile, Conversation, Message, ConversationRead, Presence)

@@ -44,9 +44,3 @@ def ensure_profile(customer_id: CustomerId) -> bool:
 def profile_name() -> object:
     """The name a profile made from a users row gets: full_name, else email, else 'User'."""
     return fn.COALESCE(fn.NULLIF(User.full_name, ""), User.email, "User")
-
-
-@unit_of_work
-def set_online(profile_id: CustomerId, online: bool) -> None:
-    """Mark a profile online or offline."""
-    Profile.update(is_online=online).where(Profile.id == profile_id).execute()

@@ -28,7 +28,7 @@ POSTGRES_SERVER_URL = os.environ.get(
 )
 TEST_WELCOME_MESSAGE = "Welcome to Helpline support!"
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
-TABLES = ("conversation_reads", "messages", "conversations", "profiles", "users")
+TABLES = ("presence", "conversation_reads", "messages", "conversations", "profiles", "users")
 UNREACHABLE = pytest.StashKey[str | None]()
 
 

@@ -95,6 +95,7 @@ def free_port() -> int:
 class Server:
     url: str  # the GraphQL endpoint
     log: Path
+    pid: int
 
     @property
     def base(self) -> str:
@@ -102,13 +103,19 @@ class Server:
 
 
 @contextmanager
-def running_server(db: Settings, log_path: Path, *, workers: int = 1) -> Iterator[Server]:
-    """`python -m repo seed-demo`, then `helpline serve` as the Procfile runs it."""
+def running_server(
+    db: Settings, log_path: Path, *, workers: int = 1, **variables: str
+) -> Iterator[Server]:
+    """`python -m repo seed-demo`, then `helpline serve` as the Procfile runs it.
+
+    ``variables``: more environment for the server, e.g. PRESENCE_HEARTBEAT_SECONDS="0.5".
+    """
     env = {
         **os.environ,
         "DATABASE_URL": db.database_url,
         "WELCOME_MESSAGE": "Hello from e2e",
         "JWT_SECRET": TEST_JWT_SECRET,
+        **variables,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     bin_dir = Path(sys.executable).parent
@@ -148,7 +155,7 @@ def running_server(db: Settings, log_path: Path, *, workers: int = 1) -> Iterato
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"the server did not start: {log_path.read_text()}")
                 time.sleep(0.1)
-        yield Server(f"http://127.0.0.1:{port}/graphql", log_path)
+        yield Server(f"http://127.0.0.1:{port}/graphql", log_path, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=15)

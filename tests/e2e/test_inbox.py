@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
+from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
 from repo.db import database
 from repo.ids import ProfileId
 from repo.messages import send_message
 from repo.models import Profile
-from tests.e2e.conftest import GraphQLClient, Server, user_token
+from tests.e2e.conftest import GraphQLClient, Server, running_server, user_token
 from tests.e2e.test_subscriptions import send_over_http
 from tests.e2e.wsclient import Subscription
 from tests.factories import make_admin, make_user
@@ -98,3 +103,44 @@ def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
     assert newest == {"content": "anyone there?"}
     assert updates[-1]["unreadCount"] == 3  # the demo admin's welcome and two new messages
     assert (online_while_connected, online_after) == (True, False)
+
+
+def test_presence_spans_processes_and_a_killed_process_s_admins_go_offline(
+    db: Settings, tmp_path: Path
+) -> None:
+    if db.is_sqlite:  # one process only
+        return
+    admin = make_admin("Ada On Two Workers")
+    beat = {"PRESENCE_HEARTBEAT_SECONDS": "0.2"}  # rows of a silent process expire after 0.6 s
+
+    def online() -> bool:
+        with database.connection_context():
+            return bool(Profile.get_by_id(admin).is_online)
+
+    async def until(expected: bool) -> None:
+        deadline = time.monotonic() + 10
+        while await asyncio.to_thread(online) != expected:
+            assert time.monotonic() < deadline, f"is_online never became {expected}"
+            await asyncio.sleep(0.1)
+
+    with (
+        running_server(db, tmp_path / "a.log", **beat) as a,
+        running_server(db, tmp_path / "b.log", **beat) as b,
+    ):
+
+        async def scenario() -> tuple[bool, bool]:
+            on_a = await Subscription.open(a.url, user_token(admin))
+            on_b = await Subscription.open(b.url, user_token(admin))
+            await on_a.close()
+            await asyncio.sleep(1.0)  # several heartbeats: b's row stays fresh
+            still_online_on_b = await asyncio.to_thread(online)
+            os.kill(b.pid, signal.SIGKILL)  # b cannot say goodbye; its row goes stale
+            await until(False)
+            await on_b.socket.close()
+            on_a_again = await Subscription.open(a.url, user_token(admin))
+            back_online = await asyncio.to_thread(online)
+            await on_a_again.close()
+            await until(False)
+            return still_online_on_b, back_online
+
+        assert asyncio.run(scenario()) == (True, True)
