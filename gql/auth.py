@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ class Caller:
     user_id: CustomerId | None = None
     email: str | None = None
     full_name: str | None = None
+    expires_at: float | None = None  # the token's exp (seconds since the epoch)
     admin_lookup: Callable[[CustomerId], bool] | None = field(default=None, repr=False)
     _is_admin: bool | None = field(default=None, init=False, repr=False)
 
@@ -48,6 +49,13 @@ class Caller:
         if self._is_admin is None:
             self._is_admin = self.admin_lookup(self.user_id)
         return self._is_admin
+
+    def rechecked(self) -> Caller:
+        """The same identity, its admin status looked up again when next needed."""
+        return replace(self)
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now > self.expires_at + LEEWAY_SECONDS
 
 
 ANONYMOUS = Caller(role=ANON)
@@ -73,10 +81,12 @@ class Authenticator:
         role = claims["role"]
         if not isinstance(role, str):
             raise AuthenticationFailed("invalid token: claim 'role' must be a string")
+        expires_at = float(claims["exp"])
         if role != AUTHENTICATED:
-            return Caller(role=role)
+            return Caller(role=role, expires_at=expires_at)
         return Caller(
             role=role,
+            expires_at=expires_at,
             user_id=_subject(claims),
             email=_string_claim(claims.get("email")),
             full_name=_string_claim(_metadata(claims).get("full_name")),

@@ -61,6 +61,17 @@ def readable_conversation(
     return conversation
 
 
+def reads_as_admin(caller: Caller, conversation: ConversationView) -> bool:
+    """True when the caller may read the conversation only because they are an admin."""
+    return caller.role == AUTHENTICATED and conversation.customer.id != caller.user_id
+
+
+def require_still_admin(caller: Caller) -> None:
+    """For live subscriptions: an admin demoted since subscribing stops receiving."""
+    if not caller.rechecked().is_admin:
+        raise Forbidden("you are no longer an admin: this subscription has ended")
+
+
 def sender_in(caller: Caller, owner_of: Callable[[], CustomerId | None]) -> ProfileId | None:
     """Who sends when the caller writes to a conversation; ``owner_of`` finds its customer.
 

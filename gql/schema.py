@@ -149,9 +149,12 @@ class Subscription:
         # Read where the conversation stands, then register, then catch up from that point:
         # a message committed in between is neither lost nor delivered twice.
         cursor = await run_in_threadpool(messages.newest_position, conversation)
+        as_admin = authz.reads_as_admin(caller, found)
         with hub.subscribe(conversation) as subscriber:
             subscriber.offer(RESYNC)
             async for message in follow(subscriber, conversation, cursor):
+                if as_admin:  # one indexed read per message, for admins' subscriptions only
+                    await run_in_threadpool(authz.require_still_admin, caller)
                 yield Message.from_view(message)
 
     @strawberry.subscription(
@@ -160,10 +163,16 @@ class Subscription:
         "refetch the inbox and subscribe again."
     )
     async def inbox_updated(self, info: Info[Any, Any]) -> AsyncGenerator[InboxItem, None]:
-        reader = await run_in_threadpool(authz.inbox_reader, caller_of(info))
+        caller = caller_of(info)
+        await run_in_threadpool(authz.inbox_reader, caller)
+
+        def still_readable(conversation_id: ConversationId) -> inbox.InboxItem | None:
+            # the role again for each update: an admin demoted since subscribing stops here
+            return inbox.inbox_item(conversation_id, authz.inbox_reader(caller.rechecked()))
+
         with info.context["hub"].subscribe(None) as subscriber:
             async for conversation_id in follow_all(subscriber):
-                item = await run_in_threadpool(inbox.inbox_item, conversation_id, reader)
+                item = await run_in_threadpool(still_readable, conversation_id)
                 if item is not None:
                     yield InboxItem.from_item(item)
 

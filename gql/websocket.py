@@ -1,29 +1,38 @@
 """GraphQL over WebSocket (graphql-transport-ws): the token comes in connection_init.
 
-A missing or bad token closes the socket with 4401, an unknown role with 4403. Only
+A missing or bad token closes the socket with 4401, an unknown role with 4403, and so does
+the token's expiry while the socket is open (the client reconnects with a fresh token).
+Each subscribe re-checks the caller's admin status. A subscriber too slow to keep up gets
+SUBSCRIBER_TOO_SLOW and its socket is closed with 1013 (try again later). Only
 subscriptions run here; queries and mutations go over HTTP, where they run off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import Any
 
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from starlette.concurrency import run_in_threadpool
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    Message,
     SubscribeMessage,
 )
 
 from gql.auth import ANON, AuthenticationFailed, Caller
 from gql.authz import KNOWN_ROLES
 from gql.errors import BAD_USER_INPUT
+from gql.realtime import SubscriberTooSlow
 from repo.config import Settings
 
-UNAUTHORIZED, FORBIDDEN = 4401, 4403
+UNAUTHORIZED, FORBIDDEN, TRY_AGAIN_LATER = 4401, 4403, 1013
 MAX_TOKENS = Settings().max_tokens
 
 
@@ -38,10 +47,15 @@ def bearer_token(payload: dict[str, Any]) -> str | None:
 
 
 class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
+    expiry: asyncio.Task[None] | None = None
+    too_slow: bool = False
+
     async def handle(self) -> None:
         try:
             await super().handle()
         finally:
+            if self.expiry is not None:
+                self.expiry.cancel()
             caller = self.context.get("caller")
             if isinstance(caller, Caller):
                 await self.view.presence.leave(caller)  # type: ignore[attr-defined]
@@ -64,8 +78,30 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
                 await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
                 return
             self.context["caller"] = caller
+            self.expiry = asyncio.create_task(self._close_when_expired(caller))
             await self.view.presence.join(caller)  # type: ignore[attr-defined]
         await super().handle_connection_init(message)
+
+    async def _close_when_expired(self, caller: Caller) -> None:
+        while not caller.expired(time.time()):
+            assert caller.expires_at is not None  # a verified token always has one
+            await asyncio.sleep(max(1.0, caller.expires_at - time.time()))
+        with contextlib.suppress(Exception):  # the socket may be closing already
+            await self.websocket.close(code=UNAUTHORIZED, reason="token expired")
+
+    async def send_message(self, message: Message) -> None:
+        await super().send_message(message)
+        if message["type"] == "next" and any(
+            (error.get("extensions") or {}).get("code") == SubscriberTooSlow.code
+            for error in message["payload"].get("errors") or ()
+        ):
+            self.too_slow = True
+
+    async def run_operation(self, operation: Operation[dict[str, Any], None]) -> None:
+        await super().run_operation(operation)
+        if self.too_slow:  # its queue overflowed: free the socket rather than fall further behind
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=TRY_AGAIN_LATER, reason="subscriber too slow")
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and not _is_subscription(message):
@@ -77,6 +113,9 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
                 {"id": message["id"], "type": "error", "payload": [error.formatted]}
             )
             return
+        caller = self.context.get("caller")
+        if isinstance(caller, Caller):  # an admin may have been demoted since the last one
+            self.context["caller"] = caller.rechecked()
         await super().handle_subscribe(message)
 
 

@@ -17,7 +17,12 @@ from repo.ids import ProfileId
 from repo.messages import send_message
 from repo.models import Profile
 from tests.e2e.conftest import GraphQLClient, Server, running_server, user_token
-from tests.e2e.test_subscriptions import send_over_http
+from tests.e2e.test_subscriptions import (
+    demote,
+    open_conversation,
+    send_over_http,
+    terminate_listener,
+)
 from tests.e2e.wsclient import Subscription
 from tests.factories import make_admin, make_user
 
@@ -144,3 +149,70 @@ def test_presence_spans_processes_and_a_killed_process_s_admins_go_offline(
             return still_online_on_b, back_online
 
         assert asyncio.run(scenario()) == (True, True)
+
+
+INBOX_UPDATES = (
+    "subscription { inboxUpdated { conversation { id customer { id } } lastMessage { content } } }"
+)
+
+
+async def subscribe_inbox(url: str, token: str) -> Subscription:
+    sub = await Subscription.open(url, token)
+    await sub.socket.send(
+        json.dumps({"id": "inbox", "type": "subscribe", "payload": {"query": INBOX_UPDATES}})
+    )
+    await asyncio.sleep(0.5)  # let the subscription register (there is no ack for it)
+    return sub
+
+
+def test_a_new_conversation_reaches_the_inbox_with_its_welcome_message(server: Server) -> None:
+    admin, newcomer = make_admin("Ivy Inbox"), make_user(full_name="First Contact")
+
+    async def scenario() -> dict[str, Any]:
+        sub = await subscribe_inbox(server.url, user_token(admin))
+        await asyncio.to_thread(open_conversation, server.url, user_token(newcomer))
+        update = await sub.receive()
+        await sub.close()
+        return update
+
+    update = asyncio.run(scenario())
+    assert update["type"] == "next", update
+    item = update["payload"]["data"]["inboxUpdated"]
+    assert item["conversation"]["customer"]["id"] == str(newcomer)
+    assert item["lastMessage"] == {"content": "Hello from e2e"}  # the server's welcome message
+
+
+def test_the_inbox_subscription_asks_to_resubscribe_after_the_listener_drops(
+    server: Server, db: Settings
+) -> None:
+    if db.is_sqlite:  # no listening connection to lose
+        return
+    admin = make_admin()
+
+    async def scenario() -> dict[str, Any]:
+        sub = await subscribe_inbox(server.url, user_token(admin))
+        assert await asyncio.to_thread(terminate_listener, db) == 1
+        ended = await sub.receive()  # once the listener is back, it cannot replay the gap
+        await sub.close()
+        return ended
+
+    ended = asyncio.run(scenario())
+    assert ended["type"] == "next", ended
+    assert ended["payload"]["errors"][0]["extensions"]["code"] == "RESUBSCRIBE"
+
+
+def test_a_demoted_admin_s_inbox_subscription_ends(server: Server) -> None:
+    admin, customer = make_admin("Soon Former Admin"), make_user()
+    conversation = open_conversation(server.url, user_token(customer))
+
+    async def scenario() -> dict[str, Any]:
+        sub = await subscribe_inbox(server.url, user_token(admin))
+        await asyncio.to_thread(demote, admin)
+        await send_over_http(server.url, user_token(customer), conversation, "private")
+        ended = await sub.receive()
+        await sub.close()
+        return ended
+
+    ended = asyncio.run(scenario())
+    assert ended["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert "private" not in json.dumps(ended)

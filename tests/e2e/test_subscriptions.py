@@ -17,14 +17,17 @@ import httpx2 as httpx
 import psycopg2
 import pytest
 import uvicorn
+from websockets.exceptions import ConnectionClosed
 
 from gql.app import create_app
 from gql.tokens import mint
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
+from repo.db import database
 from repo.demo import CUSTOMER
 from repo.ids import ConversationId, ProfileId
 from repo.messages import send_message
+from repo.models import Profile
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import Server, free_port, running_server, service_token, user_token
 from tests.e2e.wsclient import Subscription, close_code
@@ -170,19 +173,11 @@ def test_messages_keep_arriving_after_the_listener_is_terminated(
     token = user_token(CUSTOMER.id)
     conversation = open_conversation(server.url, token)
 
-    def terminate_listener() -> int:
-        with psycopg2.connect(db.database_url) as conn, conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'helpline-listener' AND datname = current_database()"
-            )
-            return int(cursor.fetchone()[0])
-
     async def scenario() -> list[str]:
         sub = await Subscription.open(server.url, token)
         await sub.subscribe(conversation)
         await until_live(sub, server.url, token, conversation)
-        assert await asyncio.to_thread(terminate_listener) == 1
+        assert await asyncio.to_thread(terminate_listener, db) == 1
         await send_over_http(server.url, token, conversation, "during the outage")
         await asyncio.sleep(1.0)  # the listener reconnects with backoff
         await send_over_http(server.url, token, conversation, "after the outage")
@@ -193,6 +188,16 @@ def test_messages_keep_arriving_after_the_listener_is_terminated(
         return received
 
     assert asyncio.run(scenario()) == ["during the outage", "after the outage"]
+
+
+def terminate_listener(db: Settings) -> int:
+    """End the server's LISTEN connection as a database restart would; returns how many."""
+    with psycopg2.connect(db.database_url) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'helpline-listener' AND datname = current_database()"
+        )
+        return int(cursor.fetchone()[0])
 
 
 @pytest.fixture
@@ -287,3 +292,86 @@ def test_sockets_and_subscriptions_per_socket_are_bounded(db: Settings) -> None:
     assert refused == 1013
     assert over_limit["type"] == "error" and over_limit["id"] == "b"
     assert "Subscription limit reached" in over_limit["payload"][0]["message"]
+
+
+def test_a_subscriber_too_slow_to_keep_up_is_told_and_disconnected(db: Settings) -> None:
+    make_admin()
+    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    stored = send_message(conversation, "one of many", sender_id=None)
+    with serve_in_process(replace(db, ws_queue_size=4)) as (url, app):
+        hub = app.state.hub
+
+        def burst() -> None:  # more than the queue holds, before the subscriber gets a turn
+            for group in hub.by_conversation.values():
+                for subscriber in group:
+                    for _ in range(hub.queue_size + 1):
+                        subscriber.offer(stored)
+
+        async def scenario() -> tuple[list[dict[str, Any]], int | None]:
+            sub = await Subscription.open(url, service_token())
+            await sub.subscribe(str(conversation))
+            deadline = time.monotonic() + 10
+            while hub.subscriber_count < 1:
+                assert time.monotonic() < deadline, "the subscription never registered"
+                await asyncio.sleep(0.05)
+            hub.worker.get_loop().call_soon_threadsafe(burst)
+            frames: list[dict[str, Any]] = []
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    frames.append(await sub.receive())
+            return frames, sub.socket.close_code
+
+        frames, code = asyncio.run(scenario())
+        deadline = time.monotonic() + 10
+        while hub.subscriber_count or app.state.view.sockets:
+            assert time.monotonic() < deadline, "the slow subscriber was not cleaned up"
+            time.sleep(0.05)
+    assert [f["type"] for f in frames][-2:] == ["next", "complete"]
+    assert frames[-2]["payload"]["errors"][0]["extensions"]["code"] == "SUBSCRIBER_TOO_SLOW"
+    assert code == 1013
+
+
+def test_an_expired_token_closes_the_socket(server: Server) -> None:
+    # accepted thanks to the 30 s clock-skew leeway, and past it two seconds later
+    token = user_token(CUSTOMER.id, expires_in=-28)
+    conversation = open_conversation(server.url, user_token(CUSTOMER.id))
+
+    async def scenario() -> tuple[int | None, str | None]:
+        sub = await Subscription.open(server.url, token)
+        await sub.subscribe(conversation)
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await sub.receive()
+        return sub.socket.close_code, sub.socket.close_reason
+
+    assert asyncio.run(scenario()) == (4401, "token expired")
+
+
+def test_an_admin_demoted_while_subscribed_stops_receiving(server: Server) -> None:
+    admin = make_admin("Soon Former Admin")
+    customer = make_user()
+    conversation = open_conversation(server.url, user_token(customer))
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        sub = await Subscription.open(server.url, user_token(admin))
+        await sub.subscribe(conversation)
+        await until_live(sub, server.url, user_token(customer), conversation)
+        await asyncio.to_thread(demote, admin)
+        await send_over_http(server.url, user_token(customer), conversation, "not for you")
+        ended = await sub.receive()
+        assert (await sub.receive())["type"] == "complete"
+        await sub.subscribe(conversation, "again")
+        refused = await sub.receive()
+        await sub.close()
+        return ended, refused
+
+    ended, refused = asyncio.run(scenario())
+    assert ended["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert "not for you" not in json.dumps(ended)
+    assert refused["id"] == "again"
+    assert refused["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def demote(profile: ProfileId) -> None:
+    with database.connection_context():
+        Profile.update(is_admin=False).where(Profile.id == profile).execute()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gql.realtime import Hub, follow
+from gql.realtime import RESYNC, Hub, follow
 from repo.conversations import get_or_create_admin_conversation
 from repo.messages import newest_position, send_message
 from tests.factories import make_admin, make_user
@@ -35,3 +35,29 @@ def test_out_of_order_notifications_lose_nothing_when_the_hub_is_unordered() -> 
             await hub.stop()
 
     assert asyncio.run(scenario()) == ["A", "B"]
+
+
+def test_a_message_committed_while_a_subscription_registers_is_caught_up_once() -> None:
+    make_admin()
+    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    start = newest_position(conversation)  # the subscription reads where it stands ...
+    between = send_message(conversation, "in between", sender_id=None)  # ... unheard by the hub
+
+    async def scenario() -> list[str]:
+        hub = Hub(queue_size=16)
+        hub.start()
+        try:
+            with hub.subscribe(conversation) as subscriber:  # ... registers ...
+                subscriber.offer(RESYNC)  # ... and catches up from where it stood
+                hub.notify(conversation, between.id)  # a late notification of the same message
+                after = send_message(conversation, "after", sender_id=None)
+                hub.notify(conversation, after.id)
+                messages = follow(subscriber, conversation, start)
+                got = [(await anext(messages)).content for _ in range(2)]
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(anext(messages), 0.3)  # nothing twice
+                return got
+        finally:
+            await hub.stop()
+
+    assert asyncio.run(scenario()) == ["in between", "after"]
