@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from gql.realtime import Hub, LocalListener, PostgresListener, Presence
 from gql.schema import build_schema
 from gql.view import HelplineGraphQL, refusal
 from repo.config import ConfigError, Settings
-from repo.db import check_database, close_database, open_database
+from repo.db import check_database, claim_sqlite_server, close_database, open_database
 from repo.users import is_admin
 
 log = logging.getLogger("helpline")
@@ -33,19 +34,17 @@ log = logging.getLogger("helpline")
 READY_TIMEOUT_S = 2.0
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; settings come from the environment unless given (bad ones exit in words)."""
-    if settings is None:
-        try:
-            settings = Settings.from_env()
-        except ConfigError as exc:
-            raise SystemExit(f"helpline: {exc}") from None
-
-    hub = Hub(queue_size=settings.ws_queue_size, ordered=not settings.is_sqlite)
-    presence = Presence(heartbeat_s=settings.presence_heartbeat_s, ttl_s=settings.presence_ttl_s)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+@asynccontextmanager
+async def _lifespan(
+    app: Starlette, *, settings: Settings, hub: Hub, presence: Presence
+) -> AsyncIterator[None]:
+    """Claim SQLite for this process, open the pool, start live messages; undo it all after."""
+    try:
+        release = claim_sqlite_server(settings)
+    except ConfigError as exc:  # one line, not a traceback: the fix is in the words
+        log.error("%s", exc)
+        raise SystemExit(3) from None
+    try:
         open_database(settings)
         log.info(
             "serving on %s (%s)", "SQLite" if settings.is_sqlite else "PostgreSQL", settings.app_env
@@ -67,6 +66,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await hub.stop()
             close_database()
             forget_this_process()
+    finally:
+        release()
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the app; settings come from the environment unless given (bad ones exit in words)."""
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except ConfigError as exc:
+            raise SystemExit(f"helpline: {exc}") from None
+
+    hub = Hub(queue_size=settings.ws_queue_size, ordered=not settings.is_sqlite)
+    presence = Presence(heartbeat_s=settings.presence_heartbeat_s, ttl_s=settings.presence_ttl_s)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -128,7 +141,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 max_age=600,
             ),
         ],
-        lifespan=lifespan,
+        lifespan=functools.partial(_lifespan, settings=settings, hub=hub, presence=presence),
     )
     # for diagnostics and tests
     app.state.hub, app.state.view, app.state.presence = hub, view, presence

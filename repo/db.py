@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -13,7 +15,7 @@ import peewee
 import psycopg2
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase, PooledSqliteDatabase
 
-from repo.config import Settings
+from repo.config import ConfigError, Settings
 from repo.errors import DatabaseUnavailable, IntegrityViolation
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,29 @@ def open_database(settings: Settings) -> peewee.Database:
     database.initialize(db)
     _Bound.settings = settings
     return db
+
+
+def claim_sqlite_server(settings: Settings) -> Callable[[], None]:
+    """Take a lock no second process serving the same SQLite file can take; returns release.
+
+    Live messages on SQLite are fanned out inside one process, so a second worker (say,
+    plain ``uvicorn --workers 2``) would never hear the first one's messages. The lock is a
+    flock on a file next to the database, independent of SQLite's own (fcntl) locks. The
+    kernel drops it when the process dies, so a crash leaves nothing to clean up.
+    """
+    path = sqlite_path(settings.database_url)
+    if not settings.is_sqlite or path == ":memory:":
+        return lambda: None
+    fd = os.open(f"{path}-serving.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"WEB_CONCURRENCY: another process already serves {settings.database_url}; "
+            "SQLite serves one process (use PostgreSQL for more workers)"
+        ) from None
+    return functools.partial(os.close, fd)  # closing the file releases the lock
 
 
 def close_database() -> None:

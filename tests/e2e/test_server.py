@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -15,7 +19,8 @@ import pytest
 from repo.config import Settings
 from repo.db import postgres_connect_kwargs, sqlite_path
 from repo.demo import LEGACY_CUSTOMER
-from tests.e2e.conftest import Server, service_token
+from tests.conftest import TEST_JWT_SECRET
+from tests.e2e.conftest import ROOT, Server, free_port, service_token
 from tests.factories import make_admin, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -83,3 +88,26 @@ def test_a_request_stuck_on_a_lock_does_not_stall_other_requests(server: str, db
             release.set()
         holder.result(timeout=20)
         assert stuck.result(timeout=20)["data"]["adminConversation"]["created"] is True
+
+
+def test_a_second_process_may_not_serve_the_same_sqlite_file(server: Server, db: Settings) -> None:
+    if not db.is_sqlite:  # PostgreSQL: any number of processes (tested with subscriptions)
+        return
+    second = subprocess.run(  # plain uvicorn, which knows nothing of WEB_CONCURRENCY
+        [
+            str(Path(sys.executable).parent / "uvicorn"),
+            "--factory",
+            "gql.app:create_app",
+            "--port",
+            str(free_port()),
+        ],
+        env={**os.environ, "DATABASE_URL": db.database_url, "JWT_SECRET": TEST_JWT_SECRET},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert second.returncode != 0
+    assert "another process already serves" in second.stderr
+    assert httpx.get(f"{server.base}/live", timeout=5).status_code == 200  # the first serves on
