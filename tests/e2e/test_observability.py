@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from gql.app import create_app
 from repo.config import Settings
 from repo.demo import CUSTOMER, LEGACY_CUSTOMER
 from tests.e2e.conftest import Server, running_server, service_token, user_token
+from tests.e2e.wsclient import Subscription
 from tests.factories import make_admin, make_orphaned_conversation, make_user
 from tests.proxy import TcpProxy
 
@@ -46,6 +48,12 @@ def metric(text: str, name: str, *, missing: float | None = None, **labels: str)
         assert missing is not None, f"{name}{labels} is not exported"
         return missing
     return float(match.group(1))
+
+
+def sockets_by_pid(server: Server) -> dict[str, float]:
+    text = httpx.get(f"{server.base}/metrics", timeout=10).text
+    samples = re.findall(r'^helpline_websocket_connections\{pid="(\d+)"\} (\S+)$', text, re.M)
+    return {pid: float(value) for pid, value in samples}
 
 
 def test_metrics_move_with_traffic_and_logs_are_json_without_secrets(server: Server) -> None:
@@ -130,6 +138,25 @@ def test_the_orphan_gauge_counts_orphans_once_a_minute_at_most(
     assert metric(cached, "helpline_orphaned_conversations") == 1  # not rescanned per scrape
 
 
+def test_the_socket_gauge_counts_open_websockets(server: Server) -> None:
+    def sockets() -> float:
+        text = httpx.get(f"{server.base}/metrics", timeout=10).text
+        return metric(text, "helpline_websocket_connections")
+
+    async def scenario() -> tuple[float, float, float]:
+        before = await asyncio.to_thread(sockets)
+        subscription = await Subscription.open(server.url, service_token())
+        held = await asyncio.to_thread(sockets)
+        await subscription.close()
+        deadline = time.monotonic() + 10
+        while (after := await asyncio.to_thread(sockets)) != before:
+            assert time.monotonic() < deadline, "the closed socket is still counted"
+            await asyncio.sleep(0.1)
+        return before, held, after
+
+    assert asyncio.run(scenario()) == (0, 1, 0)
+
+
 @contextmanager
 def app_behind_proxy(postgres_url: str) -> Iterator[tuple[TestClient, TcpProxy]]:
     """The app on PostgreSQL reached through a loopback proxy the test controls."""
@@ -183,7 +210,12 @@ def test_metrics_add_up_across_workers(db: Settings, tmp_path: Path) -> None:
             )
             for _ in range(4)
         }
+        deadline = time.monotonic() + 10
+        while len(per_worker := sockets_by_pid(server)) < 2:
+            assert time.monotonic() < deadline, per_worker
+            time.sleep(0.2)
     assert scrapes == {12.0}  # every scrape, whichever worker answers it, sees all requests
+    assert sorted(per_worker.values()) == [0.0, 0.0]  # a series per worker pid, no socket open
 
 
 def test_ready_answers_503_in_time_when_the_database_goes_silent(postgres_url: str) -> None:

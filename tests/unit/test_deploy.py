@@ -22,6 +22,7 @@ EXPORTED = {
         metrics.FOREIGN_KEY_VIOLATIONS,
         metrics.ORPHANED_CONVERSATIONS,
         metrics.POOL_IN_USE,
+        metrics.WEBSOCKET_CONNECTIONS,
     ]
 }
 SUFFIXES = ("_total", "_bucket", "_count", "_sum")
