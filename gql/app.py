@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -26,7 +28,13 @@ from gql.realtime import Hub, LocalListener, PostgresListener, Presence
 from gql.schema import build_schema
 from gql.view import HelplineGraphQL, refusal
 from repo.config import ConfigError, Settings
-from repo.db import check_database, claim_sqlite_server, close_database, open_database
+from repo.db import (
+    check_database,
+    claim_sqlite_server,
+    close_database,
+    open_database,
+    pool_connections_in_use,
+)
 from repo.users import is_admin
 
 log = logging.getLogger("helpline")
@@ -64,10 +72,18 @@ async def _lifespan(
             await presence.stop()
             await listener.stop()
             await hub.stop()
+            await _until_pool_idle()  # closing a connection another thread uses can crash
             close_database()
             forget_this_process()
     finally:
         release()
+
+
+async def _until_pool_idle(timeout_s: float = 5.0) -> None:
+    """Wait, bounded, until worker threads have returned their pooled connections."""
+    deadline = time.monotonic() + timeout_s
+    while pool_connections_in_use() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

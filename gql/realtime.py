@@ -326,15 +326,15 @@ class Presence:
         self.heartbeat_s, self.ttl_s = heartbeat_s, ttl_s
         self.sockets: dict[ProfileId, int] = {}
         self.beating: asyncio.Task[None] | None = None
+        self.stopping = asyncio.Event()
 
     def start(self) -> None:
         self.beating = asyncio.get_running_loop().create_task(self._beat_forever())
 
     async def stop(self) -> None:
-        if self.beating is not None:
-            self.beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.beating
+        self.stopping.set()
+        if self.beating is not None:  # a beat in flight finishes: its thread holds a connection
+            await self.beating
         self.sockets.clear()
         try:
             await run_in_threadpool(presence.depart, self.process_id)
@@ -372,4 +372,6 @@ class Presence:
                 )
             except Exception as exc:
                 log.warning("presence heartbeat failed: %s", type(exc).__name__)
-            await asyncio.sleep(self.heartbeat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.heartbeat_s)
+                return
