@@ -50,6 +50,11 @@ class Caller:
             self._is_admin = self.admin_lookup(self.user_id)
         return self._is_admin
 
+    def learn_admin_status(self, is_admin: bool) -> None:
+        """Record the admin flag of the caller's own profile, read along with other data."""
+        if self.role == AUTHENTICATED:
+            self._is_admin = is_admin
+
     def rechecked(self) -> Caller:
         """The same identity, its admin status looked up again when next needed."""
         return replace(self)

@@ -48,6 +48,17 @@ def customer_to_open(caller: Caller, customer_id: UUID | None) -> CustomerId:
     return caller.user_id
 
 
+def own_customer_id(caller: Caller, customer_id: UUID | None) -> CustomerId | None:
+    """The caller's id when they open their own conversation, before their role is known.
+
+    Their own conversation row carries their profile, admin flag included, so one read
+    answers both "what is it" and "who is asking" (see Caller.learn_admin_status).
+    """
+    if caller.role != AUTHENTICATED or caller.user_id is None:
+        return None
+    return caller.user_id if customer_id in (None, caller.user_id) else None
+
+
 def readable_conversation(
     caller: Caller, load: Callable[[], ConversationView | None]
 ) -> ConversationView | None:

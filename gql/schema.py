@@ -31,8 +31,9 @@ from gql.types import (
 from repo import conversations, inbox, integrity, messages
 from repo.config import Settings
 from repo.errors import ConversationNotFound
-from repo.ids import ConversationId
+from repo.ids import ConversationId, CustomerId
 from repo.users import NewUser
+from repo.views import AdminConversation, ConversationView
 
 CustomerIdArgument = Annotated[
     UUID | None,
@@ -48,14 +49,31 @@ def caller_of(info: Info[Any, Any]) -> Caller:
     return caller
 
 
+def open_conversation(
+    caller: Caller, customer_id: UUID | None
+) -> tuple[CustomerId, ConversationView | None]:
+    """Whose admin conversation the caller may open, and that conversation if it exists.
+
+    A customer opening their own costs one read: the row brings their profile's admin flag,
+    which settles their role (an admin must name the customer, even themselves).
+    """
+    own = authz.own_customer_id(caller, customer_id)
+    found = conversations.find_admin_conversation(own) if own is not None else None
+    if found is not None:
+        caller.learn_admin_status(found.customer.is_admin)
+    customer = authz.customer_to_open(caller, customer_id)
+    if customer != own:
+        found = conversations.find_admin_conversation(customer)
+    return customer, found
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="The customer's admin conversation; null while none exists.")
     def admin_conversation(
         self, info: Info[Any, Any], customer_id: CustomerIdArgument = None
     ) -> Conversation | None:
-        customer = authz.customer_to_open(caller_of(info), customer_id)
-        found = conversations.find_admin_conversation(customer)
+        _, found = open_conversation(caller_of(info), customer_id)
         return Conversation.from_view(found) if found else None
 
     @strawberry.field
@@ -92,10 +110,16 @@ class Mutation:
         self, info: Info[Any, Any], customer_id: CustomerIdArgument = None
     ) -> AdminConversationPayload:
         caller = caller_of(info)
-        customer = authz.customer_to_open(caller, customer_id)
+        customer, found = open_conversation(caller, customer_id)
+        if found is not None:  # the hot path: it exists, one read in all
+            return AdminConversationPayload.from_result(
+                AdminConversation(found, created=False, profile_created=False)
+            )
         signing_up = caller.user_id == customer and caller.email is not None
         new_user = NewUser(caller.email, caller.full_name) if signing_up and caller.email else None
-        result = conversations.get_or_create_admin_conversation(customer, new_user=new_user)
+        result = conversations.get_or_create_admin_conversation(
+            customer, new_user=new_user, known_missing=True
+        )
         if result.created:
             CONVERSATIONS_CREATED.inc()
         if result.profile_created:

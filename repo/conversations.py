@@ -20,13 +20,15 @@ Admin = Profile.alias("admin")
 
 @unit_of_work
 def get_or_create_admin_conversation(
-    customer_id: CustomerId, *, new_user: NewUser | None = None
+    customer_id: CustomerId, *, new_user: NewUser | None = None, known_missing: bool = False
 ) -> AdminConversation:
     """Return the customer's admin conversation, creating profile and conversation if missing.
 
     ``new_user`` (from a verified sign-up token) creates the missing ``users`` row first.
+    ``known_missing``: the caller has just looked it up and found none, so go straight to
+    the locked block (which looks again under the lock, so a racing creator is still seen).
     """
-    if found := _find_conversation(Conversation.customer == customer_id):
+    if not known_missing and (found := _find_conversation(Conversation.customer == customer_id)):
         return AdminConversation(found, created=False, profile_created=False)
     with write_transaction():
         user_created = new_user is not None and _ensure_user(customer_id, new_user)

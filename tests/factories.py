@@ -35,9 +35,14 @@ def make_user(
 
 def make_admin(name: str = "Ada Admin") -> ProfileId:
     admin_id = make_user(full_name=name)
-    with database.connection_context():
-        Profile.update(is_admin=True).where(Profile.id == admin_id).execute()
+    promote(admin_id)
     return ProfileId(admin_id)
+
+
+def promote(user_id: CustomerId | ProfileId) -> None:
+    """Make an existing profile an admin's."""
+    with database.connection_context():
+        Profile.update(is_admin=True).where(Profile.id == user_id).execute()
 
 
 def make_legacy_user(**kwargs: Any) -> CustomerId:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -21,6 +23,7 @@ from tests.factories import (
     make_legacy_user,
     make_orphaned_conversation,
     make_user,
+    promote,
 )
 
 GET_OR_CREATE = """
@@ -333,3 +336,48 @@ def test_a_customer_whose_profile_is_gone_can_still_write(client: GraphQLClient)
 
     assert sent["sendMessage"]["sender"]["id"] == str(customer_id)
     assert count_rows("profiles") == 2
+
+
+HOT = "mutation { adminConversation { conversation { id lastMessageAt admin { name } } } }"
+HOT_READ = "{ adminConversation { id lastMessageAt admin { name } } }"
+
+
+@pytest.mark.parametrize(
+    ("operation", "conversation_of"),
+    [
+        (HOT, lambda data: data["adminConversation"]["conversation"]),
+        (HOT_READ, lambda data: data["adminConversation"]),
+    ],
+    ids=["mutation", "query"],
+)
+def test_a_customer_opening_their_existing_conversation_costs_one_read(
+    client: GraphQLClient,
+    queries: QueryLog,
+    operation: str,
+    conversation_of: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    make_admin()
+    customer = make_user()
+    as_customer = client.as_(user_token(customer))
+    opened = as_customer.data(HOT)["adminConversation"]["conversation"]
+    queries.statements.clear()
+
+    again = conversation_of(as_customer.data(operation))
+
+    assert again == opened
+    assert len(queries.statements) == 1, queries.statements  # no role lookup, no transaction
+    assert queries.statements[0].lstrip().upper().startswith("SELECT")
+
+
+def test_an_admin_with_a_conversation_of_their_own_must_still_name_the_customer(
+    client: GraphQLClient,
+) -> None:
+    make_admin("The Other Admin")
+    admin = make_user(full_name="Once A Customer")
+    client.as_(user_token(admin)).data(HOT)  # opened while still a customer
+    promote(admin)
+
+    error = client.as_(user_token(admin)).error(HOT)
+
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "customerId is required" in error["message"]
