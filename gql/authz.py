@@ -65,6 +65,8 @@ def readable_conversation(
     """The conversation ``load`` finds, if the caller may read it (staff: None when missing)."""
     _known(caller)
     conversation = load()
+    if conversation is not None and conversation.customer.id == caller.user_id:
+        caller.learn_admin_status(conversation.customer.is_admin)  # no second read for it
     if _is_staff(caller):
         return conversation
     if conversation is None or conversation.customer.id != caller.user_id:

@@ -112,21 +112,27 @@ def test_messages_are_sent_and_paged_newest_first(client: GraphQLClient) -> None
     assert rest["pageInfo"]["hasPreviousPage"] is True
 
 
+@pytest.mark.parametrize("reader", ["service", "customer"])
 def test_a_conversation_with_profiles_and_a_page_of_messages_costs_two_queries(
-    client: GraphQLClient, queries: QueryLog
+    client: GraphQLClient, queries: QueryLog, reader: str
 ) -> None:
     make_admin()
-    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+    customer = make_user()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(customer))["adminConversation"][
         "conversation"
     ]["id"]
-    for i in range(20):
+    for i in range(30):
         send_message(ConversationId(conversation_id), f"message {i}", sender_id=None)
-    queries.statements.clear()
+    as_reader = client if reader == "service" else client.as_(user_token(customer))
 
-    page = client.data(MESSAGES, id=conversation_id, first=20)["conversation"]
+    counts = {}
+    for size in (1, 20):
+        queries.statements.clear()
+        page = as_reader.data(MESSAGES, id=conversation_id, first=size)["conversation"]
+        assert len(page["messages"]["edges"]) == size
+        counts[size] = len(queries.statements)
 
-    assert len(page["messages"]["edges"]) == 20
-    assert len(queries.statements) == 2
+    assert counts == {1: 2, 20: 2}, queries.statements  # the conversation, then one page
 
 
 def test_operators_read_integrity_and_dry_run_the_repair(client: GraphQLClient) -> None:
