@@ -49,7 +49,7 @@ async def _lifespan(
     """Claim SQLite for this process, open the pool, start live messages; undo it all after."""
     try:
         release = claim_sqlite_server(settings)
-    except ConfigError as exc:  # one line, not a traceback: the fix is in the words
+    except ConfigError as exc:  # the first line says what to fix (Starlette adds a traceback)
         log.error("%s", exc)
         raise SystemExit(3) from None
     try:
@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub=hub,
         presence=presence,
         max_sockets=settings.ws_max_connections,
+        send_timeout_s=settings.ws_send_timeout_s,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",

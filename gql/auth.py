@@ -59,9 +59,6 @@ class Caller:
         """The same identity, its admin status looked up again when next needed."""
         return replace(self)
 
-    def expired(self, now: float) -> bool:
-        return self.expires_at is not None and now > self.expires_at + LEEWAY_SECONDS
-
 
 ANONYMOUS = Caller(role=ANON)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -316,15 +316,17 @@ async def follow_all(subscriber: Subscriber) -> AsyncIterator[ConversationId]:
 class Presence:
     """Admins are online while they hold a socket to any live process (see repo.presence).
 
-    This process counts its admins' sockets and writes them through on join and leave; a
-    heartbeat rewrites them every ``heartbeat_s`` (healing a write that failed) and expires
+    This process counts its admins' sockets and writes the counts through on join and leave;
+    a heartbeat rewrites them every ``heartbeat_s`` (healing a write that failed) and expires
     the rows of processes that stopped beating, so a crashed worker's admins go offline.
+    The process's presence writes take turns (``turn``), so they land in the order made.
     """
 
     def __init__(self, *, heartbeat_s: float, ttl_s: float) -> None:
         self.process_id = uuid4()
         self.heartbeat_s, self.ttl_s = heartbeat_s, ttl_s
         self.sockets: dict[ProfileId, int] = {}
+        self.turn = asyncio.Lock()
         self.beating: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
 
@@ -335,43 +337,52 @@ class Presence:
         self.stopping.set()
         if self.beating is not None:  # a beat in flight finishes: its thread holds a connection
             await self.beating
-        self.sockets.clear()
-        try:
-            await run_in_threadpool(presence.depart, self.process_id)
-        except Exception as exc:  # the rows expire on the other processes' heartbeats
-            log.warning("presence not cleared at shutdown: %s", type(exc).__name__)
+        async with self.turn:
+            self.sockets.clear()
+            try:
+                await run_in_threadpool(presence.depart, self.process_id)
+            except Exception as exc:  # the rows expire on the other processes' heartbeats
+                log.warning("presence not cleared at shutdown: %s", type(exc).__name__)
 
-    async def join(self, caller: Caller) -> None:
-        if caller.user_id is None or not await run_in_threadpool(lambda: caller.is_admin):
-            return
-        profile_id = ProfileId(caller.user_id)
-        self.sockets[profile_id] = self.sockets.get(profile_id, 0) + 1
-        await self._write(presence.join, profile_id)
+    async def join(self, caller: Caller) -> bool:
+        """Count the caller's socket if they are an admin; True when counted (leave later)."""
+        if caller.user_id is None:
+            return False
+        try:
+            if not await run_in_threadpool(lambda: caller.is_admin):
+                return False
+        except Exception as exc:  # the socket works on; only its presence goes uncounted
+            log.warning("presence not counted: %s", type(exc).__name__)
+            return False
+        await self._change(ProfileId(caller.user_id), +1)
+        return True
 
     async def leave(self, caller: Caller) -> None:
-        profile_id = ProfileId(caller.user_id) if caller.user_id is not None else None
-        if profile_id not in self.sockets:
-            return
-        assert profile_id is not None
-        self.sockets[profile_id] -= 1
-        if self.sockets[profile_id] == 0:
-            del self.sockets[profile_id]
-        await self._write(presence.leave, profile_id)
+        """Uncount a socket that ``join`` counted."""
+        assert caller.user_id is not None
+        await self._change(ProfileId(caller.user_id), -1)
 
-    async def _write(self, change: Callable[[UUID, ProfileId], None], profile: ProfileId) -> None:
-        try:
-            await run_in_threadpool(change, self.process_id, profile)
-        except Exception as exc:  # the next heartbeat writes the counts again
-            log.warning("presence not updated: %s", type(exc).__name__)
+    async def _change(self, profile: ProfileId, delta: int) -> None:
+        async with self.turn:
+            sockets = self.sockets.get(profile, 0) + delta
+            if sockets > 0:
+                self.sockets[profile] = sockets
+            else:
+                self.sockets.pop(profile, None)
+            try:
+                await run_in_threadpool(presence.record, self.process_id, profile, sockets)
+            except Exception as exc:  # the next heartbeat writes the counts again
+                log.warning("presence not updated: %s", type(exc).__name__)
 
     async def _beat_forever(self) -> None:
         while True:
-            try:
-                await run_in_threadpool(
-                    presence.heartbeat, self.process_id, dict(self.sockets), ttl_s=self.ttl_s
-                )
-            except Exception as exc:
-                log.warning("presence heartbeat failed: %s", type(exc).__name__)
+            async with self.turn:
+                try:
+                    await run_in_threadpool(
+                        presence.heartbeat, self.process_id, dict(self.sockets), ttl_s=self.ttl_s
+                    )
+                except Exception as exc:
+                    log.warning("presence heartbeat failed: %s", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.heartbeat_s)
                 return

@@ -73,6 +73,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         hub: Hub,
         presence: Presence,
         max_sockets: int,
+        send_timeout_s: float,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
@@ -80,6 +81,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self.hub = hub
         self.presence = presence
         self.max_sockets = max_sockets
+        self.send_timeout_s = send_timeout_s
         self.sockets = 0
         self._page: str | None = None
 

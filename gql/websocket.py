@@ -26,7 +26,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
-from gql.auth import ANON, AuthenticationFailed, Caller
+from gql.auth import ANON, LEEWAY_SECONDS, AuthenticationFailed, Caller
 from gql.authz import KNOWN_ROLES
 from gql.errors import BAD_USER_INPUT
 from gql.realtime import SubscriberTooSlow
@@ -49,6 +49,8 @@ def bearer_token(payload: dict[str, Any]) -> str | None:
 class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
     expiry: asyncio.Task[None] | None = None
     too_slow: bool = False
+    closing: bool = False
+    counted_present: bool = False
 
     async def handle(self) -> None:
         try:
@@ -57,7 +59,7 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
             if self.expiry is not None:
                 self.expiry.cancel()
             caller = self.context.get("caller")
-            if isinstance(caller, Caller):
+            if self.counted_present and isinstance(caller, Caller):
                 await self.view.presence.leave(caller)  # type: ignore[attr-defined]
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
@@ -79,18 +81,24 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
                 return
             self.context["caller"] = caller
             self.expiry = asyncio.create_task(self._close_when_expired(caller))
-            await self.view.presence.join(caller)  # type: ignore[attr-defined]
+            self.counted_present = await self.view.presence.join(caller)  # type: ignore[attr-defined]
         await super().handle_connection_init(message)
 
     async def _close_when_expired(self, caller: Caller) -> None:
-        while not caller.expired(time.time()):
-            assert caller.expires_at is not None  # a verified token always has one
-            await asyncio.sleep(max(1.0, caller.expires_at - time.time()))
+        assert caller.expires_at is not None  # a verified token always has one
+        await asyncio.sleep(max(0.0, caller.expires_at + LEEWAY_SECONDS - time.time()))
         with contextlib.suppress(Exception):  # the socket may be closing already
             await self.websocket.close(code=UNAUTHORIZED, reason="token expired")
 
     async def send_message(self, message: Message) -> None:
-        await super().send_message(message)
+        if self.closing:
+            return  # the client reconnects and subscribes again
+        try:
+            async with asyncio.timeout(self.view.send_timeout_s):  # type: ignore[attr-defined]
+                await super().send_message(message)
+        except TimeoutError:  # the client stopped reading and every buffer between is full
+            await self._close_too_slow()
+            return
         if message["type"] == "next" and any(
             (error.get("extensions") or {}).get("code") == SubscriberTooSlow.code
             for error in message["payload"].get("errors") or ()
@@ -100,8 +108,12 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
     async def run_operation(self, operation: Operation[dict[str, Any], None]) -> None:
         await super().run_operation(operation)
         if self.too_slow:  # its queue overflowed: free the socket rather than fall further behind
-            with contextlib.suppress(Exception):
-                await self.websocket.close(code=TRY_AGAIN_LATER, reason="subscriber too slow")
+            await self._close_too_slow()
+
+    async def _close_too_slow(self) -> None:
+        self.closing = True
+        with contextlib.suppress(Exception):  # it may be closing already
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason="subscriber too slow")
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and not _is_subscription(message):

@@ -42,6 +42,7 @@ class Settings:
     ws_max_connections: int = 1000
     ws_max_subscriptions: int = 20
     ws_queue_size: int = 256
+    ws_send_timeout_s: float = 10.0
     presence_heartbeat_s: float = 15.0
 
     @classmethod
@@ -80,6 +81,7 @@ class Settings:
                 env, "WS_MAX_SUBSCRIPTIONS", defaults.ws_max_subscriptions, minimum=1
             ),
             ws_queue_size=_int(env, "WS_QUEUE_SIZE", defaults.ws_queue_size, minimum=1),
+            ws_send_timeout_s=_float(env, "WS_SEND_TIMEOUT_SECONDS", defaults.ws_send_timeout_s),
             presence_heartbeat_s=_float(
                 env, "PRESENCE_HEARTBEAT_SECONDS", defaults.presence_heartbeat_s
             ),

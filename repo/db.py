@@ -68,7 +68,8 @@ def claim_sqlite_server(settings: Settings) -> Callable[[], None]:
     path = sqlite_path(settings.database_url)
     if not settings.is_sqlite or path == ":memory:":
         return lambda: None
-    fd = os.open(f"{path}-serving.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    real = os.path.realpath(path)  # a symlink to the same file takes the same lock
+    fd = os.open(f"{real}-serving.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

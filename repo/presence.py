@@ -21,32 +21,12 @@ from repo.models import Presence, Profile
 
 
 @unit_of_work
-def join(process_id: UUID, profile_id: ProfileId) -> None:
-    """One more socket for the profile on this process: it is online."""
+def record(process_id: UUID, profile_id: ProfileId, sockets: int) -> None:
+    """This process now holds ``sockets`` sockets for the profile (0: none left)."""
     with write_transaction():
-        if not _lock_profile(profile_id):
-            return
-        (
-            Presence.insert(profile=profile_id, process_id=process_id, sockets=1, seen_at=_now())
-            .on_conflict(
-                conflict_target=[Presence.profile, Presence.process_id],
-                update={Presence.sockets: Presence.sockets + 1, Presence.seen_at: _now()},
-            )
-            .execute()
-        )
-        _refresh_online([profile_id])
-
-
-@unit_of_work
-def leave(process_id: UUID, profile_id: ProfileId) -> None:
-    """One socket fewer on this process; offline once no live process holds one."""
-    with write_transaction():
-        if not _lock_profile(profile_id):
-            return
-        mine = (Presence.profile == profile_id) & (Presence.process_id == process_id)
-        Presence.delete().where(mine & (Presence.sockets <= 1)).execute()
-        Presence.update(sockets=Presence.sockets - 1).where(mine).execute()
-        _refresh_online([profile_id])
+        if _lock_profiles([profile_id]):
+            _write_row(process_id, profile_id, sockets)
+            _refresh_online([profile_id])
 
 
 @unit_of_work
@@ -54,28 +34,22 @@ def heartbeat(process_id: UUID, held: Mapping[ProfileId, int], *, ttl_s: float) 
     """Write this process's sockets as they are and expire silent processes' rows.
 
     ``held``: the sockets this process holds now, by profile. Writing the whole truth each
-    time heals a join or leave that failed while the database was away. Returns how many
-    rows of other processes expired.
+    time heals a write that failed while the database was away. Profiles are locked first,
+    in id order, as ``record`` does, so heartbeats and joins never wait on each other in a
+    cycle. Returns how many rows of other processes expired.
     """
     with write_transaction():
-        stale = (Presence.seen_at < _ago(ttl_s)) & (Presence.process_id != process_id)
-        expired = _delete_returning_profiles(stale)
-        gone = Presence.process_id == process_id
-        if held:
-            gone &= Presence.profile.not_in(list(held))
-        dropped = _delete_returning_profiles(gone)
-        for profile_id, sockets in sorted(held.items(), key=lambda item: str(item[0])):
-            (
-                Presence.insert(
-                    profile=profile_id, process_id=process_id, sockets=sockets, seen_at=_now()
-                )
-                .on_conflict(
-                    conflict_target=[Presence.profile, Presence.process_id],
-                    update={Presence.sockets: sockets, Presence.seen_at: _now()},
-                )
-                .execute()
-            )
-        _refresh_online([*expired, *dropped, *held])
+        mine = Presence.process_id == process_id
+        stale = (Presence.seen_at < _ago(ttl_s)) & ~mine
+        listed: Any = Presence.select(Presence.profile).where(stale | mine).tuples()
+        locked = _lock_profiles([*held, *(row[0] for row in listed)])
+        if not locked:
+            return 0
+        ours = Presence.profile.in_(locked)
+        expired = _delete_returning_profiles(stale & ours)
+        for profile_id in locked:  # a deleted profile is not locked: nothing is written for it
+            _write_row(process_id, profile_id, held.get(ProfileId(profile_id), 0))
+        _refresh_online(locked)
         return len(expired)
 
 
@@ -83,7 +57,43 @@ def heartbeat(process_id: UUID, held: Mapping[ProfileId, int], *, ttl_s: float) 
 def depart(process_id: UUID) -> None:
     """This process is stopping: its sockets are gone."""
     with write_transaction():
-        _refresh_online(_delete_returning_profiles(Presence.process_id == process_id))
+        listed: Any = Presence.select(Presence.profile).where(Presence.process_id == process_id)
+        locked = _lock_profiles([row[0] for row in listed.tuples()])
+        if locked:
+            Presence.delete().where(Presence.process_id == process_id).execute()
+            _refresh_online(locked)
+
+
+def _lock_profiles(profile_ids: Iterable[UUID]) -> list[UUID]:
+    """Lock the profiles that exist, in id order; return their ids.
+
+    Every presence change of a profile happens under its row lock (SQLite's write lock
+    already serializes them), so a change on one process never computes "nobody holds a
+    socket" from a snapshot that misses another process's committed change.
+    """
+    ids = sorted(set(profile_ids), key=str)
+    if not ids:
+        return []
+    query = Profile.select(Profile.id).where(Profile.id.in_(ids)).order_by(Profile.id)
+    if not is_sqlite():
+        query = query.for_update()
+    rows: Any = query.tuples()
+    return [UUID(str(row[0])) for row in rows]
+
+
+def _write_row(process_id: UUID, profile_id: UUID, sockets: int) -> None:
+    row = (Presence.profile == profile_id) & (Presence.process_id == process_id)
+    if sockets <= 0:
+        Presence.delete().where(row).execute()
+        return
+    (
+        Presence.insert(profile=profile_id, process_id=process_id, sockets=sockets, seen_at=_now())
+        .on_conflict(
+            conflict_target=[Presence.profile, Presence.process_id],
+            update={Presence.sockets: sockets, Presence.seen_at: _now()},
+        )
+        .execute()
+    )
 
 
 def _delete_returning_profiles(where: Any) -> list[UUID]:
@@ -94,32 +104,10 @@ def _delete_returning_profiles(where: Any) -> list[UUID]:
     return profiles
 
 
-def _lock_profile(profile_id: ProfileId) -> bool:
-    """Serialize presence changes of one profile (FOR UPDATE; SQLite's write lock already does).
-
-    Without it, a leave on one process could compute "nobody holds a socket" from a snapshot
-    that misses a join committing on another process, and mark a connected admin offline.
-    """
-    query = Profile.select(Profile.id).where(Profile.id == profile_id)
-    if not is_sqlite():
-        query = query.for_update()
-    return query.scalar() is not None
-
-
-def _refresh_online(profile_ids: Iterable[ProfileId | UUID]) -> None:
-    """Set is_online from the presence rows, after locking the profiles in a fixed order.
-
-    The update runs after the lock is held, so its snapshot includes every join that
-    committed before (a statement that waited for a lock would not see them).
-    """
-    ids = sorted(set(profile_ids), key=str)
-    if not ids:
-        return
-    lock = Profile.select(Profile.id).where(Profile.id.in_(ids)).order_by(Profile.id)
-    if not is_sqlite():
-        list(lock.for_update())
+def _refresh_online(locked: list[UUID]) -> None:
+    """Set is_online of profiles already locked from their presence rows."""
     held = Presence.select(SQL("1")).where(Presence.profile == Profile.id)
-    Profile.update(is_online=fn.EXISTS(held)).where(Profile.id.in_(ids)).execute()
+    Profile.update(is_online=fn.EXISTS(held)).where(Profile.id.in_(locked)).execute()
 
 
 def _now() -> object:

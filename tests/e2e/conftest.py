@@ -158,7 +158,12 @@ def running_server(
         yield Server(f"http://127.0.0.1:{port}/graphql", log_path, process.pid)
     finally:
         process.terminate()
-        process.wait(timeout=15)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # never leave it holding the port or the database
+            process.kill()
+            process.wait(timeout=15)
+            raise
 
 
 @pytest.fixture

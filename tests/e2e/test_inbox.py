@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
 from repo.db import database
@@ -30,6 +32,9 @@ INBOX = """query ($first: Int!, $after: String) { inbox(first: $first, after: $a
   edges { cursor node { unreadCount conversation { id customer { name } }
                         lastMessage { content } } }
   pageInfo { hasNextPage endCursor } } }"""
+INBOX_UPDATES = (
+    "subscription { inboxUpdated { conversation { id customer { id } } lastMessage { content } } }"
+)
 MARK_READ = "mutation ($id: UUID!) { markRead(conversationId: $id) { unreadCount } }"
 
 
@@ -84,13 +89,9 @@ def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
             return bool(Profile.get_by_id(admin).is_online)
 
     async def scenario() -> tuple[list[dict[str, Any]], bool, bool]:
-        sub = await Subscription.open(server.url, user_token(admin))
+        sub = await subscribe_inbox(server.url, user_token(admin), query)
         is_online = await asyncio.to_thread(online)
-        await sub.socket.send(
-            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}})
-        )
         updates: list[dict[str, Any]] = []
-        await asyncio.sleep(0.5)  # let the subscription register (there is no ack for it)
         for text in ["hello?", "anyone there?"]:  # through the server: SQLite is one process
             await send_over_http(server.url, user_token(customer), conversation, text)
         while len(updates) < 2:
@@ -113,10 +114,10 @@ def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
 def test_presence_spans_processes_and_a_killed_process_s_admins_go_offline(
     db: Settings, tmp_path: Path
 ) -> None:
-    if db.is_sqlite:  # one process only
-        return
+    if db.is_sqlite:
+        pytest.skip("one process only")
     admin = make_admin("Ada On Two Workers")
-    beat = {"PRESENCE_HEARTBEAT_SECONDS": "0.2"}  # rows of a silent process expire after 0.6 s
+    beat = {"PRESENCE_HEARTBEAT_SECONDS": "1"}  # rows of a silent process expire after 3 s
 
     def online() -> bool:
         with database.connection_context():
@@ -137,7 +138,7 @@ def test_presence_spans_processes_and_a_killed_process_s_admins_go_offline(
             on_a = await Subscription.open(a.url, user_token(admin))
             on_b = await Subscription.open(b.url, user_token(admin))
             await on_a.close()
-            await asyncio.sleep(1.0)  # several heartbeats: b's row stays fresh
+            await asyncio.sleep(2.0)  # heartbeats go on: b's row stays fresh
             still_online_on_b = await asyncio.to_thread(online)
             os.kill(b.pid, signal.SIGKILL)  # b cannot say goodbye; its row goes stale
             await until(False)
@@ -151,18 +152,31 @@ def test_presence_spans_processes_and_a_killed_process_s_admins_go_offline(
         assert asyncio.run(scenario()) == (True, True)
 
 
-INBOX_UPDATES = (
-    "subscription { inboxUpdated { conversation { id customer { id } } lastMessage { content } } }"
-)
+async def subscribe_inbox(url: str, token: str, query: str = INBOX_UPDATES) -> Subscription:
+    """Subscribe to inboxUpdated and return once updates flow (there is no ack for it).
 
-
-async def subscribe_inbox(url: str, token: str) -> Subscription:
+    Probes go to a conversation of their own until one is pushed; stragglers are drained.
+    """
+    prober = make_user(full_name="Inbox Prober")
+    probe_token = user_token(prober)
+    probed = await asyncio.to_thread(open_conversation, url, probe_token)
     sub = await Subscription.open(url, token)
     await sub.socket.send(
-        json.dumps({"id": "inbox", "type": "subscribe", "payload": {"query": INBOX_UPDATES}})
+        json.dumps({"id": "inbox", "type": "subscribe", "payload": {"query": query}})
     )
-    await asyncio.sleep(0.5)  # let the subscription register (there is no ack for it)
-    return sub
+    deadline = time.monotonic() + 10
+    while True:
+        await send_over_http(url, probe_token, probed, "probe")
+        try:
+            await sub.receive(timeout=0.3)
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline, "the inbox subscription never went live"
+    while True:
+        try:
+            await sub.receive(timeout=0.5)
+        except TimeoutError:
+            return sub
 
 
 def test_a_new_conversation_reaches_the_inbox_with_its_welcome_message(server: Server) -> None:
@@ -185,8 +199,8 @@ def test_a_new_conversation_reaches_the_inbox_with_its_welcome_message(server: S
 def test_the_inbox_subscription_asks_to_resubscribe_after_the_listener_drops(
     server: Server, db: Settings
 ) -> None:
-    if db.is_sqlite:  # no listening connection to lose
-        return
+    if db.is_sqlite:
+        pytest.skip("no listening connection to lose")
     admin = make_admin()
 
     async def scenario() -> dict[str, Any]:

@@ -91,8 +91,8 @@ def test_a_request_stuck_on_a_lock_does_not_stall_other_requests(server: str, db
 
 
 def test_a_second_process_may_not_serve_the_same_sqlite_file(server: Server, db: Settings) -> None:
-    if not db.is_sqlite:  # PostgreSQL: any number of processes (tested with subscriptions)
-        return
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL: any number of processes (tested with subscriptions)")
     second = subprocess.run(  # plain uvicorn, which knows nothing of WEB_CONCURRENCY
         [
             str(Path(sys.executable).parent / "uvicorn"),

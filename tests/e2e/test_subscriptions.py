@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import threading
 import time
 from collections import Counter
@@ -30,7 +31,7 @@ from repo.messages import send_message
 from repo.models import Profile
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import Server, free_port, running_server, service_token, user_token
-from tests.e2e.wsclient import Subscription, close_code
+from tests.e2e.wsclient import GUARD_S, Subscription, close_code
 from tests.factories import make_admin, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -102,8 +103,8 @@ def test_messages_arrive_in_order_exactly_once(server: Server) -> None:
 def test_a_message_sent_through_one_process_reaches_a_subscriber_of_another(
     db: Settings, tmp_path: Path
 ) -> None:
-    if db.is_sqlite:  # one process only: the app refuses more (tested in observability)
-        return
+    if db.is_sqlite:
+        pytest.skip("one process only: the app refuses more (tested in observability)")
     with running_server(db, tmp_path / "a.log") as a, running_server(db, tmp_path / "b.log") as b:
         token = user_token(CUSTOMER.id)
         conversation = open_conversation(a.url, token)
@@ -168,8 +169,8 @@ def test_queries_and_mutations_are_refused_over_the_socket(server: Server) -> No
 def test_messages_keep_arriving_after_the_listener_is_terminated(
     server: Server, db: Settings
 ) -> None:
-    if db.is_sqlite:  # no listening connection to lose
-        return
+    if db.is_sqlite:
+        pytest.skip("no listening connection to lose")
     token = user_token(CUSTOMER.id)
     conversation = open_conversation(server.url, token)
 
@@ -266,7 +267,8 @@ def test_two_hundred_subscribers_get_a_burst_and_leave_nothing_behind(
     assert all(r == [f"b{i}" for i in range(burst)] for r in received)
     deadline = time.monotonic() + 10
     while app.state.hub.subscriber_count or app.state.view.sockets:
-        assert time.monotonic() < deadline, "subscribers were not cleaned up"
+        left = (app.state.hub.subscriber_count, app.state.view.sockets)
+        assert time.monotonic() < deadline, f"(subscribers, sockets) not cleaned up: {left}"
         time.sleep(0.05)
     assert app.state.hub.by_conversation == {} and app.state.hub.everyone == set()
 
@@ -375,3 +377,32 @@ def test_an_admin_demoted_while_subscribed_stops_receiving(server: Server) -> No
 def demote(profile: ProfileId) -> None:
     with database.connection_context():
         Profile.update(is_admin=False).where(Profile.id == profile).execute()
+
+
+def test_a_client_that_stops_reading_is_disconnected(db: Settings) -> None:
+    make_admin()
+    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    with serve_in_process(replace(db, ws_send_timeout_s=0.5, ws_queue_size=8)) as (url, app):
+
+        async def scenario() -> int | None:
+            sub = await Subscription.open(url, service_token(), max_queue=1)  # reads no more
+            await sub.subscribe(str(conversation))
+            deadline = time.monotonic() + 10
+            while app.state.hub.subscriber_count < 1:
+                assert time.monotonic() < deadline, "the subscription never registered"
+                await asyncio.sleep(0.05)
+            for i in range(3000):  # up to ~12 MB, more than the socket buffers between hold
+                noise = secrets.token_urlsafe(3000)  # 4,000 characters that do not compress
+                await asyncio.to_thread(send_message, conversation, noise, sender_id=None)
+                followers = app.state.hub.by_conversation.get(conversation, ())
+                if i % 20 == 0 and all(s.closed for s in followers):
+                    break  # sends got stuck: the queue overflowed, or the socket is closed
+            else:
+                pytest.fail("the subscriber never fell behind")
+            await asyncio.sleep(1.0)  # past the send timeout
+            with contextlib.suppress(ConnectionClosed):
+                while True:  # what was buffered, then the close frame (or a hang: TimeoutError)
+                    await asyncio.wait_for(sub.socket.recv(), GUARD_S)
+            return sub.socket.close_code
+
+        assert asyncio.run(scenario()) == 1013

@@ -25,8 +25,13 @@ class Subscription:
         self.socket = socket
 
     @classmethod
-    async def open(cls, url: str, token: str | None) -> Subscription:
-        socket = await connect(ws_url(url), subprotocols=[PROTOCOL])  # type: ignore[list-item]
+    async def open(cls, url: str, token: str | None, *, max_queue: int = 16) -> Subscription:
+        """Connect and initialise; ``max_queue``: frames held unread before reading stops."""
+        socket = await connect(
+            ws_url(url),
+            subprotocols=[PROTOCOL],  # type: ignore[list-item]
+            max_queue=max_queue,
+        )
         payload = {"Authorization": f"Bearer {token}"} if token else {}
         await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
         reply = json.loads(await asyncio.wait_for(socket.recv(), GUARD_S))
