@@ -101,7 +101,12 @@ def sqlite_path(url: str) -> str:
 
 
 def postgres_connect_kwargs(url: str) -> dict[str, Any]:
-    """Turn a postgresql:// URL into psycopg2 keyword arguments, sessions pinned to UTC."""
+    """Turn a postgresql:// URL into psycopg2 keyword arguments.
+
+    No ``options`` startup parameter (PgBouncer refuses it) and no session time zone (a
+    transaction pooler would not keep it): every timestamp is a timestamptz that Python turns
+    into UTC (``repo.models.UTCDateTimeField``), whatever the session's TimeZone.
+    """
     parts = urlsplit(url)
     kwargs: dict[str, Any] = dict(parse_qsl(parts.query))
     kwargs["database"] = unquote(parts.path.lstrip("/")) or "postgres"
@@ -120,7 +125,6 @@ def postgres_connect_kwargs(url: str) -> dict[str, Any]:
     kwargs.setdefault("keepalives_idle", "30")
     kwargs.setdefault("keepalives_interval", "10")
     kwargs.setdefault("keepalives_count", "3")
-    kwargs["options"] = (kwargs.get("options", "") + " -c timezone=UTC").strip()
     return kwargs
 
 
