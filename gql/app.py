@@ -58,9 +58,7 @@ async def _lifespan(
             "serving on %s (%s)", "SQLite" if settings.is_sqlite else "PostgreSQL", settings.app_env
         )
         listener = (
-            LocalListener(hub)
-            if settings.is_sqlite
-            else PostgresListener(hub, settings.database_url)
+            LocalListener(hub) if settings.is_sqlite else PostgresListener(hub, settings.listen_url)
         )
         hub.start()
         await listener.start()

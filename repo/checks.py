@@ -7,7 +7,7 @@ from typing import Any
 
 from peewee import JOIN, fn
 
-from repo.db import database, is_sqlite, unit_of_work
+from repo.db import database, is_sqlite, replica_unit_of_work
 from repo.integrity import count_orphaned_conversations, find_orphaned_conversations
 from repo.models import Conversation, Profile, User
 
@@ -36,7 +36,7 @@ class Check:
         }
 
 
-@unit_of_work
+@replica_unit_of_work
 def run_checks(*, strict: bool = False) -> list[Check]:
     """Run every check; users without a profile are a warning unless ``strict``."""
     return [

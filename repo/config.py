@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
 DEFAULT_WELCOME_MESSAGE = "Hi! Thanks for reaching out. How can we help you today?"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 MAX_WELCOME_MESSAGE_LENGTH = 4000
 APP_ENVS = ("development", "production")
 MIN_JWT_SECRET_LENGTH = 32
@@ -23,6 +24,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    listen_database_url: str | None = None
+    replica_database_url: str | None = None
     welcome_message: str = DEFAULT_WELCOME_MESSAGE
     db_pool_size: int = 40
     db_pool_timeout: float = 10.0
@@ -52,6 +55,8 @@ class Settings:
         defaults = cls()
         settings = cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            listen_database_url=env.get("LISTEN_DATABASE_URL") or None,
+            replica_database_url=env.get("REPLICA_DATABASE_URL") or None,
             welcome_message=env.get("WELCOME_MESSAGE", DEFAULT_WELCOME_MESSAGE),
             db_pool_size=_int(env, "DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
             db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", defaults.db_pool_timeout),
@@ -101,6 +106,7 @@ class Settings:
             raise ConfigError(
                 "DATABASE_URL: a SQLite URL needs three slashes, e.g. sqlite:///chat.db"
             )
+        self._validate_secondary_urls()
         if not self.welcome_message.strip():
             raise ConfigError("WELCOME_MESSAGE: must not be empty")
         if len(self.welcome_message) > MAX_WELCOME_MESSAGE_LENGTH:
@@ -147,6 +153,30 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return urlsplit(self.database_url).scheme == "sqlite"
+
+    @property
+    def listen_url(self) -> str:
+        """Where the realtime listener connects (LISTEN needs a session: no transaction pooler)."""
+        return self.listen_database_url or self.database_url
+
+    def _validate_secondary_urls(self) -> None:
+        """The listener's and the replica's URLs: PostgreSQL ones, beside a PostgreSQL primary."""
+        for name, url in (
+            ("LISTEN_DATABASE_URL", self.listen_database_url),
+            ("REPLICA_DATABASE_URL", self.replica_database_url),
+        ):
+            if url is None:
+                continue
+            if self.is_sqlite:
+                raise ConfigError(
+                    f"{name}: only for PostgreSQL; DATABASE_URL is SQLite (one process, one file)"
+                )
+            scheme = urlsplit(url).scheme
+            if scheme not in POSTGRES_SCHEMES:
+                raise ConfigError(
+                    f"{name}: unsupported scheme {scheme!r} "
+                    "(use postgresql://user@host:port/dbname)"
+                )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -1,4 +1,8 @@
-"""Database setup: one peewee proxy, bound at start-up to a pooled SQLite or PostgreSQL database."""
+"""Database setup: one peewee proxy, bound at start-up to a pooled SQLite or PostgreSQL database.
+
+With ``REPLICA_DATABASE_URL`` a second pool reads from a replica, but only inside units of work
+marked ``replica_unit_of_work`` (the integrity reads); everything else uses the primary.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -20,14 +25,29 @@ from repo.errors import DatabaseUnavailable, IntegrityViolation
 
 log = logging.getLogger(__name__)
 
-database = peewee.DatabaseProxy()
-
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# Set only while a replica unit of work runs; a context variable, so per thread and per task.
+_replica_in_use: ContextVar[peewee.Database | None] = ContextVar("replica_in_use", default=None)
+
+
+class _RoutingProxy(peewee.DatabaseProxy):
+    """The proxy the models are bound to: the primary, or the replica in a replica unit of work."""
+
+    def __getattr__(self, attr: str) -> Any:
+        target = _replica_in_use.get() or self.obj
+        if target is None:
+            raise AttributeError("the database is not open (call open_database)")
+        return getattr(target, attr)
+
+
+database = _RoutingProxy()
 
 
 class _Bound:
     settings: Settings = Settings()
+    replica: PooledPostgresqlDatabase | None = None
 
 
 def open_database(settings: Settings) -> peewee.Database:
@@ -47,14 +67,23 @@ def open_database(settings: Settings) -> peewee.Database:
             },
         )
     else:
-        db = PooledPostgresqlDatabase(
-            max_connections=settings.db_pool_size,
-            timeout=settings.db_pool_timeout,
-            **postgres_connect_kwargs(settings.database_url),
-        )
+        db = _postgres_pool(settings, settings.database_url)
     database.initialize(db)
+    _Bound.replica = (
+        None
+        if settings.replica_database_url is None
+        else _postgres_pool(settings, settings.replica_database_url)
+    )
     _Bound.settings = settings
     return db
+
+
+def _postgres_pool(settings: Settings, url: str) -> PooledPostgresqlDatabase:
+    return PooledPostgresqlDatabase(
+        max_connections=settings.db_pool_size,
+        timeout=settings.db_pool_timeout,
+        **postgres_connect_kwargs(url),
+    )
 
 
 def claim_sqlite_server(settings: Settings) -> Callable[[], None]:
@@ -82,9 +111,11 @@ def claim_sqlite_server(settings: Settings) -> Callable[[], None]:
 
 
 def close_database() -> None:
-    """Close every pooled connection of the bound database, if any."""
+    """Close every pooled connection of the bound database and replica, if any."""
     if database.obj is not None:
         database.obj.close_all()
+    if _Bound.replica is not None:
+        _Bound.replica.close_all()
 
 
 def settings() -> Settings:
@@ -157,6 +188,25 @@ def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
                 raise
             log.warning("database unavailable in %s: %s", fn.__qualname__, type(exc).__name__)
             raise DatabaseUnavailable("the database is unavailable; retry shortly") from exc
+
+    return wrapper
+
+
+def replica_unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
+    """A unit of work that only reads, run on the read replica when one is configured.
+
+    For reads that may lag the primary by the replica's delay (the integrity counts). Never
+    write inside one: a replica refuses writes.
+    """
+    work = unit_of_work(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        token = _replica_in_use.set(_Bound.replica)
+        try:
+            return work(*args, **kwargs)
+        finally:
+            _replica_in_use.reset(token)
 
     return wrapper
 

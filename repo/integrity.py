@@ -1,4 +1,8 @@
-"""The post-mortem's integrity checks and repair, as units of work."""
+"""The post-mortem's integrity checks and repair, as units of work.
+
+The counts and lists read from the read replica when one is configured; repair reads and
+writes the primary only (it must see what it writes).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,13 @@ from typing import Any
 import peewee
 from peewee import JOIN, fn
 
-from repo.db import database, is_sqlite, unit_of_work, write_transaction
+from repo.db import (
+    database,
+    is_sqlite,
+    replica_unit_of_work,
+    unit_of_work,
+    write_transaction,
+)
 from repo.errors import InvalidInput
 from repo.ids import ConversationId, CustomerId
 from repo.models import Conversation, Profile, User
@@ -47,13 +57,13 @@ def _orphans() -> peewee.ModelSelect[Conversation]:
     )
 
 
-@unit_of_work
+@replica_unit_of_work
 def count_orphaned_conversations() -> int:
     """How many conversations have no customer profile (always 0 while the invariant holds)."""
     return int(_orphans().count())
 
 
-@unit_of_work
+@replica_unit_of_work
 def find_orphaned_conversations(*, first: int = MAX_ORPHANS_LISTED) -> list[OrphanedConversation]:
     """The oldest ``first`` orphaned conversations."""
     if not 1 <= first <= MAX_ORPHANS_LISTED:
@@ -76,7 +86,7 @@ def _list_orphans(
     ]
 
 
-@unit_of_work
+@replica_unit_of_work
 def profile_coverage() -> ProfileCoverage:
     """The seed's monitoring figures: counts, orphans and the share of users with a profile."""
     sql = _PROFILE_COVERAGE.format(

@@ -35,3 +35,23 @@ def test_a_bad_setting_is_refused_in_words(env: dict[str, str], message: str) ->
 def test_postgres_urls_are_accepted() -> None:
     url = "postgresql://helpline:secret@db.internal:5433/chat"
     assert not Settings.from_env({"DATABASE_URL": url}).is_sqlite
+
+
+def test_the_listener_connects_where_the_pool_does_unless_told_otherwise() -> None:
+    pooled = "postgresql://helpline@pgbouncer.internal:6432/chat"
+    direct = "postgresql://helpline@db.internal:5432/chat"
+
+    assert Settings.from_env({"DATABASE_URL": pooled}).listen_url == pooled
+    assert (
+        Settings.from_env({"DATABASE_URL": pooled, "LISTEN_DATABASE_URL": direct}).listen_url
+        == direct
+    )
+
+
+@pytest.mark.parametrize("name", ["LISTEN_DATABASE_URL", "REPLICA_DATABASE_URL"])
+def test_listener_and_replica_urls_must_be_postgres_beside_postgres(name: str) -> None:
+    postgres = "postgresql://helpline@db.internal/chat"
+    with pytest.raises(ConfigError, match=f"{name}: unsupported scheme 'mysql'"):
+        Settings.from_env({"DATABASE_URL": postgres, name: "mysql://root@db.internal/chat"})
+    with pytest.raises(ConfigError, match=f"{name}: only for PostgreSQL; DATABASE_URL is SQLite"):
+        Settings.from_env({name: postgres})
