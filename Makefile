@@ -7,7 +7,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 HOST ?= 127.0.0.1
 
-.PHONY: install browser run test lint format schema bench-realtime clean
+.PHONY: install browser pgbouncer run test lint format schema bench-realtime clean
 
 install: $(INSTALLED)
 
@@ -32,7 +32,16 @@ browser:
 	      apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else echo "note: install Debian's chromium for the browser test (sudo apt-get install chromium)"; fi; }
 
-test: install browser lint
+# The pooling tests start Debian's PgBouncer themselves (the system service stays off).
+pgbouncer:
+	@command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; \
+	    systemctl disable --now pgbouncer >/dev/null 2>&1 || true; \
+	  else echo "note: install Debian's pgbouncer for the pooling tests (sudo apt-get install pgbouncer)"; fi; }
+
+test: install browser pgbouncer lint
 	$(PY) -m pytest
 
 lint: install

@@ -3,6 +3,7 @@
 TEST_DATABASE_URL names the PostgreSQL server (any database on it that the user can connect
 to); each run creates its own database there and drops it at the end. With CI=true an
 unreachable server fails the run at once; elsewhere its half of the suite is skipped, loudly.
+The same goes for Debian's PgBouncer, which the pooling tests start in front of that server.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from repo.config import Settings
 from repo.db import close_database, database, is_sqlite, open_database
 from repo.migrate import migrate
+from tests.pgbouncer import PgBouncer, pgbouncer_missing, running_pgbouncer
 
 POSTGRES_SERVER_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -42,10 +44,14 @@ def postgres_unreachable() -> str | None:
     return None
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     reason = postgres_unreachable()
     session.config.stash[UNREACHABLE] = reason
-    if reason and os.environ.get("CI", "").lower() in ("true", "1"):
+    if reason and in_ci():
         pytest.exit(f"{reason}: CI requires it. Start it or set TEST_DATABASE_URL.", returncode=3)
 
 
@@ -78,6 +84,21 @@ def postgres_url() -> Iterator[str]:
     """A PostgreSQL database of this run's own, dropped at the end."""
     with new_postgres_database("helpline_test") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of the test server, for this run."""
+    if unreachable := request.config.stash.get(UNREACHABLE, None):
+        pytest.skip(unreachable)
+    if missing := pgbouncer_missing():
+        if in_ci():
+            pytest.fail(f"{missing}: CI requires it")
+        pytest.skip(missing)
+    with running_pgbouncer(POSTGRES_SERVER_URL, tmp_path_factory.mktemp("pgbouncer")) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
