@@ -3,7 +3,8 @@
 Every step is idempotent and reported, and none holds a long exclusive lock: the foreign key is
 added NOT VALID and validated after the repair; the unique constraint is built CONCURRENTLY and
 attached with USING INDEX. If orphans without a users row remain, adoption stops before
-validating and changes nothing else.
+validating and changes nothing else. It holds a session (an advisory lock, a session
+lock_timeout), so DATABASE_URL must reach PostgreSQL directly, never a transaction-mode pooler.
 """
 
 from __future__ import annotations
