@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,7 @@ from gql.errors import ApiError
 from repo import events, presence
 from repo.db import postgres_connect_kwargs
 from repo.ids import ConversationId, MessageId, ProfileId
-from repo.messages import find_message, messages_after
+from repo.messages import find_message, messages_after, newest_position
 from repo.views import MessageView
 
 log = logging.getLogger("helpline.realtime")
@@ -289,6 +289,24 @@ async def follow(
             cursor = (item.created_at, item.id)
             yield item
         await asyncio.sleep(0)  # take turns: one busy subscription must not starve the others
+
+
+async def live_messages(
+    hub: Hub,
+    conversation_id: ConversationId,
+    *,
+    position: Callable[[ConversationId], tuple[datetime, UUID] | None] = newest_position,
+) -> AsyncIterator[MessageView]:
+    """Messages stored in the conversation from now on, in send order, each once.
+
+    Read where the conversation stands, then register, then catch up from that point: a
+    message committed in between is neither lost nor delivered twice.
+    """
+    cursor = await run_in_threadpool(position, conversation_id)
+    with hub.subscribe(conversation_id) as subscriber:
+        subscriber.offer(RESYNC)
+        async for message in follow(subscriber, conversation_id, cursor):
+            yield message
 
 
 class Resubscribe(ApiError):

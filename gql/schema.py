@@ -18,7 +18,7 @@ from gql.auth import Caller
 from gql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
 from gql.limits import OperationLimits, SmallDocumentParserCache, SmallDocumentValidationCache
 from gql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED
-from gql.realtime import RESYNC, follow, follow_all
+from gql.realtime import follow_all, live_messages
 from gql.types import (
     AdminConversationPayload,
     Conversation,
@@ -170,16 +170,11 @@ class Subscription:
         )
         if found is None:
             raise ConversationNotFound(f"conversation {conversation} not found")
-        # Read where the conversation stands, then register, then catch up from that point:
-        # a message committed in between is neither lost nor delivered twice.
-        cursor = await run_in_threadpool(messages.newest_position, conversation)
         as_admin = authz.reads_as_admin(caller, found)
-        with hub.subscribe(conversation) as subscriber:
-            subscriber.offer(RESYNC)
-            async for message in follow(subscriber, conversation, cursor):
-                if as_admin:  # one indexed read per message, for admins' subscriptions only
-                    await run_in_threadpool(authz.require_still_admin, caller)
-                yield Message.from_view(message)
+        async for message in live_messages(hub, conversation):
+            if as_admin:  # one indexed read per message, for admins' subscriptions only
+                await run_in_threadpool(authz.require_still_admin, caller)
+            yield Message.from_view(message)
 
     @strawberry.subscription(
         description="A conversation of the inbox each time it is created or gets a message "

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from uuid import UUID
 
 import pytest
 
-from gql.realtime import RESYNC, Hub, follow
+from gql.realtime import Hub, follow, live_messages
 from repo.conversations import get_or_create_admin_conversation
+from repo.ids import ConversationId
 from repo.messages import newest_position, send_message
 from tests.factories import make_admin, make_user
 
@@ -40,23 +43,24 @@ def test_out_of_order_notifications_lose_nothing_when_the_hub_is_unordered() -> 
 def test_a_message_committed_while_a_subscription_registers_is_caught_up_once() -> None:
     make_admin()
     conversation = get_or_create_admin_conversation(make_user()).conversation.id
-    start = newest_position(conversation)  # the subscription reads where it stands ...
-    between = send_message(conversation, "in between", sender_id=None)  # ... unheard by the hub
+
+    def position_then_a_commit(conversation_id: ConversationId) -> tuple[datetime, UUID] | None:
+        position = newest_position(conversation_id)  # where the subscription starts ...
+        send_message(conversation_id, "in between", sender_id=None)  # ... unheard by the hub
+        return position
 
     async def scenario() -> list[str]:
         hub = Hub(queue_size=16)
         hub.start()
         try:
-            with hub.subscribe(conversation) as subscriber:  # ... registers ...
-                subscriber.offer(RESYNC)  # ... and catches up from where it stood
-                hub.notify(conversation, between.id)  # a late notification of the same message
-                after = send_message(conversation, "after", sender_id=None)
-                hub.notify(conversation, after.id)
-                messages = follow(subscriber, conversation, start)
-                got = [(await anext(messages)).content for _ in range(2)]
-                with pytest.raises(TimeoutError):
-                    await asyncio.wait_for(anext(messages), 0.3)  # nothing twice
-                return got
+            messages = live_messages(hub, conversation, position=position_then_a_commit)
+            got = [(await anext(messages)).content]
+            after = send_message(conversation, "after", sender_id=None)
+            hub.notify(conversation, after.id)
+            got.append((await anext(messages)).content)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(messages), 0.3)  # nothing twice
+            return got
         finally:
             await hub.stop()
 
