@@ -10,6 +10,7 @@ from repo.errors import CustomerNotFound, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
 from repo.models import Conversation, Profile, User
+from repo.prepared import PreparedSelect
 from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
 from repo.users import NewUser, ensure_profile
 from repo.views import AdminConversation, ConversationView
@@ -28,7 +29,7 @@ def get_or_create_admin_conversation(
     ``known_missing``: the caller has just looked it up and found none, so go straight to
     the locked block (which looks again under the lock, so a racing creator is still seen).
     """
-    if not known_missing and (found := _find_conversation(Conversation.customer == customer_id)):
+    if not known_missing and (found := _find_conversation_of(customer_id)):
         return AdminConversation(found, created=False, profile_created=False)
     with write_transaction():
         user_created = new_user is not None and _ensure_user(customer_id, new_user)
@@ -39,7 +40,7 @@ def get_or_create_admin_conversation(
             conversation_id = ConversationId(uuid4())
             Conversation.insert(id=conversation_id, customer=customer_id, admin=admin_id).execute()
             post_message(conversation_id, admin_id, settings().welcome_message)
-        conversation = _find_conversation(Conversation.customer == customer_id)
+        conversation = _find_conversation_of(customer_id)
         assert conversation is not None
     return AdminConversation(
         conversation, created=existing is None, profile_created=profile_created
@@ -49,7 +50,7 @@ def get_or_create_admin_conversation(
 @unit_of_work
 def find_admin_conversation(customer_id: CustomerId) -> ConversationView | None:
     """The customer's admin conversation, or None while there is none (never writes)."""
-    return _find_conversation(Conversation.customer == customer_id)
+    return _find_conversation_of(customer_id)
 
 
 @unit_of_work
@@ -66,11 +67,24 @@ def find_conversation_owner(conversation_id: ConversationId) -> CustomerId | Non
 @unit_of_work
 def find_conversation(conversation_id: ConversationId) -> ConversationView | None:
     """A conversation by id, or None."""
-    return _find_conversation(Conversation.id == conversation_id)
+    return _find_conversation(conversation_id)
 
 
-def _find_conversation(condition: object) -> ConversationView | None:
-    row = conversation_query().where(condition).tuples().first()
+_BY_CUSTOMER = PreparedSelect(
+    lambda customer: conversation_query().where(Conversation.customer == customer)
+)
+_BY_ID = PreparedSelect(
+    lambda conversation: conversation_query().where(Conversation.id == conversation)
+)
+
+
+def _find_conversation_of(customer_id: CustomerId) -> ConversationView | None:
+    row = _BY_CUSTOMER.first(customer_id)  # the hot path: rendered once (see repo.prepared)
+    return None if row is None else conversation_from(row)
+
+
+def _find_conversation(conversation_id: ConversationId) -> ConversationView | None:
+    row = _BY_ID.first(conversation_id)
     return None if row is None else conversation_from(row)
 
 

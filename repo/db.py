@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 import psycopg2
+import psycopg2.extensions
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from repo.config import ConfigError, Settings
@@ -78,8 +79,25 @@ def open_database(settings: Settings) -> peewee.Database:
     return db
 
 
+class _PostgresPool(PooledPostgresqlDatabase):  # type: ignore[misc]  # playhouse is untyped
+    """Peewee's pool, without a server round trip on every check-out.
+
+    Peewee pings each connection it hands out (``SELECT 1``) while holding the pool's lock,
+    so every unit of work paid a round trip and all threads queued behind each other's
+    pings: the hot path ran at about a tenth of a bare psycopg2 pool's rate (BENCHMARKS.md).
+    A connection the server dropped is found instead by the query that uses it: psycopg2
+    marks it closed, the unit of work reports DATABASE_UNAVAILABLE, and the pool discards it
+    on check-in (``_can_reuse``), so the pool heals one connection at a time.
+    """
+
+    def _is_closed(self, conn: Any) -> bool:
+        return bool(conn.closed) or (
+            conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN
+        )
+
+
 def _postgres_pool(settings: Settings, url: str) -> PooledPostgresqlDatabase:
-    return PooledPostgresqlDatabase(
+    return _PostgresPool(
         max_connections=settings.db_pool_size,
         timeout=settings.db_pool_timeout,
         **postgres_connect_kwargs(url),
@@ -244,3 +262,8 @@ def check_database() -> None:
 def pool_connections_in_use() -> int:
     """Connections of the bound pool now checked out (0 when nothing is bound)."""
     return len(getattr(database.obj, "_in_use", ()) or ())
+
+
+def pool_connections_idle() -> int:
+    """Connections of the bound pool open and waiting to be checked out."""
+    return len(getattr(database.obj, "_connections", ()) or ())
