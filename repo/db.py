@@ -83,8 +83,8 @@ class _PostgresPool(PooledPostgresqlDatabase):  # type: ignore[misc]  # playhous
     """Peewee's pool, without a server round trip on every check-out.
 
     Peewee pings each connection it hands out (``SELECT 1``) while holding the pool's lock,
-    so every unit of work paid a round trip and all threads queued behind each other's
-    pings: the hot path ran at about a tenth of a bare psycopg2 pool's rate (BENCHMARKS.md).
+    so every unit of work paid an extra round trip and threads queued behind each other's
+    pings.
     A connection the server dropped is found instead by the query that uses it: psycopg2
     marks it closed, the unit of work reports DATABASE_UNAVAILABLE, and the pool discards it
     on check-in (``_can_reuse``), so the pool heals one connection at a time.
