@@ -21,11 +21,12 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gql.auth import Authenticator
+from gql.fastpath import FastPaths
 from gql.limits import BodySizeLimit
 from gql.metrics import exposition, forget_this_process, refresh_orphan_gauge
 from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
 from gql.realtime import Hub, LocalListener, PostgresListener, Presence
-from gql.schema import build_schema
+from gql.schema import FAST_ROOTS, build_schema
 from gql.view import HelplineGraphQL, refusal
 from repo.config import ConfigError, Settings
 from repo.db import (
@@ -84,8 +85,12 @@ async def _until_pool_idle(timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; settings come from the environment unless given (bad ones exit in words)."""
+def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> Starlette:
+    """Build the app; settings come from the environment unless given (bad ones exit in words).
+
+    ``fast_path``: answer the hot documents without the generic executor (gql/fastpath.py);
+    the tests turn it off to compare both paths.
+    """
     if settings is None:
         try:
             settings = Settings.from_env()
@@ -121,13 +126,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         body, media_type = exposition()
         return Response(body, media_type=media_type)
 
+    schema = build_schema(settings)
     view = HelplineGraphQL(
-        build_schema(settings),
+        schema,
         authenticator=Authenticator(settings, admin_lookup=is_admin),
         hub=hub,
         presence=presence,
         max_sockets=settings.ws_max_connections,
         send_timeout_s=settings.ws_send_timeout_s,
+        fast_paths=FastPaths(schema._schema, FAST_ROOTS) if fast_path else None,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",

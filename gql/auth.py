@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +23,8 @@ SERVICE_ROLE = "service_role"
 HMAC_ALGORITHMS = ("HS256",)
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
 LEEWAY_SECONDS = 30
+VERIFIED_TTL_S = 300.0  # how long a verified token is remembered, at most
+VERIFIED_MAX = 10_000  # tokens remembered (about 2 MB)
 
 
 class AuthenticationFailed(Exception):
@@ -71,6 +76,8 @@ class Authenticator:
         self._audience = settings.jwt_audience
         self._admin_lookup = admin_lookup
         self._jwks = _jwks_source(settings.jwt_jwks) if settings.jwt_jwks else None
+        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()  # worker threads authenticate concurrently
 
     def authenticate(self, authorization: str | None) -> Caller:
         """The caller for an ``Authorization`` header value (None: anonymous)."""
@@ -79,7 +86,34 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationFailed("malformed Authorization header: expected 'Bearer <token>'")
-        claims = self._verify(token.strip())
+        return replace(self._verified_caller(token.strip()))  # a fresh Caller per request
+
+    def _verified_caller(self, token: str) -> Caller:
+        """The caller of a token, verified once and then remembered for a while.
+
+        A widget sends the same token on every request, and verifying it (base64, JSON, an
+        HMAC or a signature) is a large share of a hot request's CPU. The same bytes verify
+        the same way, so a verified token is remembered until the earlier of its expiry
+        (the clock-skew leeway included, as when verifying) and VERIFIED_TTL_S, which also
+        bounds how long a key removed from the JWKS still admits the tokens it signed.
+        """
+        now = time.monotonic()
+        with self._verified_lock:
+            hit = self._verified.pop(token, None)
+        if hit is not None:
+            caller, fresh_until = hit
+            if now < fresh_until and (caller.expires_at or 0) + LEEWAY_SECONDS > time.time():
+                with self._verified_lock:
+                    self._verified[token] = hit
+                return caller
+        caller = self._caller_of(self._verify(token))
+        with self._verified_lock:
+            self._verified[token] = (caller, now + VERIFIED_TTL_S)
+            if len(self._verified) > VERIFIED_MAX:
+                self._verified.popitem(last=False)  # the oldest first: a bounded memory
+        return caller
+
+    def _caller_of(self, claims: dict[str, Any]) -> Caller:
         role = claims["role"]
         if not isinstance(role, str):
             raise AuthenticationFailed("invalid token: claim 'role' must be a string")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -67,14 +67,45 @@ def open_conversation(
     return customer, found
 
 
+def read_admin_conversation(caller: Caller, customer_id: UUID | None) -> Conversation | None:
+    """Query.adminConversation, for a caller (the resolver and the fast path both run it)."""
+    _, found = open_conversation(caller, customer_id)
+    return Conversation.from_view(found) if found else None
+
+
+def open_admin_conversation(caller: Caller, customer_id: UUID | None) -> AdminConversationPayload:
+    """Mutation.adminConversation, for a caller (the resolver and the fast path both run it)."""
+    customer, found = open_conversation(caller, customer_id)
+    if found is not None:  # the hot path: it exists, one read in all
+        return AdminConversationPayload.from_result(
+            AdminConversation(found, created=False, profile_created=False)
+        )
+    signing_up = caller.user_id == customer and caller.email is not None
+    new_user = NewUser(caller.email, caller.full_name) if signing_up and caller.email else None
+    result = conversations.get_or_create_admin_conversation(
+        customer, new_user=new_user, known_missing=True
+    )
+    if result.created:
+        CONVERSATIONS_CREATED.inc()
+    if result.profile_created:
+        PROFILES_SELF_HEALED.inc()
+    return AdminConversationPayload.from_result(result)
+
+
+# Root fields the fast path may answer (gql/fastpath.py), by operation type and field name.
+FAST_ROOTS: dict[tuple[str, str], Callable[[Caller, UUID | None], object]] = {
+    ("query", "adminConversation"): read_admin_conversation,
+    ("mutation", "adminConversation"): open_admin_conversation,
+}
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="The customer's admin conversation; null while none exists.")
     def admin_conversation(
         self, info: Info[Any, Any], customer_id: CustomerIdArgument = None
     ) -> Conversation | None:
-        _, found = open_conversation(caller_of(info), customer_id)
-        return Conversation.from_view(found) if found else None
+        return read_admin_conversation(caller_of(info), customer_id)
 
     @strawberry.field
     def conversation(
@@ -109,22 +140,7 @@ class Mutation:
     def admin_conversation(
         self, info: Info[Any, Any], customer_id: CustomerIdArgument = None
     ) -> AdminConversationPayload:
-        caller = caller_of(info)
-        customer, found = open_conversation(caller, customer_id)
-        if found is not None:  # the hot path: it exists, one read in all
-            return AdminConversationPayload.from_result(
-                AdminConversation(found, created=False, profile_created=False)
-            )
-        signing_up = caller.user_id == customer and caller.email is not None
-        new_user = NewUser(caller.email, caller.full_name) if signing_up and caller.email else None
-        result = conversations.get_or_create_admin_conversation(
-            customer, new_user=new_user, known_missing=True
-        )
-        if result.created:
-            CONVERSATIONS_CREATED.inc()
-        if result.profile_created:
-            PROFILES_SELF_HEALED.inc()
-        return AdminConversationPayload.from_result(result)
+        return open_admin_conversation(caller_of(info), customer_id)
 
     @strawberry.mutation(
         description="Send a message (1 to 4,000 characters) as the caller; "

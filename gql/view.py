@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any, Literal
@@ -21,8 +22,9 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gql.auth import AuthenticationFailed, Authenticator, Caller
+from gql.auth import ANON, AuthenticationFailed, Authenticator, Caller
 from gql.errors import UNAUTHENTICATED, add_codes
+from gql.fastpath import Fallback, FastPaths, Plan
 from gql.logs import log_request
 from gql.metrics import WEBSOCKET_CONNECTIONS, operation_label, record_operation
 from gql.playground import localize
@@ -74,6 +76,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         presence: Presence,
         max_sockets: int,
         send_timeout_s: float,
+        fast_paths: FastPaths | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
@@ -82,6 +85,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self.presence = presence
         self.max_sockets = max_sockets
         self.send_timeout_s = send_timeout_s
+        self.fast_paths = fast_paths
         self.sockets = 0
         self._page: str | None = None
 
@@ -93,6 +97,10 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope, receive)
+        fast = await self._fast(request) if request.method == "POST" else None
+        if fast is not None:
+            await fast(scope, receive, send)
+            return
         started = time.perf_counter()
         try:
             response = await self.run(request)
@@ -111,6 +119,57 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
                     codes=[_HTTP_CODES.get(status, "BAD_REQUEST")],
                 )
         await response(scope, receive, send)
+
+    async def _fast(self, request: Request) -> Response | None:
+        """The fast path's response (gql/fastpath.py), or None for the generic path."""
+        if self.fast_paths is None:
+            return None
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return None
+        try:
+            data = json.loads(await request.body())  # Starlette keeps it for the generic path
+        except (RecursionError, UnicodeDecodeError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("extensions") is not None:
+            return None
+        query, operation_name = data.get("query"), data.get("operationName")
+        plan = self.fast_paths.plan_for(query, operation_name)
+        variables = data.get("variables")
+        if plan is None or not (variables is None or isinstance(variables, dict)):
+            return None
+        started = time.perf_counter()
+        authorization = request.headers.get("authorization")
+        try:
+            result = await run_in_threadpool(self._run_plan, plan, authorization, variables)
+        except Fallback:
+            return None
+        self.fast_paths.answered += 1
+        request_id = client_request_id(request)
+        media_type = GRAPHQL_RESPONSE_JSON if accepts_graphql_response(request) else None
+        response = Response(
+            self.encode_json({"data": result}),
+            media_type=media_type or "application/json",
+            headers={REQUEST_ID_HEADER: request_id},
+        )
+        seconds = time.perf_counter() - started
+        operation = operation_label(str(query), operation_name, admit=True)
+        record_operation(operation, seconds, [])
+        log_request(
+            request_id=request_id, operation=operation, seconds=seconds, status=200, codes=[]
+        )
+        return response
+
+    def _run_plan(
+        self, plan: Plan, authorization: str | None, variables: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Runs in a worker thread, as the generic path does."""
+        try:
+            caller = self.authenticator.authenticate(authorization)
+        except AuthenticationFailed:
+            raise Fallback from None  # the generic path answers 401 with its reason
+        if caller.role == ANON:
+            raise Fallback
+        return plan.run(caller, variables)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one socket, refusing it when this process already holds max_sockets."""

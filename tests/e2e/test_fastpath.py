@@ -1,0 +1,208 @@
+"""The fast path answers exactly as the generic executor does, and only what it can.
+
+Every case runs against two apps on the same database: one with the fast path, one without.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from starlette.testclient import TestClient
+
+from gql.app import create_app
+from repo.config import Settings
+from repo.conversations import get_or_create_admin_conversation
+from tests.e2e.conftest import service_token, user_token
+from tests.factories import make_admin, make_legacy_user, make_user
+
+OWN = "mutation { adminConversation { conversation { id lastMessageAt admin { name } } } }"
+OWN_READ = "{ adminConversation { id lastMessageAt admin { name } } }"
+BY_VARIABLE = (
+    "mutation ($c: UUID!) { adminConversation(customerId: $c) "
+    "{ conversation { id lastMessageAt admin { name } } } }"
+)
+READ_BY_VARIABLE = "query ($c: UUID) { adminConversation(customerId: $c) { id } }"
+EVERYTHING = """mutation Open($c: UUID) {
+  chat: adminConversation(customerId: $c) {
+    __typename created profileCreated
+    conversation {
+      __typename id createdAt updatedAt lastMessageAt
+      me: customer { id name avatarUrl isAdmin isOnline __typename }
+      admin { id name avatarUrl isAdmin isOnline }
+    }
+  }
+}"""
+# Documents the fast path must leave to the executor (they are answered all the same).
+GENERIC = {
+    "resolver field": "{ adminConversation { id messages(first: 2) { edges { node { id } } } } }",
+    "fragment": "{ adminConversation { ...C } } fragment C on Conversation { id }",
+    "directive": "query ($s: Boolean!) { adminConversation { id @include(if: $s) } }",
+    "two root fields": "{ a: adminConversation { id } b: adminConversation { id } }",
+    "literal argument": '{ adminConversation(customerId: "%s") { id } }',
+    "other root": "{ integrity { orphanedConversationCount } }",
+    "invalid": "{ adminConversation { nope } }",
+}
+
+
+@dataclass
+class Pair:
+    fast: TestClient
+    generic: TestClient
+
+    def both(
+        self, query: str, token: str | None, variables: dict[str, Any] | None = None, **body: Any
+    ) -> tuple[Any, Any]:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        payload = {"query": query, "variables": variables, **body}
+        return (
+            self.fast.post("/graphql", json=payload, headers=headers),
+            self.generic.post("/graphql", json=payload, headers=headers),
+        )
+
+
+@pytest.fixture
+def pair(db: Settings) -> Iterator[Pair]:
+    # One lifespan (one process may serve a SQLite file); HTTP needs no more than the pool.
+    generic = TestClient(create_app(db, fast_path=False), raise_server_exceptions=False)
+    with TestClient(create_app(db), raise_server_exceptions=False) as fast:
+        yield Pair(fast, generic)
+
+
+def answered(client: TestClient) -> int:
+    return int(client.app.state.view.fast_paths.answered)  # type: ignore[attr-defined]
+
+
+def same(fast: Any, generic: Any) -> dict[str, Any]:
+    """Assert both responses are the same (request ids aside); return the body."""
+    assert fast.status_code == generic.status_code, (fast.text, generic.text)
+    assert fast.headers["content-type"] == generic.headers["content-type"]
+    assert "x-request-id" in fast.headers
+    body = _without_request_ids(fast.json())
+    assert body == _without_request_ids(generic.json())
+    return body
+
+
+def _without_request_ids(body: Any) -> Any:
+    text = re.sub(r'"request_?[iI]d": ?"[^"]*"', '"request_id": "-"', json.dumps(body))
+    return json.loads(text)
+
+
+def test_hot_documents_are_answered_by_the_fast_path_exactly_as_by_the_executor(
+    pair: Pair,
+) -> None:
+    admin = make_admin("Ada Admin")
+    customer = make_user(full_name="Cleo Customer")
+    get_or_create_admin_conversation(customer)
+    cases: list[tuple[str, str | None, dict[str, Any] | None]] = [
+        (OWN, user_token(customer), None),
+        (OWN_READ, user_token(customer), None),
+        (BY_VARIABLE, user_token(customer), {"c": str(customer)}),
+        (BY_VARIABLE, service_token(), {"c": str(customer)}),
+        (BY_VARIABLE, user_token(admin), {"c": str(customer)}),
+        (READ_BY_VARIABLE, user_token(customer), {"c": str(customer)}),
+        (READ_BY_VARIABLE, user_token(customer), {}),  # nullable: defaults to the caller
+        (READ_BY_VARIABLE, service_token(), {"c": str(uuid4())}),  # nobody: null
+        (EVERYTHING, user_token(customer), {"c": str(customer)}),
+        (EVERYTHING, service_token(), {"c": str(customer)}),
+    ]
+    before = answered(pair.fast)
+    for query, token, variables in cases:
+        body = same(*pair.both(query, token, variables))
+        assert "errors" not in body, (query, body)
+    assert answered(pair.fast) - before == len(cases)  # none fell back
+
+
+@pytest.mark.parametrize(
+    ("case", "expected_code"),
+    [
+        ("anonymous", "UNAUTHENTICATED"),
+        ("bad token", "UNAUTHENTICATED"),
+        ("expired token", "UNAUTHENTICATED"),
+        ("someone else's", "FORBIDDEN"),
+        ("admin without customerId", "BAD_USER_INPUT"),
+        ("service without customerId", "BAD_USER_INPUT"),
+        ("not a UUID", "BAD_USER_INPUT"),
+        ("missing required variable", "BAD_USER_INPUT"),
+        ("no users row", "CUSTOMER_NOT_FOUND"),
+    ],
+)
+def test_failures_are_left_to_the_executor_and_read_the_same(
+    pair: Pair, case: str, expected_code: str
+) -> None:
+    admin = make_admin()
+    customer, other = make_user(), make_user()
+    get_or_create_admin_conversation(customer)
+    query, token, variables = {
+        "anonymous": (OWN, None, None),
+        "bad token": (OWN, "not-a-token", None),
+        "expired token": (OWN, user_token(customer, expires_in=-120), None),
+        "someone else's": (BY_VARIABLE, user_token(customer), {"c": str(other)}),
+        "admin without customerId": (OWN, user_token(admin), None),
+        "service without customerId": (OWN, service_token(), None),
+        "not a UUID": (BY_VARIABLE, user_token(customer), {"c": "nope"}),
+        "missing required variable": (BY_VARIABLE, service_token(), {}),
+        "no users row": (BY_VARIABLE, service_token(), {"c": str(uuid4())}),
+    }[case]
+
+    body = same(*pair.both(query, token, variables))
+
+    assert [e["extensions"]["code"] for e in body["errors"]] == [expected_code]
+
+
+@pytest.mark.parametrize("name", sorted(GENERIC))
+def test_documents_the_fast_path_cannot_plan_go_to_the_executor(pair: Pair, name: str) -> None:
+    customer = make_user()
+    make_admin()
+    get_or_create_admin_conversation(customer)
+    query = GENERIC[name].replace("%s", str(customer))
+    variables = {"s": True} if "$s" in query else None
+    before = answered(pair.fast)
+
+    same(
+        *pair.both(
+            query, service_token() if "integrity" in query else user_token(customer), variables
+        )
+    )
+
+    assert answered(pair.fast) == before
+
+
+def test_a_first_call_on_the_fast_path_creates_what_the_executor_would(pair: Pair) -> None:
+    make_admin("Ada Admin")
+    twins = [make_legacy_user(full_name="Twin") for _ in range(2)]  # users rows, no profile
+    fast, generic = (
+        client.post(
+            "/graphql",
+            json={"query": EVERYTHING, "variables": {"c": str(twin)}},
+            headers={"authorization": f"Bearer {service_token()}"},
+        ).json()
+        for client, twin in zip((pair.fast, pair.generic), twins, strict=True)
+    )
+
+    def shape(body: dict[str, Any], customer: UUID) -> Any:
+        text = json.dumps(body).replace(str(customer), "<customer>")
+        text = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", text)
+        return json.loads(re.sub(r"\d{4}-\d\d-\d\dT[\d:.+]+", "<time>", text))
+
+    assert fast["data"]["chat"]["created"] is True
+    assert fast["data"]["chat"]["profileCreated"] is True
+    assert shape(fast, twins[0]) == shape(generic, twins[1])
+
+
+def test_an_operation_name_must_match_for_the_fast_path(pair: Pair) -> None:
+    customer = make_user()
+    make_admin()
+    get_or_create_admin_conversation(customer)
+    token, variables = user_token(customer), {"c": str(customer)}
+    before = answered(pair.fast)
+
+    same(*pair.both(EVERYTHING, token, variables, operationName="Open"))
+    same(*pair.both(EVERYTHING, token, variables, operationName="Other"))
+
+    assert answered(pair.fast) == before + 1  # "Other" names no operation: the executor says so
