@@ -7,7 +7,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 HOST ?= 127.0.0.1
 
-.PHONY: install browser pgbouncer run test lint format schema bench-realtime clean
+.PHONY: install browser pgbouncer run test lint format schema bench bench-tools bench-realtime clean
 
 install: $(INSTALLED)
 
@@ -54,6 +54,21 @@ format: install
 	$(VENV)/bin/ruff format gql repo tests bench
 
 # Benchmarks need PostgreSQL (BENCH_DATABASE_URL names the server); results go to BENCHMARKS.md.
+# Never part of `make test`: they take minutes and want a quiet machine.
+bench: install bench-tools
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(PY) -m bench.api
+	$(PY) -m bench.ops
+
+# wrk loads the HTTP servers; pgbench (PostgreSQL's client package) runs the SQL baselines.
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	  else echo "bench: install Debian's wrk (sudo apt-get install wrk)"; exit 1; fi; }
+	@command -v pgbench >/dev/null 2>&1 || { echo "bench: pgbench is missing (postgresql-client)"; exit 1; }
+
 bench-realtime: install
 	$(PY) -m bench.realtime
 

@@ -38,11 +38,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import httpx2 as httpx
@@ -50,6 +48,7 @@ import psycopg2
 import psycopg2.extensions
 from websockets.asyncio.client import connect
 
+from bench.common import ROOT, bench_database, percentile, write_section
 from gql.tokens import mint
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
@@ -57,10 +56,8 @@ from repo.db import close_database, open_database
 from repo.migrate import migrate
 from repo.models import Profile, User
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-" + "x" * 40
 METRICS_TOKEN = secrets.token_urlsafe(24)
-SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEADLINE_S = 300
 WORKERS = 2
 _SOCKETS_SAMPLE = re.compile(r'^helpline_websocket_connections\{pid="(\d+)"\} (\S+)$', re.M)
@@ -75,11 +72,6 @@ class Latencies:
     bracket: list[float]  # per message: acknowledgement - in-transaction stamp
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def bracketed(
     stamped: dict[int, float], acked: dict[int, float], deliveries: list[tuple[int, float]]
 ) -> Latencies:
@@ -89,20 +81,6 @@ def bracketed(
         lower=[(received - acked[i]) * 1000 for i, received in deliveries],
         bracket=[(acked[i] - stamped[i]) * 1000 for i in acked],
     )
-
-
-@contextlib.contextmanager
-def bench_database() -> Iterator[str]:
-    server = urlsplit(SERVER_URL)
-    name = f"helpline_bench_{os.getpid()}"
-    admin = psycopg2.connect(SERVER_URL)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield urlunsplit(server._replace(path=f"/{name}"))
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def seed(url: str, conversations: int) -> list[str]:
@@ -388,7 +366,7 @@ def main() -> int:
     parser.add_argument("--write", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
     started = time.monotonic()
-    with bench_database() as url:
+    with bench_database("helpline_bench") as url:
         conversations = seed(url, args.conversations)
         base = baseline(url, 200)
         with tempfile.TemporaryDirectory() as tmp:
@@ -413,19 +391,6 @@ def main() -> int:
         print(f"\n*** WARNING: {problem} (sockets per pid: {ours.sockets}) ***", file=sys.stderr)
         return 1
     return 0 if len(ours.latencies.upper) == expected else 1
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md, keeping the others."""
-    title = section.splitlines()[0]
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if title in text:
-        start = text.index(title)
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,672 @@
+"""HTTP throughput: Helpline against a bare baseline, one run, runs interleaved.
+
+Seeds a database of its own with COPY (default 100,000 users, 50,000 conversations with
+messages, a few admins, and never-seen customers for the cold path), then serves it with
+`helpline serve` (uvicorn with uvloop and httptools, as in production) and with the bare
+baseline of `bench.baseline` (the same SQL through psycopg2 on Starlette, no GraphQL), and
+loads each from wrk (Debian's) with Lua-built POST bodies, over loopback, bounded in time.
+The cold path's baseline is pgbench running Helpline's own transaction.
+
+    make bench     # python -m bench.api [--users N] [--conversations N] [--duration S] ...
+
+Every figure is the median of the rounds; contenders take turns within a round, in an order
+that rotates, so a noisy moment hits all of them. Ratios compare figures of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import psycopg2
+
+from bench.common import (
+    ROOT,
+    bench_database,
+    machine,
+    median,
+    rss_mib,
+    stop,
+    wait_until_serving,
+    write_section,
+)
+from gql.tokens import mint
+from repo.config import DEFAULT_WELCOME_MESSAGE, Settings
+from repo.migrate import migrate
+
+SECRET = "bench-secret-" + "x" * 40
+METRICS_TOKEN = secrets.token_urlsafe(24)
+WRK_THREADS = 2
+
+HOT = "mutation ($c: UUID!) { adminConversation(customerId: $c) { conversation { id lastMessageAt admin { name } } } }"  # noqa: E501
+HOT_READ = (
+    "query ($c: UUID!) { adminConversation(customerId: $c) { id lastMessageAt admin { name } } }"
+)
+LIST = "query ($id: UUID!) { conversation(id: $id) { messages(first: 20) { edges { node { id content createdAt sender { id name avatarUrl } } } } } }"  # noqa: E501
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    title: str
+    query: str
+    variable: str  # the variable each request fills from its ids file
+    ids: str  # which ids file: "hot" (customer, conversation) pairs or a cold set
+    sequential: bool = False  # each id once (cold) rather than at random (hot)
+
+
+WORKLOADS = (
+    Workload("hot", "hot: `adminConversation` mutation, existing", HOT, "c", "hot"),
+    Workload("hot-read", "hot read: `Query.adminConversation`", HOT_READ, "c", "hot"),
+    Workload("list", "list: 20 newest messages with senders", LIST, "id", "list"),
+    Workload("cold", "cold: first call, new customer", HOT, "c", "cold", sequential=True),
+)
+
+
+@dataclass
+class Result:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    rss_mib: float | None = None
+    errors: int = 0
+
+
+@dataclass
+class Series:
+    """One contender on one workload: a result per round."""
+
+    results: list[Result] = field(default_factory=list)
+
+    def median(self, attribute: str) -> float:
+        values = [getattr(r, attribute) for r in self.results if getattr(r, attribute) is not None]
+        return median(values) if values else float("nan")
+
+
+# --- the dataset -------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    hot: list[tuple[str, str]]  # (customer id, conversation id)
+    cold: dict[str, list[tuple[str, str]]]  # contender -> (customer id, email) never seen
+
+
+def seed(url: str, args: argparse.Namespace, contenders: list[str]) -> Dataset:
+    """COPY the dataset in; customers' profiles come from the users trigger, as in production."""
+    migrate(Settings(database_url=url))
+    started = time.monotonic()
+    now = datetime.now(UTC)
+    admins = [str(uuid.uuid4()) for _ in range(args.admins)]
+    customers = [str(uuid.uuid4()) for _ in range(args.users)]
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cursor:
+        copy(cursor, "users (id, email, full_name)", (
+            (user, f"{user}@bench.example", f"User {i}")
+            for i, user in enumerate(admins + customers)
+        ))  # fmt: skip
+        cursor.execute("UPDATE profiles SET is_admin = true WHERE id = ANY(%s::uuid[])", (admins,))
+        hot, message_rows = [], []
+        conversation_rows = []
+        for i, customer in enumerate(customers[: args.conversations]):
+            conversation, admin = str(uuid.uuid4()), admins[i % len(admins)]
+            start = now - timedelta(days=30, seconds=i)
+            stamps = [start + timedelta(minutes=m) for m in range(args.messages)]
+            conversation_rows.append((conversation, customer, admin, start, stamps[-1], stamps[-1]))
+            for m, stamp in enumerate(stamps):
+                sender = admin if m % 2 == 0 else customer
+                message_rows.append(
+                    (str(uuid.uuid4()), conversation, sender, f"message {m}", stamp)
+                )
+            hot.append((customer, conversation))
+        copy(cursor, "conversations (id, customer_id, admin_id, created_at, updated_at, "
+             "last_message_at)", conversation_rows)  # fmt: skip
+        copy(cursor, "messages (id, conversation_id, sender_id, content, created_at)", message_rows)
+        # Customers from before profiles existed: a users row, no profile (the trigger is off).
+        cold = {name: [(str(uuid.uuid4()), "") for _ in range(args.cold)] for name in contenders}
+        cold = {name: [(c, f"{c}@cold.example") for c, _ in ids] for name, ids in cold.items()}
+        cursor.execute("ALTER TABLE users DISABLE TRIGGER users_create_profile")
+        copy(cursor, "users (id, email)", (row for ids in cold.values() for row in ids))
+        cursor.execute("ALTER TABLE users ENABLE TRIGGER users_create_profile")
+        cursor.execute("CREATE TABLE bench_cold (n serial PRIMARY KEY, id uuid, email text)")
+        copy(cursor, "bench_cold (id, email)", cold.get("pgbench", []))
+        cursor.execute("CREATE SEQUENCE bench_cold_next")
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    conn.close()
+    print(
+        f"seeded {args.users:,} users, {len(hot):,} conversations, {len(message_rows):,} "
+        f"messages, {sum(len(v) for v in cold.values()):,} cold customers "
+        f"in {time.monotonic() - started:.1f} s",
+        flush=True,
+    )
+    return Dataset(hot, cold)
+
+
+def copy(cursor: Any, target: str, rows: Any) -> None:
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write("\t".join(_copy_value(value) for value in row) + "\n")
+    buffer.seek(0)
+    cursor.copy_expert(f"COPY {target} FROM STDIN", buffer)
+
+
+def _copy_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+# --- the contenders ------------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def serving(
+    name: str, command: list[str], env: dict[str, str], port: int, tmp: Path
+) -> Iterator[Contender]:
+    log = tmp / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        probe = "/live" if name == "helpline" else "/graphql"
+        wait_until_serving(f"http://127.0.0.1:{port}{probe}", process, log)
+        yield Contender(name, port, process, log)
+    finally:
+        stop(process)
+
+
+def helpline(url: str, port: int, workers: int, tmp: Path) -> Any:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "JWT_SECRET": SECRET,
+        "METRICS_TOKEN": METRICS_TOKEN,
+        "APP_ENV": "production",
+        "WEB_CONCURRENCY": str(workers),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [str(Path(sys.executable).parent / "helpline"), "serve", "--port", str(port)]
+    return serving("helpline", command, env, port, tmp)
+
+
+def baseline(url: str, port: int, workers: int, tmp: Path) -> Any:
+    env = {**os.environ, "DATABASE_URL": url}
+    command = [
+        str(Path(sys.executable).parent / "uvicorn"),
+        "bench.baseline:app",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    return serving("baseline", command, env, port, tmp)
+
+
+# --- load ---------------------------------------------------------------------------------
+
+LUA = """
+local lines = {}
+for line in io.lines("%(ids)s") do lines[#lines + 1] = line end
+local prefix, suffix = %(prefix)s, %(suffix)s
+local sequential = %(sequential)s
+local counter = 0
+local threads = 0
+function setup(thread)
+  thread:set("offset", threads)
+  threads = threads + 1
+end
+function init(args)
+  math.randomseed(os.time() + offset)
+end
+function request()
+  local line
+  if sequential then
+    line = lines[(counter * %(threads)d + offset) %% #lines + 1]
+    counter = counter + 1
+  else
+    line = lines[math.random(#lines)]
+  end
+  local token, id = line:match("(%%S+) (%%S+)")
+  return wrk.format("POST", "/graphql", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. token,
+  }, prefix .. id .. suffix)
+end
+"""
+_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+_TOTAL = re.compile(r"(\d+) requests in")
+_PERCENTILE = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\b", re.M)
+_ERRORS = re.compile(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)")
+
+
+def lua_script(tmp: Path, workload: Workload, ids: Path) -> Path:
+    body = json.dumps({"query": workload.query, "variables": {workload.variable: "@@"}})
+    prefix, suffix = body.split("@@")
+    script = tmp / f"{workload.name}.lua"
+    script.write_text(
+        LUA
+        % {
+            "ids": ids,
+            "prefix": json.dumps(prefix),  # a JSON string is a valid Lua string here
+            "suffix": json.dumps(suffix),
+            "sequential": "true" if workload.sequential else "false",
+            "threads": WRK_THREADS,
+        }
+    )
+    return script
+
+
+def wrk(base: str, script: Path, concurrency: int, duration: float) -> Result:
+    """Load ``base`` with wrk for ``duration`` seconds; wrk's --latency percentiles."""
+    completed = subprocess.run(
+        [
+            "wrk",
+            f"-t{WRK_THREADS}",
+            f"-c{max(concurrency, WRK_THREADS)}",
+            f"-d{round(duration)}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(script),
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"wrk failed: {completed.stderr or completed.stdout}")
+    output = completed.stdout
+    rate = _RATE.search(output)
+    total = _TOTAL.search(output)
+    if not rate or not total:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    percentiles = {q: _to_ms(value, unit) for q, value, unit in _PERCENTILE.findall(output)}
+    errors = sum(int(m.group(1)) for m in _ERRORS.finditer(output) if m.group(1))
+    if (socket := re.search(r"Socket errors: (.*)", output)) and "timeout 0" not in socket.group(1):
+        errors += 1
+    return Result(
+        float(rate.group(1)),
+        percentiles["50"],
+        percentiles["99"],
+        int(total.group(1)),
+        errors=errors,
+    )
+
+
+def _to_ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def graphql_errors(base: str) -> float:
+    """Helpline's count of GraphQL errors so far (from /metrics)."""
+    text = httpx.get(
+        f"{base}/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+    ).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("helpline_graphql_errors_total{")
+    )
+
+
+PGBENCH_COLD = """
+SELECT id AS cid, email AS cemail FROM bench_cold WHERE n = (SELECT nextval('bench_cold_next')) \\gset
+BEGIN;
+INSERT INTO "users" ("id", "email", "full_name") VALUES (':cid', ':cemail', NULL) ON CONFLICT DO NOTHING;
+INSERT INTO "profiles" ("id", "name", "avatar_url") SELECT "t1"."id", COALESCE(NULLIF("t1"."full_name", ''), "t1"."email", 'User'), COALESCE("t1"."profile_picture_url", '') FROM "users" AS "t1" WHERE ("t1"."id" = ':cid') ON CONFLICT ("id") DO NOTHING;
+SELECT "t1"."id" FROM "profiles" AS "t1" WHERE ("t1"."id" = ':cid') LIMIT 1 FOR UPDATE;
+SELECT "t1"."id" FROM "conversations" AS "t1" WHERE ("t1"."customer_id" = ':cid') LIMIT 1;
+SELECT "t1"."id" AS admin_id FROM "profiles" AS "t1" WHERE ("t1"."is_admin" AND ("t1"."id" != ':cid')) ORDER BY "t1"."created_at", "t1"."id" LIMIT 1 \\gset
+SELECT gen_random_uuid() AS conv_id, gen_random_uuid() AS msg_id \\gset
+INSERT INTO "conversations" ("id", "customer_id", "admin_id") VALUES (':conv_id', ':cid', ':admin_id') RETURNING "conversations"."id";
+INSERT INTO messages (id, conversation_id, sender_id, content, created_at) SELECT ':msg_id'::uuid, c.id, ':admin_id'::uuid, '%(welcome)s', GREATEST(clock_timestamp(), c.last_message_at + interval '1 microsecond') FROM conversations c WHERE c.id = ':conv_id' RETURNING created_at AS msg_at \\gset
+UPDATE "conversations" SET "updated_at" = ':msg_at', "last_message_at" = ':msg_at' WHERE ("conversations"."id" = ':conv_id');
+SELECT pg_notify('helpline_messages', ':conv_id' || ':' || ':msg_id');
+SELECT "t1"."id", "t1"."created_at", "t1"."updated_at", "t1"."last_message_at", "customer"."id", "customer"."name", "customer"."avatar_url", "customer"."is_admin", "customer"."is_online", "admin"."id", "admin"."name", "admin"."avatar_url", "admin"."is_admin", "admin"."is_online" FROM "conversations" AS "t1" INNER JOIN "profiles" AS "customer" ON ("t1"."customer_id" = "customer"."id") INNER JOIN "profiles" AS "admin" ON ("t1"."admin_id" = "admin"."id") WHERE ("t1"."customer_id" = ':cid') LIMIT 1;
+COMMIT;
+"""  # noqa: E501  Helpline's cold-path statements as its query log shows them
+
+
+def pgbench_cold(url: str, tmp: Path, concurrency: int, duration: float) -> Result:
+    """pgbench running Helpline's cold-path transaction, one new customer per transaction."""
+    script = tmp / "cold.sql"
+    script.write_text(PGBENCH_COLD % {"welcome": DEFAULT_WELCOME_MESSAGE.replace("'", "''")})
+    completed = subprocess.run(
+        [
+            "pgbench",
+            "-n",
+            "-f",
+            str(script),
+            "-c",
+            str(concurrency),
+            "-j",
+            str(WRK_THREADS),
+            "-T",
+            str(int(duration)),
+            "-r",
+            "--log",
+            "--log-prefix",
+            str(tmp / "pgbench"),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=False,
+        cwd=tmp,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {completed.stderr[-2000:]}")
+    output = completed.stdout
+    tps = re.search(r"tps = ([\d.]+)", output)
+    done = re.search(r"number of transactions actually processed: (\d+)", output)
+    failed = re.search(r"number of failed transactions: (\d+)", output)
+    if not tps or not done:
+        raise RuntimeError(f"unexpected pgbench output:\n{output}")
+    latencies = sorted(
+        int(line.split()[2]) / 1000
+        for log in tmp.glob("pgbench.*")
+        for line in log.read_text().splitlines()
+    )
+    for log in tmp.glob("pgbench.*"):
+        log.unlink()
+    return Result(
+        float(tps.group(1)),
+        latencies[len(latencies) // 2],
+        latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        int(done.group(1)),
+        errors=int(failed.group(1)) if failed else 0,
+    )
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def ids_files(tmp: Path, data: Dataset, contenders: list[str]) -> dict[tuple[str, str], Path]:
+    """Per contender and workload kind: lines of "token id" for wrk's Lua to pick from."""
+    files: dict[tuple[str, str], Path] = {}
+    hot_lines = [f"{token(c)} {c}" for c, _ in data.hot]
+    list_lines = [f"{token(c)} {conversation}" for c, conversation in data.hot]
+    for name in contenders:
+        for kind, lines in (("hot", hot_lines), ("list", list_lines)):
+            path = tmp / f"{kind}.ids"
+            path.write_text("\n".join(lines) + "\n")
+            files[name, kind] = path
+        if name in data.cold:
+            path = tmp / f"cold-{name}.ids"
+            path.write_text("".join(f"{token(c, e)} {c}\n" for c, e in data.cold[name]))
+            files[name, "cold"] = path
+    return files
+
+
+def token(customer: str, email: str | None = None) -> str:
+    """The customer's own token, as the chat widget sends it (with its email when new)."""
+    claims = {"email": email} if email else {}
+    return mint(SECRET, role="authenticated", sub=customer, expires_in=3 * 3600, **claims)
+
+
+def unserved(url: str, ids: Path) -> list[str]:
+    """The lines of an ids file whose customer has no conversation yet."""
+    lines = ids.read_text().splitlines(keepends=True)
+    customers = [line.split()[1] for line in lines]
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT customer_id::text FROM conversations WHERE customer_id = ANY(%s::uuid[])",
+            (customers,),
+        )
+        served = {row[0] for row in cursor.fetchall()}
+    remaining = [line for line, c in zip(lines, customers, strict=True) if c not in served]
+    if len(remaining) < len(lines) // 4:
+        raise RuntimeError("bench: the cold customers are nearly used up; raise --cold")
+    return remaining
+
+
+def created_for(url: str, customers: list[tuple[str, str]]) -> int:
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM conversations WHERE customer_id = ANY(%s::uuid[])",
+            ([c for c, _ in customers],),
+        )
+        return int(cursor.fetchone()[0])
+
+
+def run(args: argparse.Namespace) -> str:
+    contenders = ["helpline", "baseline"]
+    with bench_database("helpline_bench_api") as url, tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        data = seed(url, args, [*contenders, "pgbench"])
+        files = ids_files(tmp, data, contenders)
+        ports = {name: 18100 + i + os.getpid() % 500 * 2 for i, name in enumerate(contenders)}
+        series: dict[tuple[str, str], Series] = {}
+        sweep: dict[tuple[str, int], Series] = {}
+        with (
+            helpline(url, ports["helpline"], args.workers, tmp) as ours,
+            baseline(url, ports["baseline"], args.workers, tmp) as base,
+        ):
+            servers = {"helpline": ours, "baseline": base}
+            check_answers(servers, data)
+            for round_ in range(args.rounds):
+                order = contenders[round_ % 2 :] + contenders[: round_ % 2]
+                for workload in WORKLOADS:
+                    for name in order:
+                        result = measure(name, servers, workload, files, url, tmp, args)
+                        series.setdefault((workload.name, name), Series()).results.append(result)
+                    print(
+                        f"round {round_ + 1}: {workload.name}: "
+                        + ", ".join(
+                            f"{n} {series[workload.name, n].results[-1].requests_per_s:,.0f}/s"
+                            for n in [*order, "pgbench"]
+                            if (workload.name, n) in series
+                        ),
+                        flush=True,
+                    )
+                for concurrency in args.sweep:
+                    for name in order:
+                        script = lua_script(tmp, WORKLOADS[0], files[name, "hot"])
+                        result = wrk(servers[name].base, script, concurrency, args.duration)
+                        sweep.setdefault((name, concurrency), Series()).results.append(result)
+        cold = series["cold", "helpline"].results
+        if created_for(url, data.cold["helpline"]) < sum(r.requests for r in cold):
+            raise RuntimeError("helpline: fewer cold conversations than cold requests served")
+    plot(sweep, args, ROOT / "bench" / "throughput.png")
+    return report(series, sweep, args)
+
+
+def measure(
+    name: str,
+    servers: dict[str, Contender],
+    workload: Workload,
+    files: dict[tuple[str, str], Path],
+    url: str,
+    tmp: Path,
+    args: argparse.Namespace,
+) -> Result:
+    if workload.name == "cold" and name == "baseline":
+        result = pgbench_cold(url, tmp, args.concurrency, args.duration)
+        result.rss_mib = None
+        return result
+    server = servers[name]
+    ids = files[name, workload.ids]
+    if workload.sequential:  # only customers no earlier run has served: each is new once
+        ids.write_text("".join(line for line in unserved(url, ids) if line))
+    script = lua_script(tmp, workload, ids)
+    errors_before = graphql_errors(server.base) if name == "helpline" else 0.0
+    result = wrk(server.base, script, args.concurrency, args.duration)
+    if name == "helpline":
+        result.errors += int(graphql_errors(server.base) - errors_before)
+    result.rss_mib = rss_mib(server.process.pid)
+    if result.errors:
+        raise RuntimeError(f"{name} {workload.name}: {result.errors} errors under load")
+    return result
+
+
+def check_answers(servers: dict[str, Contender], data: Dataset) -> None:
+    """Both contenders give the same answer to the same request before any is timed."""
+    customer, conversation = data.hot[0]
+    for workload, value in ((WORKLOADS[0], customer), (WORKLOADS[2], conversation)):
+        answers = []
+        for server in servers.values():
+            response = httpx.post(
+                f"{server.base}/graphql",
+                json={"query": workload.query, "variables": {workload.variable: value}},
+                headers={"authorization": f"Bearer {token(customer)}"},
+                timeout=10,
+            )
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"{server.name}: HTTP {response.status_code}: {response.text[:300]}\n"
+                    + server.log.read_text()[-3000:]
+                )
+            answers.append(response.json())
+        if answers[0] != answers[1]:
+            raise RuntimeError(f"{workload.name}: answers differ: {answers}")
+
+
+def plot(sweep: dict[tuple[str, int], Series], args: argparse.Namespace, path: Path) -> None:
+    import matplotlib  # noqa: PLC0415  only the bench needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for name in ("baseline", "helpline"):
+        levels = sorted(c for n, c in sweep if n == name)
+        axes.plot(
+            levels,
+            [sweep[name, c].median("requests_per_s") for c in levels],
+            marker="o",
+            label=name,
+        )
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("concurrent connections (wrk)")
+    axes.set_ylabel("requests/s (median of rounds)")
+    axes.set_title(f"hot path, {args.workers} worker(s), 2 cores shared with PostgreSQL and wrk")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+TARGETS = {"hot": 0.8, "hot-read": 0.8, "cold": 0.7, "list": 0.7}
+
+
+def report(
+    series: dict[tuple[str, str], Series],
+    sweep: dict[tuple[str, int], Series],
+    args: argparse.Namespace,
+) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "## HTTP API: throughput against a bare baseline",
+        "",
+        f"Measured {when} on {machine()}, by `make bench` (`python -m bench.api "
+        f"--users {args.users} --conversations {args.conversations} --duration {args.duration} "
+        f"--rounds {args.rounds} --concurrency {args.concurrency}`), {args.workers} uvicorn "
+        "worker(s) per server. Load: wrk, 2 threads, "
+        f"{args.concurrency} connections, {args.duration:g} s per run, over loopback; each "
+        "request is a customer's own token and a random customer of the dataset (cold: each "
+        "new customer once). Figures are medians over the rounds; the contenders take turns "
+        "within each round. The baseline is `bench/baseline.py` (Starlette + psycopg2 in the "
+        "thread pool, the same SQL, no GraphQL, no token check); for the cold path it is "
+        "pgbench running Helpline's own cold-path transaction at the same concurrency.",
+        "",
+        "| workload | Helpline req/s | p50 ms | p99 ms | RSS MiB | baseline req/s | p50 ms | "
+        "p99 ms | RSS MiB | ratio | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for workload in WORKLOADS:
+        ours, base = series[workload.name, "helpline"], series[workload.name, "baseline"]
+        ratio = ours.median("requests_per_s") / base.median("requests_per_s")
+        target = TARGETS[workload.name]
+        lines.append(
+            f"| {workload.title} | {ours.median('requests_per_s'):,.0f} | "
+            f"{ours.median('p50_ms'):.2f} | {ours.median('p99_ms'):.2f} | "
+            f"{ours.median('rss_mib'):.0f} | {base.median('requests_per_s'):,.0f} | "
+            f"{base.median('p50_ms'):.2f} | {base.median('p99_ms'):.2f} | "
+            + (f"{base.median('rss_mib'):.0f}" if workload.name != "cold" else "n/a")
+            + f" | **{ratio:.2f}x** | >= {target}x {'met' if ratio >= target else 'missed'} |"
+        )
+    levels = sorted({c for _, c in sweep})
+    lines += [
+        "",
+        "Throughput against concurrency, hot path (`bench/throughput.png`):",
+        "",
+        "| connections | " + " | ".join(str(c) for c in levels) + " |",
+        "|---|" + "---|" * len(levels),
+    ]
+    for name in ("helpline", "baseline"):
+        lines.append(
+            f"| {name} req/s | "
+            + " | ".join(f"{sweep[name, c].median('requests_per_s'):,.0f}" for c in levels)
+            + " |"
+        )
+    lines += ["", "![hot path throughput against concurrency](bench/throughput.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--conversations", type=int, default=50_000)
+    parser.add_argument("--messages", type=int, default=6, help="per conversation")
+    parser.add_argument("--admins", type=int, default=5)
+    parser.add_argument("--cold", type=int, default=60_000, help="new customers per contender")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--sweep", type=lambda s: [int(c) for c in s.split(",")], default=[1, 4, 16, 64]
+    )
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    parser.add_argument("--write", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench: wrk is missing (make bench installs Debian's wrk)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    section = run(args)
+    print(section)
+    write_section(Path(args.write), section)
+    print(f"(took {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""What the benchmarks share: a database of their own, server processes, and BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2 as httpx
+import psycopg2
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def bench_database(prefix: str, *, template: str | None = None) -> Iterator[str]:
+    """A database of this run's own on BENCH_DATABASE_URL, dropped at the end; yields its URL."""
+    name = f"{prefix}_{os.getpid()}"
+    admin = psycopg2.connect(SERVER_URL)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    try:
+        yield urlunsplit(urlsplit(SERVER_URL)._replace(path=f"/{name}"))
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> str:
+    """One line on where the figures were measured."""
+    with psycopg2.connect(SERVER_URL) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"PostgreSQL {version.split()[0]} on loopback"
+    )
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Return once ``url`` answers; raise with the log's tail if the process dies or stalls."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"server did not start: {tail}") from None
+            time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server this run started: politely, then for sure."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=20)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn workers), in MiB."""
+    total_kib = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            status = Path(f"/proc/{current}/status").read_text()
+            total_kib += next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+            )
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pending.extend(int(child) for child in children)
+    return total_kib / 1024
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the section of BENCHMARKS.md with the same "## " title, keeping the others."""
+    title = section.splitlines()[0]
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if title in text:
+        start = text.index(title)
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)
