@@ -24,22 +24,28 @@ MAX_MESSAGE_LENGTH = 4000
 MAX_PAGE_SIZE = 100
 
 # A message is never older than the conversation's last one, even within one clock tick,
-# so newest-first order is send order on both backends.
-_INSERT_MESSAGE = {
-    "postgresql": """
+# so newest-first order is send order on both backends. On PostgreSQL one statement stores
+# it, bumps the conversation and notifies listeners (delivered on commit): one round trip.
+_STORE_MESSAGE_POSTGRES = """
+    WITH stored AS (
         INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
-        SELECT %s::uuid, c.id, %s::uuid, %s,
+        SELECT %(id)s::uuid, c.id, %(sender)s::uuid, %(content)s,
                GREATEST(clock_timestamp(), c.last_message_at + interval '1 microsecond')
-        FROM conversations c WHERE c.id = %s
-        RETURNING created_at""",
-    "sqlite": """
-        INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
-        SELECT ?, c.id, ?, ?,
-               MAX(strftime('%Y-%m-%d %H:%M:%f', 'now'),
-                   COALESCE(strftime('%Y-%m-%d %H:%M:%f', c.last_message_at, '+0.001 seconds'), ''))
-        FROM conversations c WHERE c.id = ?
-        RETURNING created_at""",
-}
+        FROM conversations c WHERE c.id = %(conversation)s
+        RETURNING conversation_id, created_at
+    ), bumped AS (
+        UPDATE conversations
+        SET last_message_at = stored.created_at, updated_at = stored.created_at
+        FROM stored WHERE conversations.id = stored.conversation_id
+    )
+    SELECT created_at, pg_notify(%(channel)s, %(payload)s) FROM stored"""
+_INSERT_MESSAGE_SQLITE = """
+    INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
+    SELECT ?, c.id, ?, ?,
+           MAX(strftime('%Y-%m-%d %H:%M:%f', 'now'),
+               COALESCE(strftime('%Y-%m-%d %H:%M:%f', c.last_message_at, '+0.001 seconds'), ''))
+    FROM conversations c WHERE c.id = ?
+    RETURNING created_at"""
 
 
 @unit_of_work
@@ -64,9 +70,21 @@ def send_message(
 def post_message(conversation_id: ConversationId, sender_id: ProfileId, content: str) -> MessageId:
     """Insert a message inside the caller's transaction, after the conversation row is locked."""
     message_id = MessageId(uuid4())
-    sql = _INSERT_MESSAGE["sqlite" if is_sqlite() else "postgresql"]
+    if not is_sqlite():
+        database.execute_sql(
+            _STORE_MESSAGE_POSTGRES,
+            {
+                "id": str(message_id),
+                "sender": str(sender_id),
+                "content": content,
+                "conversation": str(conversation_id),
+                "channel": events.CHANNEL,
+                "payload": events.encode(conversation_id, message_id),
+            },
+        ).fetchall()
+        return message_id
     cursor = database.execute_sql(
-        sql, (str(message_id), str(sender_id), content, str(conversation_id))
+        _INSERT_MESSAGE_SQLITE, (str(message_id), str(sender_id), content, str(conversation_id))
     )
     (created_at,) = cursor.fetchone()
     cursor.fetchall()
