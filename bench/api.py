@@ -16,6 +16,7 @@ that rotates, so a noisy moment hits all of them. Ratios compare figures of the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -37,6 +38,7 @@ from typing import Any
 import httpx2 as httpx
 import psycopg2
 
+from bench import postgraphile
 from bench.common import (
     ROOT,
     bench_database,
@@ -54,6 +56,9 @@ from repo.migrate import migrate
 SECRET = "bench-secret-" + "x" * 40
 METRICS_TOKEN = secrets.token_urlsafe(24)
 WRK_THREADS = 2
+# Connections per server process: every contender's pool, pgbench and the seed fit in
+# PostgreSQL's default max_connections (100) with room to spare.
+POOL_SIZE = 20
 
 HOT = "mutation ($c: UUID!) { adminConversation(customerId: $c) { conversation { id lastMessageAt admin { name } } } }"  # noqa: E501
 HOT_READ = (
@@ -71,6 +76,14 @@ class Workload:
     ids: str  # which ids file: "hot" (customer, conversation) pairs or a cold set
     sequential: bool = False  # each id once (cold) rather than at random (hot)
 
+
+# PostGraphile's documents for the same workloads (its generated names, bench/postgraphile.py).
+PEER_QUERIES = {
+    "hot": postgraphile.COLD,  # get-or-create: for an existing customer, one read
+    "hot-read": postgraphile.HOT_READ,
+    "list": postgraphile.LIST,
+    "cold": postgraphile.COLD,
+}
 
 WORKLOADS = (
     Workload("hot", "hot: `adminConversation` mutation, existing", HOT, "c", "hot"),
@@ -214,6 +227,7 @@ def helpline(url: str, port: int, workers: int, tmp: Path) -> Any:
         "METRICS_TOKEN": METRICS_TOKEN,
         "APP_ENV": "production",
         "WEB_CONCURRENCY": str(workers),
+        "DB_POOL_SIZE": str(POOL_SIZE),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [str(Path(sys.executable).parent / "helpline"), "serve", "--port", str(port)]
@@ -221,7 +235,7 @@ def helpline(url: str, port: int, workers: int, tmp: Path) -> Any:
 
 
 def baseline(url: str, port: int, workers: int, tmp: Path) -> Any:
-    env = {**os.environ, "DATABASE_URL": url}
+    env = {**os.environ, "DATABASE_URL": url, "BASELINE_POOL_SIZE": str(POOL_SIZE)}
     command = [
         str(Path(sys.executable).parent / "uvicorn"),
         "bench.baseline:app",
@@ -273,10 +287,11 @@ _PERCENTILE = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\b", re.M)
 _ERRORS = re.compile(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)")
 
 
-def lua_script(tmp: Path, workload: Workload, ids: Path) -> Path:
-    body = json.dumps({"query": workload.query, "variables": {workload.variable: "@@"}})
+def lua_script(tmp: Path, workload: Workload, ids: Path, name: str = "helpline") -> Path:
+    query = PEER_QUERIES[workload.name] if name == "postgraphile" else workload.query
+    body = json.dumps({"query": query, "variables": {workload.variable: "@@"}})
     prefix, suffix = body.split("@@")
-    script = tmp / f"{workload.name}.lua"
+    script = tmp / f"{name}-{workload.name}.lua"
     script.write_text(
         LUA
         % {
@@ -468,22 +483,35 @@ def created_for(url: str, customers: list[tuple[str, str]]) -> int:
 
 
 def run(args: argparse.Namespace) -> str:
-    contenders = ["helpline", "baseline"]
+    contenders = ["helpline", "baseline", *(["postgraphile"] if args.postgraphile else [])]
+    if args.postgraphile:
+        postgraphile.install()
     with bench_database("helpline_bench_api") as url, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = seed(url, args, [*contenders, "pgbench"])
         files = ids_files(tmp, data, contenders)
-        ports = {name: 18100 + i + os.getpid() % 500 * 2 for i, name in enumerate(contenders)}
+        ports = {name: 18100 + i + os.getpid() % 500 * 3 for i, name in enumerate(contenders)}
         series: dict[tuple[str, str], Series] = {}
         sweep: dict[tuple[str, int], Series] = {}
-        with (
-            helpline(url, ports["helpline"], args.workers, tmp) as ours,
-            baseline(url, ports["baseline"], args.workers, tmp) as base,
-        ):
-            servers = {"helpline": ours, "baseline": base}
+        with contextlib.ExitStack() as stack:
+            servers = {
+                "helpline": stack.enter_context(
+                    helpline(url, ports["helpline"], args.workers, tmp)
+                ),
+                "baseline": stack.enter_context(
+                    baseline(url, ports["baseline"], args.workers, tmp)
+                ),
+            }
+            if args.postgraphile:
+                postgraphile.prepare(url)
+                peer = stack.enter_context(
+                    postgraphile.serving(url, ports["postgraphile"], tmp, pool_size=POOL_SIZE)
+                )
+                servers["postgraphile"] = peer  # type: ignore[assignment]
             check_answers(servers, data)
             for round_ in range(args.rounds):
-                order = contenders[round_ % 2 :] + contenders[: round_ % 2]
+                turn = round_ % len(contenders)
+                order = contenders[turn:] + contenders[:turn]
                 for workload in WORKLOADS:
                     for name in order:
                         result = measure(name, servers, workload, files, url, tmp, args)
@@ -499,7 +527,7 @@ def run(args: argparse.Namespace) -> str:
                     )
                 for concurrency in args.sweep:
                     for name in order:
-                        script = lua_script(tmp, WORKLOADS[0], files[name, "hot"])
+                        script = lua_script(tmp, WORKLOADS[0], files[name, "hot"], name)
                         result = wrk(servers[name].base, script, concurrency, args.duration)
                         sweep.setdefault((name, concurrency), Series()).results.append(result)
         cold = series["cold", "helpline"].results
@@ -526,7 +554,7 @@ def measure(
     ids = files[name, workload.ids]
     if workload.sequential:  # only customers no earlier run has served: each is new once
         ids.write_text("".join(line for line in unserved(url, ids) if line))
-    script = lua_script(tmp, workload, ids)
+    script = lua_script(tmp, workload, ids, name)
     errors_before = graphql_errors(server.base) if name == "helpline" else 0.0
     result = wrk(server.base, script, args.concurrency, args.duration)
     if name == "helpline":
@@ -542,10 +570,11 @@ def check_answers(servers: dict[str, Contender], data: Dataset) -> None:
     customer, conversation = data.hot[0]
     for workload, value in ((WORKLOADS[0], customer), (WORKLOADS[2], conversation)):
         answers = []
-        for server in servers.values():
+        for name, server in servers.items():
+            query = PEER_QUERIES[workload.name] if name == "postgraphile" else workload.query
             response = httpx.post(
                 f"{server.base}/graphql",
-                json={"query": workload.query, "variables": {workload.variable: value}},
+                json={"query": query, "variables": {workload.variable: value}},
                 headers={"authorization": f"Bearer {token(customer)}"},
                 timeout=10,
             )
@@ -555,8 +584,10 @@ def check_answers(servers: dict[str, Contender], data: Dataset) -> None:
                     + server.log.read_text()[-3000:]
                 )
             answers.append(response.json())
-        if answers[0] != answers[1]:
+        if answers[0] != answers[1]:  # Helpline and the baseline answer in the same shape
             raise RuntimeError(f"{workload.name}: answers differ: {answers}")
+        if any("errors" in answer or not answer.get("data") for answer in answers):
+            raise RuntimeError(f"{workload.name}: an error answer: {answers}")
 
 
 def plot(sweep: dict[tuple[str, int], Series], args: argparse.Namespace, path: Path) -> None:
@@ -566,7 +597,7 @@ def plot(sweep: dict[tuple[str, int], Series], args: argparse.Namespace, path: P
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     figure, axes = plt.subplots(figsize=(7, 4))
-    for name in ("baseline", "helpline"):
+    for name in sorted({n for n, _ in sweep}):
         levels = sorted(c for n, c in sweep if n == name)
         axes.plot(
             levels,
@@ -623,6 +654,27 @@ def report(
             + (f"{base.median('rss_mib'):.0f}" if workload.name != "cold" else "n/a")
             + f" | **{ratio:.2f}x** | >= {target}x {'met' if ratio >= target else 'missed'} |"
         )
+    if ("hot", "postgraphile") in series:
+        lines += [
+            "",
+            "The peer users would pick instead: PostGraphile 4 (`bench/postgraphile.py`), one "
+            "Node process on the same database in the same run, its own documents for the same "
+            "reads (`conversationByCustomerId`, `messagesByConversationId`) and, for the "
+            "mutations, Helpline's transaction as a PL/pgSQL function "
+            "(`benchAdminConversation`). It verifies no token, like the baseline.",
+            "",
+            "| workload | PostGraphile req/s | p50 ms | p99 ms | RSS MiB "
+            "| Helpline / PostGraphile |",
+            "|---|---|---|---|---|---|",
+        ]
+        for workload in WORKLOADS:
+            ours, peer = series[workload.name, "helpline"], series[workload.name, "postgraphile"]
+            lines.append(
+                f"| {workload.title} | {peer.median('requests_per_s'):,.0f} | "
+                f"{peer.median('p50_ms'):.2f} | {peer.median('p99_ms'):.2f} | "
+                f"{peer.median('rss_mib'):.0f} | "
+                f"**{ours.median('requests_per_s') / peer.median('requests_per_s'):.2f}x** |"
+            )
     levels = sorted({c for _, c in sweep})
     lines += [
         "",
@@ -631,7 +683,7 @@ def report(
         "| connections | " + " | ".join(str(c) for c in levels) + " |",
         "|---|" + "---|" * len(levels),
     ]
-    for name in ("helpline", "baseline"):
+    for name in sorted({n for n, _ in sweep}):
         lines.append(
             f"| {name} req/s | "
             + " | ".join(f"{sweep[name, c].median('requests_per_s'):,.0f}" for c in levels)
@@ -656,6 +708,9 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
     parser.add_argument("--write", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument(
+        "--no-postgraphile", dest="postgraphile", action="store_false", help="two contenders"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench: wrk is missing (make bench installs Debian's wrk)", file=sys.stderr)

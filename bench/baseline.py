@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -40,14 +41,21 @@ SELECT m.id, m.conversation_id, m.content, m.created_at,
 FROM messages AS m INNER JOIN profiles AS s ON (m.sender_id = s.id)
 WHERE (m.conversation_id = %s) ORDER BY m.created_at DESC, m.id DESC LIMIT 21
 """
-POOL_SIZE = 40  # Helpline's DB_POOL_SIZE default; kept open (psycopg2 closes returns above minconn)
+# Helpline's DB_POOL_SIZE unless told; all kept open (psycopg2 closes returns above minconn)
+POOL_SIZE = int(os.environ.get("BASELINE_POOL_SIZE", "40"))
 
 
 class Pool:
     pool: ThreadedConnectionPool
+    free = threading.BoundedSemaphore(POOL_SIZE)
 
 
 def _run(sql: str, value: str) -> list[tuple[Any, ...]]:
+    with Pool.free:  # wait for a connection, as Helpline's pool does (psycopg2's would raise)
+        return _run_on_pooled(sql, value)
+
+
+def _run_on_pooled(sql: str, value: str) -> list[tuple[Any, ...]]:
     conn = Pool.pool.getconn()
     try:
         conn.autocommit = True  # one statement, one round trip: no BEGIN, no ROLLBACK
