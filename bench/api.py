@@ -522,7 +522,9 @@ def run(args: argparse.Namespace) -> str:
         cold = series["cold", "helpline"].results if ("cold", "helpline") in series else []
         if created_for(url, data.cold["helpline"]) < sum(r.requests for r in cold):
             raise RuntimeError("helpline: fewer cold conversations than cold requests served")
-    plot(sweep, args, ROOT / "bench" / "throughput.png")
+    plot_path = Path(args.write).parent / "bench" / "throughput.png"  # beside BENCHMARKS.md
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
+    plot(sweep, args, plot_path)
     return report(series, sweep, args)
 
 
