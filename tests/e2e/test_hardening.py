@@ -189,6 +189,19 @@ def test_cors_answers_only_listed_origins(db: Settings) -> None:
         assert "access-control-allow-origin" not in simple.headers
 
 
+def test_without_cors_origins_no_browser_origin_is_allowed(client: GraphQLClient) -> None:
+    preflight = client.http.options(
+        "/graphql",
+        headers={"origin": "https://app.example", "access-control-request-method": "POST"},
+    )
+    simple = client.http.post(
+        "/graphql", json={"query": PING}, headers=client.headers | {"origin": "https://app.example"}
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    assert preflight.status_code == 405  # no CORS answer: the route takes GET and POST only
+    assert simple.status_code == 200 and "access-control-allow-origin" not in simple.headers
+
+
 def test_production_hides_the_schema(production: GraphQLClient) -> None:
     introspection = production.post("{ __schema { queryType { name } } }")
     assert introspection["data"] is None
