@@ -647,15 +647,24 @@ def _listed(values: list[float]) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Put ``section`` between this benchmark's markers in ``path``, keeping everything else."""
+    """Put ``section`` between this benchmark's markers in ``path``, keeping everything else.
+
+    A writer that replaces its own section up to the next "## " title eats the start marker
+    that follows it, so the old section is found by its end marker or title as well.
+    """
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
+    found = [i for i in (text.find(START), text.find(TITLE)) if i != -1]
+    if not found:
+        path.write_text(text.rstrip("\n") + "\n\n" + block + "\n")
+        return
+    start = min(found)
+    end = text.find(END, start)
+    if end != -1:
+        end += len(END)
     else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+        end = text.find("\n## ", start + 1) + 1 or len(text)
+    path.write_text(text[:start] + block + text[end:])
 
 
 def main() -> int:
