@@ -102,8 +102,11 @@ def write_section(path: Path, section: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     if title in text:
         start = text.index(title)
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
+        ends = [
+            i for i in (text.find("\n## ", start + 1), text.find("\n<!--", start + 1)) if i != -1
+        ]
+        end = min(ends) if ends else -1  # the next section, or another writer's marker
+        text = text[:start] + section.rstrip("\n") + "\n" + (text[end:] if end != -1 else "")
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text)
