@@ -26,7 +26,7 @@ from gql.limits import BodySizeLimit
 from gql.metrics import exposition, forget_this_process, refresh_orphan_gauge
 from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
 from gql.realtime import Hub, LocalListener, PostgresListener, Presence
-from gql.schema import FAST_ROOTS, build_schema
+from gql.schema import FAST_ROOTS, build_schema, validation_rules
 from gql.view import HelplineGraphQL, refusal
 from repo.config import ConfigError, Settings
 from repo.db import (
@@ -134,7 +134,16 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         presence=presence,
         max_sockets=settings.ws_max_connections,
         send_timeout_s=settings.ws_send_timeout_s,
-        fast_paths=FastPaths(schema._schema, FAST_ROOTS) if fast_path else None,
+        fast_paths=(
+            FastPaths(
+                schema._schema,
+                FAST_ROOTS,
+                rules=validation_rules(settings),
+                max_tokens=settings.max_tokens,
+            )
+            if fast_path
+            else None
+        ),
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",

@@ -24,7 +24,7 @@ HMAC_ALGORITHMS = ("HS256",)
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
 LEEWAY_SECONDS = 30
 VERIFIED_TTL_S = 300.0  # how long a verified token is remembered, at most
-VERIFIED_MAX = 10_000  # tokens remembered (about 2 MB)
+VERIFIED_MAX = 10_000  # tokens remembered (tokens of 1-2 KB: tens of MB at most)
 
 
 class AuthenticationFailed(Exception):

@@ -21,13 +21,15 @@ tests/e2e/test_fastpath.py runs every document through both paths and compares r
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     GraphQLError,
@@ -45,8 +47,10 @@ from graphql import (
 
 from gql.auth import Caller
 
-MAX_PLANS = 256  # distinct documents remembered (with or without a plan)
+MAX_PLANS = 256  # distinct documents remembered (with or without a plan): at most ~1 MB
 MAX_DOCUMENT_LENGTH = 4000  # longer documents are never hot ones
+MAX_OPERATION_NAME_LENGTH = 64
+MAX_PLAN_TOKENS = 200  # hot documents are a few dozen tokens
 
 
 UNSUPPORTED = object()  # an argument shape the fast path does not take
@@ -125,33 +129,48 @@ class FastPaths:
         self,
         schema: GraphQLSchema,
         roots: dict[tuple[str, str], Callable[[Caller, UUID | None], object]],
+        *,
+        rules: Sequence[type[ASTValidationRule]],
+        max_tokens: int,
     ) -> None:
+        """``rules`` and ``max_tokens``: the executor's own, so no limit is bypassed here."""
         self.schema = schema
         self.roots = roots
+        self.rules = rules
+        self.max_tokens = min(max_tokens, MAX_PLAN_TOKENS)
         self.plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
+        self.lock = threading.Lock()  # plans are looked up from worker threads
         self.answered = 0  # requests answered here (diagnostics and tests)
 
-    def plan_for(self, query: object, operation_name: object) -> Plan | None:
+    @staticmethod
+    def may_plan(query: object, operation_name: object) -> bool:
+        """Cheap checks before any parsing: the shape of a hot request."""
         if not isinstance(query, str) or len(query) > MAX_DOCUMENT_LENGTH:
-            return None
-        if operation_name is not None and not isinstance(operation_name, str):
-            return None
+            return False
+        return operation_name is None or (
+            isinstance(operation_name, str) and len(operation_name) <= MAX_OPERATION_NAME_LENGTH
+        )
+
+    def plan_for(self, query: str, operation_name: str | None) -> Plan | None:
+        """The plan of a document (compiled on first sight, in the caller's thread), or None."""
         key = (query, operation_name)
-        if key in self.plans:
-            self.plans.move_to_end(key)
-            return self.plans[key]
+        with self.lock:
+            if key in self.plans:
+                self.plans.move_to_end(key)
+                return self.plans[key]
         plan = self._compile(query, operation_name)
-        self.plans[key] = plan
-        if len(self.plans) > MAX_PLANS:
-            self.plans.popitem(last=False)
+        with self.lock:
+            self.plans[key] = plan
+            if len(self.plans) > MAX_PLANS:
+                self.plans.popitem(last=False)
         return plan
 
     def _compile(self, query: str, operation_name: str | None) -> Plan | None:
         try:
-            document = parse(query, no_location=True, max_tokens=500)
+            document = parse(query, no_location=True, max_tokens=self.max_tokens)
         except GraphQLError:
             return None
-        if validate(self.schema, document):
+        if validate(self.schema, document, self.rules):
             return None
         operation = _single_operation(document, operation_name)
         if operation is None or operation.directives:
@@ -227,11 +246,15 @@ def _selections(
 ) -> tuple[Selection, ...] | None:
     """The plan of a selection set over plain attributes, or None when it needs the executor."""
     planned: list[Selection] = []
+    keys: set[str] = set()
     for node in selection_set.selections:
         if not isinstance(node, FieldNode) or node.directives or node.arguments:
             return None
         name = node.name.value
         key = node.alias.value if node.alias else name
+        if key in keys:
+            return None  # the executor merges repeated keys; the executor answers those
+        keys.add(key)
         if name == "__typename":
             planned.append(Selection(key, None, object_type.name, None, False, None))
             continue
@@ -261,4 +284,6 @@ def _plain_attribute(field: GraphQLField | None) -> str | None:
     definition = (field.extensions or {}).get("strawberry-definition")
     if definition is None or definition.base_resolver is not None:
         return None
+    if definition.permission_classes or definition.extensions or definition.directives:
+        return None  # whatever they check or add, the executor does it
     return str(definition.python_name)

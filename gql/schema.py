@@ -212,8 +212,8 @@ class Subscription:
                     yield InboxItem.from_item(item)
 
 
-def build_schema(settings: Settings) -> HelplineSchema:
-    """The schema with its limits; in production also no introspection and no suggestions."""
+def validation_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
+    """Every rule a document must pass: GraphQL's, the limits; in production, no introspection."""
     limits = OperationLimits(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
@@ -222,8 +222,13 @@ def build_schema(settings: Settings) -> HelplineSchema:
     extra: list[type[ASTValidationRule]] = [limits.rule()]
     if settings.is_production:
         extra.append(NoSchemaIntrospectionCustomRule)
+    return (*coded_rules(specified_rules), *extra)
+
+
+def build_schema(settings: Settings) -> HelplineSchema:
+    """The schema with its limits; in production also no introspection and no suggestions."""
     # Built once per schema, so ValidationCache (keyed on the rule classes) keeps hitting.
-    rules = (*coded_rules(specified_rules), *extra)
+    rules = validation_rules(settings)
     return HelplineSchema(
         query=Query,
         mutation=Mutation,

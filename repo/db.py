@@ -10,6 +10,7 @@ import fcntl
 import functools
 import logging
 import os
+import select
 import sqlite3
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -85,15 +86,21 @@ class _PostgresPool(PooledPostgresqlDatabase):  # type: ignore[misc]  # playhous
     Peewee pings each connection it hands out (``SELECT 1``) while holding the pool's lock,
     so every unit of work paid an extra round trip and threads queued behind each other's
     pings.
-    A connection the server dropped is found instead by the query that uses it: psycopg2
-    marks it closed, the unit of work reports DATABASE_UNAVAILABLE, and the pool discards it
-    on check-in (``_can_reuse``), so the pool heals one connection at a time.
+    A connection the server closed while it sat idle is seen by a zero-timeout poll of its
+    socket (readable means closed) and discarded. One that breaks in use fails its query:
+    psycopg2 marks it closed, the unit of work reports DATABASE_UNAVAILABLE, and the pool
+    discards it on check-in (``_can_reuse``).
     """
 
     def _is_closed(self, conn: Any) -> bool:
-        return bool(conn.closed) or (
+        if conn.closed or (
             conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN
-        )
+        ):
+            return True
+        # An idle connection has nothing to read unless the server closed it (or said why
+        # it is about to): a zero-timeout poll of its socket, no round trip.
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        return bool(readable)
 
 
 def _postgres_pool(settings: Settings, url: str) -> PooledPostgresqlDatabase:

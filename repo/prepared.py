@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
+import peewee
+
 from repo.db import database, is_sqlite
 
 
@@ -35,7 +37,7 @@ class PreparedSelect:
         """The first row for these ids, converted as peewee's ``.tuples()`` would."""
         rendered = self._rendered.get(is_sqlite()) or self._render(len(ids))
         params = [
-            str(ids[p]) if isinstance(p, int) else p[0]  # UUID fields store the canonical text
+            str(UUID(str(ids[p]))) if isinstance(p, int) else p[0]  # the canonical text
             for p in rendered.params
         ]
         row = database.execute_sql(rendered.sql, params).fetchone()
@@ -62,9 +64,8 @@ class PreparedSelect:
 
 
 def _converter(node: Any) -> Callable[[Any], Any]:
-    convert = getattr(node, "python_value", None)
-    return convert if callable(convert) else _same
-
-
-def _same(value: Any) -> Any:
-    return value
+    """The column's field conversion; only plain fields (or their aliases) are supported."""
+    field = node.field if isinstance(node, peewee.FieldAlias) else node
+    if not isinstance(field, peewee.Field):
+        raise ValueError(f"a prepared select returns fields only, not {type(node).__name__}")
+    return field.python_value

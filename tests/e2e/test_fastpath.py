@@ -40,6 +40,10 @@ EVERYTHING = """mutation Open($c: UUID) {
 }"""
 # Documents the fast path must leave to the executor (they are answered all the same).
 GENERIC = {
+    "repeated key": "{ adminConversation { customer { id } customer { name } } }",
+    "over the alias limit": "{ adminConversation { "
+    + " ".join(f"a{i}: id" for i in range(20))
+    + " } }",
     "resolver field": "{ adminConversation { id messages(first: 2) { edges { node { id } } } } }",
     "fragment": "{ adminConversation { ...C } } fragment C on Conversation { id }",
     "directive": "query ($s: Boolean!) { adminConversation { id @include(if: $s) } }",
@@ -176,6 +180,7 @@ def test_documents_the_fast_path_cannot_plan_go_to_the_executor(pair: Pair, name
 def test_a_first_call_on_the_fast_path_creates_what_the_executor_would(pair: Pair) -> None:
     make_admin("Ada Admin")
     twins = [make_legacy_user(full_name="Twin") for _ in range(2)]  # users rows, no profile
+    before = answered(pair.fast)
     fast, generic = (
         client.post(
             "/graphql",
@@ -190,6 +195,7 @@ def test_a_first_call_on_the_fast_path_creates_what_the_executor_would(pair: Pai
         text = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", text)
         return json.loads(re.sub(r"\d{4}-\d\d-\d\dT[\d:.+]+", "<time>", text))
 
+    assert answered(pair.fast) == before + 1  # the fast path created it
     assert fast["data"]["chat"]["created"] is True
     assert fast["data"]["chat"]["profileCreated"] is True
     assert shape(fast, twins[0]) == shape(generic, twins[1])
@@ -206,3 +212,26 @@ def test_an_operation_name_must_match_for_the_fast_path(pair: Pair) -> None:
     same(*pair.both(EVERYTHING, token, variables, operationName="Other"))
 
     assert answered(pair.fast) == before + 1  # "Other" names no operation: the executor says so
+
+
+def test_a_long_operation_name_is_never_planned_or_remembered(pair: Pair) -> None:
+    customer = make_user()
+    make_admin()
+    get_or_create_admin_conversation(customer)
+    name = "Open" + "x" * 10_000
+    query = EVERYTHING.replace("Open", name)
+
+    same(*pair.both(query, user_token(customer), {"c": str(customer)}, operationName=name))
+
+    plans = pair.fast.app.state.view.fast_paths.plans  # type: ignore[attr-defined]
+    assert all(len(key[1] or "") <= 64 for key in plans)
+
+
+def test_an_anonymous_caller_compiles_nothing(pair: Pair) -> None:
+    plans = pair.fast.app.state.view.fast_paths.plans  # type: ignore[attr-defined]
+    before = len(plans)
+
+    body = same(*pair.both("{ adminConversation { id __typename } }", None))
+
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert len(plans) == before  # documents compile only for authenticated callers
