@@ -26,7 +26,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 from graphql import (
     ASTValidationRule,
@@ -34,16 +33,18 @@ from graphql import (
     FieldNode,
     GraphQLError,
     GraphQLField,
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
     GraphQLSchema,
     OperationDefinitionNode,
     SelectionSetNode,
-    VariableNode,
+    VariableDefinitionNode,
     parse,
     validate,
 )
+from graphql.execution.values import get_argument_values, get_variable_values
 
 from gql.auth import Caller
 
@@ -51,10 +52,6 @@ MAX_PLANS = 256  # distinct documents remembered (with or without a plan): at mo
 MAX_DOCUMENT_LENGTH = 4000  # longer documents are never hot ones
 MAX_OPERATION_NAME_LENGTH = 64
 MAX_PLAN_TOKENS = 200  # hot documents are a few dozen tokens
-
-
-UNSUPPORTED = object()  # an argument shape the fast path does not take
-Variable = str | None | object
 
 
 class Fallback(Exception):
@@ -69,53 +66,67 @@ class Selection:
     serialize: Callable[[Any], Any] | None  # leaf fields
     nullable: bool
     children: tuple[Selection, ...] | None  # object fields
+    is_list: bool = False  # a list of objects
+    resolver: Callable[..., Any] | None = None  # an allowed resolver field, called with args
+    field: GraphQLField | None = None  # for its arguments
+    node: FieldNode | None = None
+    python_names: dict[str, str] | None = None  # GraphQL argument name -> parameter name
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    root: Callable[[Caller, UUID | None], object]
+    root: Callable[[Caller, Any], object]
+    argument: str | None  # the root field's one argument, if given
+    field: GraphQLField
+    node: FieldNode
+    variable_definitions: tuple[VariableDefinitionNode, ...]
+    schema: GraphQLSchema
     key: str
-    variable: str | None  # the variable that carries customerId, if any
-    parse_variable: Callable[[Any], Any] | None
-    variable_required: bool
     nullable: bool
     selections: tuple[Selection, ...]
 
     def run(self, caller: Caller, variables: dict[str, Any] | None) -> dict[str, Any]:
         """The response's data; raises Fallback for anything the generic path must answer."""
-        customer_id = None
-        if self.variable is not None and self.parse_variable is not None:
-            raw = (variables or {}).get(self.variable)
-            if raw is None:
-                if self.variable_required:
-                    raise Fallback
-            else:
-                try:
-                    customer_id = self.parse_variable(raw)
-                except (GraphQLError, TypeError, ValueError):
-                    raise Fallback from None
+        coerced = get_variable_values(self.schema, self.variable_definitions, variables or {})
+        if isinstance(coerced, list):
+            raise Fallback  # the executor reports variable errors, with their codes
         try:
-            result = self.root(caller, customer_id)
+            arguments = get_argument_values(self.field, self.node, coerced)
+            value = arguments.get(self.argument) if self.argument else None
+            result = self.root(caller, value)
+            if result is None and not self.nullable:
+                raise Fallback
+            data = None if result is None else _project(result, self.selections, coerced)
+        except Fallback:
+            raise
         except Exception:
             raise Fallback from None
-        if result is None and not self.nullable:
-            raise Fallback
-        return {self.key: None if result is None else _project(result, self.selections)}
+        return {self.key: data}
 
 
-def _project(value: object, selections: tuple[Selection, ...]) -> dict[str, Any]:
+def _project(value: object, selections: tuple[Selection, ...], variables: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for selection in selections:
         if selection.attribute is None:
             out[selection.key] = selection.typename
             continue
-        field = getattr(value, selection.attribute)
+        if selection.resolver is not None:
+            assert selection.field is not None and selection.node is not None
+            assert selection.python_names is not None
+            arguments = get_argument_values(selection.field, selection.node, variables)
+            field = selection.resolver(
+                value, **{selection.python_names[k]: v for k, v in arguments.items()}
+            )
+        else:
+            field = getattr(value, selection.attribute)
         if field is None:
             if not selection.nullable:
                 raise Fallback  # the executor would report the broken non-null field
             out[selection.key] = None
+        elif selection.children is not None and selection.is_list:
+            out[selection.key] = [_project(item, selection.children, variables) for item in field]
         elif selection.children is not None:
-            out[selection.key] = _project(field, selection.children)
+            out[selection.key] = _project(field, selection.children, variables)
         else:
             assert selection.serialize is not None
             out[selection.key] = selection.serialize(field)
@@ -128,7 +139,7 @@ class FastPaths:
     def __init__(
         self,
         schema: GraphQLSchema,
-        roots: dict[tuple[str, str], Callable[[Caller, UUID | None], object]],
+        roots: dict[tuple[str, str], tuple[Callable[[Caller, Any], object], str | None]],
         *,
         rules: Sequence[type[ASTValidationRule]],
         max_tokens: int,
@@ -185,20 +196,10 @@ class FastPaths:
         definition = root_type.fields.get(field.name.value)
         if root is None or definition is None or field.directives:
             return None
-        variable = _customer_id_variable(field, operation)
-        if variable is UNSUPPORTED:
-            return None
-        parse_variable, required = None, False
-        if variable is not None:
-            declared = next(
-                v for v in operation.variable_definitions or () if v.variable.name.value == variable
-            )
-            if declared.default_value is not None:
-                return None
-            scalar = self.schema.get_type("UUID")
-            assert isinstance(scalar, GraphQLScalarType)
-            parse_variable = scalar.parse_value
-            required = declared.type.kind == "non_null_type"
+        function, argument = root
+        given = [a.name.value for a in field.arguments or ()]
+        if any(name != argument for name in given):
+            return None  # only the root's own argument
         output = definition.type
         nullable = not isinstance(output, GraphQLNonNull)
         object_type = output.of_type if isinstance(output, GraphQLNonNull) else output
@@ -208,8 +209,17 @@ class FastPaths:
         if selections is None:
             return None
         key = field.alias.value if field.alias else field.name.value
-        assert variable is None or isinstance(variable, str)
-        return Plan(root, key, variable, parse_variable, required, nullable, selections)
+        return Plan(
+            function,
+            argument,
+            definition,
+            field,
+            tuple(operation.variable_definitions or ()),
+            self.schema,
+            key,
+            nullable,
+            selections,
+        )
 
 
 def _single_operation(
@@ -226,21 +236,6 @@ def _single_operation(
     return operation
 
 
-def _customer_id_variable(field: FieldNode, operation: OperationDefinitionNode) -> Variable:
-    """The variable passed as customerId (None: no argument), or UNSUPPORTED."""
-    declared = operation.variable_definitions or ()
-    if len(declared) > 1:
-        return UNSUPPORTED
-    if not field.arguments:
-        return UNSUPPORTED if declared else None
-    if len(field.arguments) != 1 or field.arguments[0].name.value != "customerId":
-        return UNSUPPORTED
-    value = field.arguments[0].value
-    if not isinstance(value, VariableNode) or not declared:
-        return UNSUPPORTED
-    return value.name.value
-
-
 def _selections(
     object_type: GraphQLObjectType, selection_set: SelectionSetNode
 ) -> tuple[Selection, ...] | None:
@@ -248,7 +243,7 @@ def _selections(
     planned: list[Selection] = []
     keys: set[str] = set()
     for node in selection_set.selections:
-        if not isinstance(node, FieldNode) or node.directives or node.arguments:
+        if not isinstance(node, FieldNode) or node.directives:
             return None
         name = node.name.value
         key = node.alias.value if node.alias else name
@@ -256,25 +251,71 @@ def _selections(
             return None  # the executor merges repeated keys; the executor answers those
         keys.add(key)
         if name == "__typename":
+            if node.arguments:
+                return None
             planned.append(Selection(key, None, object_type.name, None, False, None))
             continue
         field = object_type.fields.get(name)
-        attribute = _plain_attribute(field)
-        if field is None or attribute is None:
+        if field is None:
             return None
-        output = field.type
-        nullable = not isinstance(output, GraphQLNonNull)
-        named = output.of_type if isinstance(output, GraphQLNonNull) else output
+        resolver, python_names = _allowed_resolver(object_type, name, field)
+        attribute = _plain_attribute(field) if resolver is None else name
+        if attribute is None or (node.arguments and resolver is None):
+            return None
+        unwrapped = _unwrap(field.type)
+        if unwrapped is None:
+            return None
+        named, nullable, is_list = unwrapped
+        extra: dict[str, Any] = {
+            "is_list": is_list,
+            "resolver": resolver,
+            "field": field if resolver is not None else None,
+            "node": node if resolver is not None else None,
+            "python_names": python_names,
+        }
         if isinstance(named, GraphQLScalarType) and node.selection_set is None:
-            planned.append(Selection(key, attribute, None, named.serialize, nullable, None))
+            planned.append(
+                Selection(key, attribute, None, named.serialize, nullable, None, **extra)
+            )
         elif isinstance(named, GraphQLObjectType) and node.selection_set is not None:
             children = _selections(named, node.selection_set)
             if children is None:
                 return None
-            planned.append(Selection(key, attribute, None, None, nullable, children))
+            planned.append(Selection(key, attribute, None, None, nullable, children, **extra))
         else:
-            return None  # lists, enums, interfaces: the executor
+            return None  # enums, interfaces, unions: the executor
     return tuple(planned)
+
+
+def _unwrap(output: Any) -> tuple[Any, bool, bool] | None:
+    """(named type, nullable, is a list) of a field's type; None for shapes left to the executor."""
+    nullable = not isinstance(output, GraphQLNonNull)
+    named = output.of_type if isinstance(output, GraphQLNonNull) else output
+    if not isinstance(named, GraphQLList):
+        return named, nullable, False
+    item = named.of_type
+    if not isinstance(item, GraphQLNonNull) or not isinstance(item.of_type, GraphQLObjectType):
+        return None  # lists of scalars or of nullable items
+    return item.of_type, nullable, True
+
+
+# Resolver fields the fast path may call, by (type, field): synchronous, no `info`, reading
+# only their object and arguments (the executor runs the same function in the same thread).
+FAST_RESOLVERS = frozenset({("Conversation", "messages")})
+
+
+def _allowed_resolver(
+    object_type: GraphQLObjectType, name: str, field: GraphQLField
+) -> tuple[Callable[..., Any] | None, dict[str, str] | None]:
+    if (object_type.name, name) not in FAST_RESOLVERS:
+        return None, None
+    definition = (field.extensions or {}).get("strawberry-definition")
+    if definition is None or definition.base_resolver is None:
+        return None, None
+    if definition.permission_classes or definition.extensions or definition.directives:
+        return None, None
+    names = {a.graphql_name or a.python_name: a.python_name for a in definition.arguments}
+    return definition.base_resolver.wrapped_func, names
 
 
 def _plain_attribute(field: GraphQLField | None) -> str | None:

@@ -92,10 +92,20 @@ def open_admin_conversation(caller: Caller, customer_id: UUID | None) -> AdminCo
     return AdminConversationPayload.from_result(result)
 
 
-# Root fields the fast path may answer (gql/fastpath.py), by operation type and field name.
-FAST_ROOTS: dict[tuple[str, str], Callable[[Caller, UUID | None], object]] = {
-    ("query", "adminConversation"): read_admin_conversation,
-    ("mutation", "adminConversation"): open_admin_conversation,
+def read_conversation(caller: Caller, conversation_id: UUID) -> Conversation | None:
+    """Query.conversation, for a caller (the resolver and the fast path both run it)."""
+    found = authz.readable_conversation(
+        caller, lambda: conversations.find_conversation(ConversationId(conversation_id))
+    )
+    return Conversation.from_view(found) if found else None
+
+
+# Root fields the fast path may answer (gql/fastpath.py): by operation type and field name,
+# the function the resolver runs and the name of its one argument.
+FAST_ROOTS: dict[tuple[str, str], tuple[Callable[[Caller, Any], object], str | None]] = {
+    ("query", "adminConversation"): (read_admin_conversation, "customerId"),
+    ("mutation", "adminConversation"): (open_admin_conversation, "customerId"),
+    ("query", "conversation"): (read_conversation, "id"),
 }
 
 
@@ -113,10 +123,7 @@ class Query:
         info: Info[Any, Any],
         id: UUID,
     ) -> Conversation | None:
-        found = authz.readable_conversation(
-            caller_of(info), lambda: conversations.find_conversation(ConversationId(id))
-        )
-        return Conversation.from_view(found) if found else None
+        return read_conversation(caller_of(info), id)
 
     @strawberry.field(description="The admins' inbox: conversations, newest activity first.")
     def inbox(

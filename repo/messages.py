@@ -16,6 +16,7 @@ from repo.db import database, is_sqlite, unit_of_work, write_transaction
 from repo.errors import ConversationNotFound, InvalidInput
 from repo.ids import ConversationId, CustomerId, MessageId, ProfileId
 from repo.models import Conversation, Message, Profile
+from repo.prepared import PreparedSelect
 from repo.rows import profile_columns, profile_from
 from repo.users import ensure_profile
 from repo.views import MessagePage, MessageView
@@ -119,16 +120,19 @@ def list_messages(
     """A page of up to ``first`` messages, newest first, older than the ``after`` cursor."""
     if not 1 <= first <= MAX_PAGE_SIZE:
         raise InvalidInput(f"first must be between 1 and {MAX_PAGE_SIZE}, got {first}")
-    query = message_query().where(Message.conversation == conversation_id)
-    if after is not None:
+    if after is None:  # the first page, on every chat opened: rendered once
+        rows = _FIRST_PAGE.rows(conversation_id, limit=first + 1)
+    else:
         created_at, message_id = decode_cursor(after)
-        query = query.where(
+        query = message_query().where(
+            Message.conversation == conversation_id,
             Tuple(Message.created_at, Message.id)
-            < Tuple(Message.created_at.db_value(created_at), Message.id.db_value(message_id))
+            < Tuple(Message.created_at.db_value(created_at), Message.id.db_value(message_id)),
         )
-    rows = list(
-        query.order_by(Message.created_at.desc(), Message.id.desc()).limit(first + 1).tuples()
-    )
+        page: Any = (
+            query.order_by(Message.created_at.desc(), Message.id.desc()).limit(first + 1).tuples()
+        )
+        rows = list(page)
     messages = [message_from(row) for row in rows[:first]]
     return MessagePage(
         messages, has_next_page=len(rows) > first, has_previous_page=after is not None
@@ -183,6 +187,15 @@ def message_query() -> peewee.ModelSelect[Message]:
         Message.created_at,
         *profile_columns(Profile),
     ).join(Profile, on=(Message.sender == Profile.id))
+
+
+_FIRST_PAGE = PreparedSelect(
+    lambda conversation: (
+        message_query()
+        .where(Message.conversation == conversation)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+    )
+)
 
 
 def message_from(row: Any) -> MessageView:

@@ -18,11 +18,14 @@ import peewee
 
 from repo.db import database, is_sqlite
 
+_LIMIT = "limit"
+_LIMIT_PLACEHOLDER = 2_147_480_001  # rendered in place of the row limit, then replaced
+
 
 @dataclass(frozen=True, slots=True)
 class _Rendered:
     sql: str
-    params: tuple[int | tuple[object], ...]  # an argument's index, or (a constant,)
+    params: tuple[int | str | tuple[object], ...]  # an id's index, _LIMIT, or (a constant,)
     converters: tuple[Callable[[Any], Any], ...]
 
 
@@ -35,23 +38,28 @@ class PreparedSelect:
 
     def first(self, *ids: UUID) -> tuple[Any, ...] | None:
         """The first row for these ids, converted as peewee's ``.tuples()`` would."""
+        rows = self.rows(*ids, limit=1)
+        return rows[0] if rows else None
+
+    def rows(self, *ids: UUID, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` rows for these ids, converted as peewee's ``.tuples()`` would."""
         rendered = self._rendered.get(is_sqlite()) or self._render(len(ids))
         params = [
-            str(UUID(str(ids[p]))) if isinstance(p, int) else p[0]  # the canonical text
+            limit if p == _LIMIT else str(UUID(str(ids[p]))) if isinstance(p, int) else p[0]
             for p in rendered.params
         ]
-        row = database.execute_sql(rendered.sql, params).fetchone()
-        if row is None:
-            return None
-        return tuple(
-            convert(value) for convert, value in zip(rendered.converters, row, strict=True)
-        )
+        cursor = database.execute_sql(rendered.sql, params)
+        return [
+            tuple(convert(value) for convert, value in zip(rendered.converters, row, strict=True))
+            for row in cursor.fetchall()
+        ]
 
     def _render(self, arity: int) -> _Rendered:
         placeholders = [uuid4() for _ in range(arity)]
-        query = self._build(*placeholders).limit(1)
+        query = self._build(*placeholders).limit(_LIMIT_PLACEHOLDER)
         sql, params = query.sql()
-        where = {str(placeholder): index for index, placeholder in enumerate(placeholders)}
+        where: dict[object, int | str] = {str(p): index for index, p in enumerate(placeholders)}
+        where[_LIMIT_PLACEHOLDER] = _LIMIT
         rendered = _Rendered(
             sql,
             tuple(where.get(p, (p,)) for p in params),

@@ -18,6 +18,8 @@ from starlette.testclient import TestClient
 from gql.app import create_app
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
+from repo.ids import ConversationId, ProfileId
+from repo.messages import send_message
 from tests.e2e.conftest import service_token, user_token
 from tests.factories import make_admin, make_legacy_user, make_user
 
@@ -38,17 +40,29 @@ EVERYTHING = """mutation Open($c: UUID) {
     }
   }
 }"""
+PAGE = """query Page($id: UUID!, $first: Int!, $after: String) {
+  conversation(id: $id) {
+    id
+    messages(first: $first, after: $after) {
+      edges { cursor node { id content createdAt sender { id name avatarUrl } } }
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    }
+  }
+}"""
+LIST = (
+    "query ($id: UUID!) { conversation(id: $id) { messages(first: 20) "
+    "{ edges { node { id content createdAt sender { id name avatarUrl } } } } } }"
+)
 # Documents the fast path must leave to the executor (they are answered all the same).
 GENERIC = {
     "repeated key": "{ adminConversation { customer { id } customer { name } } }",
     "over the alias limit": "{ adminConversation { "
     + " ".join(f"a{i}: id" for i in range(20))
     + " } }",
-    "resolver field": "{ adminConversation { id messages(first: 2) { edges { node { id } } } } }",
+    "resolver field not allowed": "{ integrity { orphanedConversationCount } }",
     "fragment": "{ adminConversation { ...C } } fragment C on Conversation { id }",
     "directive": "query ($s: Boolean!) { adminConversation { id @include(if: $s) } }",
     "two root fields": "{ a: adminConversation { id } b: adminConversation { id } }",
-    "literal argument": '{ adminConversation(customerId: "%s") { id } }',
     "other root": "{ integrity { orphanedConversationCount } }",
     "invalid": "{ adminConversation { nope } }",
 }
@@ -102,8 +116,21 @@ def test_hot_documents_are_answered_by_the_fast_path_exactly_as_by_the_executor(
 ) -> None:
     admin = make_admin("Ada Admin")
     customer = make_user(full_name="Cleo Customer")
-    get_or_create_admin_conversation(customer)
+    conversation = str(get_or_create_admin_conversation(customer).conversation.id)
+    for i in range(5):
+        send_message(ConversationId(UUID(conversation)), f"m{i}", sender_id=ProfileId(customer))
+    last_page = pair.generic.post(
+        "/graphql",
+        json={"query": PAGE, "variables": {"id": conversation, "first": 2}},
+        headers={"authorization": f"Bearer {service_token()}"},
+    ).json()["data"]["conversation"]["messages"]["pageInfo"]["endCursor"]
     cases: list[tuple[str, str | None, dict[str, Any] | None]] = [
+        (f'{{ adminConversation(customerId: "{customer}") {{ id }} }}', service_token(), None),
+        (LIST, user_token(customer), {"id": conversation}),
+        (LIST, user_token(admin), {"id": conversation}),
+        (PAGE, user_token(customer), {"id": conversation, "first": 2}),
+        (PAGE, service_token(), {"id": conversation, "first": 3, "after": last_page}),
+        (PAGE, service_token(), {"id": str(uuid4()), "first": 3}),  # no such conversation: null
         (OWN, user_token(customer), None),
         (OWN_READ, user_token(customer), None),
         (BY_VARIABLE, user_token(customer), {"c": str(customer)}),
@@ -134,6 +161,9 @@ def test_hot_documents_are_answered_by_the_fast_path_exactly_as_by_the_executor(
         ("not a UUID", "BAD_USER_INPUT"),
         ("missing required variable", "BAD_USER_INPUT"),
         ("no users row", "CUSTOMER_NOT_FOUND"),
+        ("someone else's page", "FORBIDDEN"),
+        ("page too large", "BAD_USER_INPUT"),
+        ("bad cursor", "BAD_USER_INPUT"),
     ],
 )
 def test_failures_are_left_to_the_executor_and_read_the_same(
@@ -141,7 +171,7 @@ def test_failures_are_left_to_the_executor_and_read_the_same(
 ) -> None:
     admin = make_admin()
     customer, other = make_user(), make_user()
-    get_or_create_admin_conversation(customer)
+    conversation = str(get_or_create_admin_conversation(customer).conversation.id)
     query, token, variables = {
         "anonymous": (OWN, None, None),
         "bad token": (OWN, "not-a-token", None),
@@ -152,6 +182,9 @@ def test_failures_are_left_to_the_executor_and_read_the_same(
         "not a UUID": (BY_VARIABLE, user_token(customer), {"c": "nope"}),
         "missing required variable": (BY_VARIABLE, service_token(), {}),
         "no users row": (BY_VARIABLE, service_token(), {"c": str(uuid4())}),
+        "someone else's page": (PAGE, user_token(other), {"id": conversation, "first": 2}),
+        "page too large": (PAGE, user_token(customer), {"id": conversation, "first": 500}),
+        "bad cursor": (PAGE, user_token(customer), {"id": conversation, "first": 2, "after": "x"}),
     }[case]
 
     body = same(*pair.both(query, token, variables))

@@ -8,7 +8,8 @@ import pytest
 
 from repo.conversations import conversation_query, get_or_create_admin_conversation
 from repo.db import database
-from repo.models import Conversation
+from repo.messages import message_query, send_message
+from repo.models import Conversation, Message
 from repo.prepared import PreparedSelect
 from tests.factories import make_admin, make_user
 
@@ -35,3 +36,28 @@ def test_every_id_must_be_a_parameter_of_the_query() -> None:
     ignores_its_id = PreparedSelect(lambda _: conversation_query())
     with database.connection_context(), pytest.raises(ValueError, match="every id"):
         ignores_its_id.first(uuid4())
+
+
+def test_prepared_rows_match_peewee_at_every_limit() -> None:
+    make_admin()
+    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    for i in range(4):
+        send_message(conversation, f"m{i}", sender_id=None)
+    newest = PreparedSelect(
+        lambda c: (
+            message_query()
+            .where(Message.conversation == c)
+            .order_by(Message.created_at.desc(), Message.id.desc())
+        )
+    )
+
+    with database.connection_context():
+        for limit in (1, 3, 10):
+            expected = list(
+                message_query()
+                .where(Message.conversation == conversation)
+                .order_by(Message.created_at.desc(), Message.id.desc())
+                .limit(limit)
+                .tuples()
+            )
+            assert newest.rows(conversation, limit=limit) == expected
