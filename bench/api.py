@@ -41,6 +41,7 @@ import psycopg2
 from bench import postgraphile
 from bench.common import (
     ROOT,
+    Server,
     bench_database,
     machine,
     median,
@@ -192,29 +193,17 @@ def _copy_value(value: object) -> str:
 # --- the contenders ------------------------------------------------------------------------
 
 
-@dataclass
-class Contender:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 @contextmanager
 def serving(
     name: str, command: list[str], env: dict[str, str], port: int, tmp: Path
-) -> Iterator[Contender]:
+) -> Iterator[Server]:
     log = tmp / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         probe = "/live" if name == "helpline" else "/graphql"
         wait_until_serving(f"http://127.0.0.1:{port}{probe}", process, log)
-        yield Contender(name, port, process, log)
+        yield Server(name, port, process, log)
     finally:
         stop(process)
 
@@ -496,7 +485,7 @@ def run(args: argparse.Namespace) -> str:
                 peer = stack.enter_context(
                     postgraphile.serving(url, ports["postgraphile"], tmp, pool_size=POOL_SIZE)
                 )
-                servers["postgraphile"] = peer  # type: ignore[assignment]
+                servers["postgraphile"] = peer
             check_answers(servers, data)
             for round_ in range(args.rounds):
                 turn = round_ % len(contenders)
@@ -530,7 +519,7 @@ def run(args: argparse.Namespace) -> str:
 
 def measure(
     name: str,
-    servers: dict[str, Contender],
+    servers: dict[str, Server],
     workload: Workload,
     files: dict[tuple[str, str], Path],
     url: str,
@@ -556,7 +545,7 @@ def measure(
     return result
 
 
-def check_answers(servers: dict[str, Contender], data: Dataset) -> None:
+def check_answers(servers: dict[str, Server], data: Dataset) -> None:
     """Both contenders give the same answer to the same request before any is timed."""
     customer, conversation = data.hot[0]
     for workload, value in ((WORKLOADS[0], customer), (WORKLOADS[2], conversation)):

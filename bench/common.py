@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,6 +54,20 @@ def machine() -> str:
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"PostgreSQL {version.split()[0]} on loopback"
     )
+
+
+@dataclass
+class Server:
+    """A server process a benchmark started, on a loopback port."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

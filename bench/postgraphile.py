@@ -32,14 +32,13 @@ import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2 as httpx
 import psycopg2
 from psycopg2 import sql
 
-from bench.common import ROOT, stop, wait_until_serving
+from bench.common import ROOT, Server, stop, wait_until_serving
 from repo.config import DEFAULT_WELCOME_MESSAGE
 
 PACKAGE = ROOT / "bench" / "postgraphile"
@@ -107,20 +106,6 @@ BEGIN
 END;
 $$
 """
-
-
-@dataclass
-class Server:
-    """A running PostGraphile, shaped like `bench.api`'s contenders."""
-
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 def install() -> None:
