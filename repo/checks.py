@@ -61,8 +61,9 @@ def _first(query: Any) -> list[Any]:
 
 
 def _orphaned_conversations() -> Check:
-    sample = [o.id for o in find_orphaned_conversations(first=SAMPLE_SIZE)]
     count = count_orphaned_conversations()
+    # A sample only when there is something to show: each is another scan of the table.
+    sample = [o.id for o in find_orphaned_conversations(first=SAMPLE_SIZE)] if count else []
     return _counted(
         "orphaned_conversations",
         count,
@@ -78,10 +79,11 @@ def _users_without_profile(*, strict: bool) -> Check:
         .join(Profile, JOIN.LEFT_OUTER, on=(Profile.id == User.id))
         .where(Profile.id.is_null())
     )
-    sample = _first(query.order_by(User.created_at))
+    count = query.count()
+    sample = _first(query.order_by(User.created_at)) if count else []
     return _counted(
         "users_without_profile",
-        query.count(),
+        count,
         sample,
         what="user(s) without a profile (healed on first contact)",
         bad=VIOLATION if strict else WARNING,
@@ -95,10 +97,11 @@ def _conversations_with_non_admin_admin() -> Check:
         .join(admin, JOIN.LEFT_OUTER, on=(admin.id == Conversation.admin))
         .where(admin.id.is_null() | ~admin.is_admin)
     )
-    sample = _first(query.order_by(Conversation.created_at))
+    count = query.count()
+    sample = _first(query.order_by(Conversation.created_at)) if count else []
     return _counted(
         "conversations_with_non_admin_admin",
-        query.count(),
+        count,
         sample,
         what="conversation(s) whose admin_id is not an admin",
         bad=VIOLATION,
@@ -111,10 +114,11 @@ def _customers_with_several_conversations() -> Check:
         .group_by(Conversation.customer)
         .having(fn.COUNT(Conversation.id) > 1)
     )
-    sample = _first(query)
+    count = query.count()
+    sample = _first(query) if count else []
     return _counted(
         "customers_with_several_conversations",
-        query.count(),
+        count,
         sample,
         what="customer(s) with more than one admin conversation",
         bad=VIOLATION,
