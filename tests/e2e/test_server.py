@@ -90,24 +90,40 @@ def test_a_request_stuck_on_a_lock_does_not_stall_other_requests(server: str, db
         assert stuck.result(timeout=20)["data"]["adminConversation"]["created"] is True
 
 
-def test_a_second_process_may_not_serve_the_same_sqlite_file(server: Server, db: Settings) -> None:
-    if not db.is_sqlite:
-        pytest.skip("PostgreSQL: any number of processes (tested with subscriptions)")
-    second = subprocess.run(  # plain uvicorn, which knows nothing of WEB_CONCURRENCY
-        [
-            str(Path(sys.executable).parent / "uvicorn"),
-            "--factory",
-            "gql.app:create_app",
-            "--port",
-            str(free_port()),
-        ],
-        env={**os.environ, "DATABASE_URL": db.database_url, "JWT_SECRET": TEST_JWT_SECRET},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert second.returncode != 0
-    assert "another process already serves" in second.stderr
+def test_a_second_process_serves_postgresql_but_is_refused_a_sqlite_file(
+    server: Server, db: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "second.log"
+    with log.open("wb") as out:
+        second = subprocess.Popen(  # plain uvicorn, which knows nothing of WEB_CONCURRENCY
+            [
+                str(Path(sys.executable).parent / "uvicorn"),
+                "--factory",
+                "gql.app:create_app",
+                "--port",
+                str(port),
+            ],
+            env={**os.environ, "DATABASE_URL": db.database_url, "JWT_SECRET": TEST_JWT_SECRET},
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        serving = False
+        while second.poll() is None and not serving:
+            assert time.monotonic() < deadline, "the second process neither served nor stopped"
+            try:
+                serving = httpx.get(f"http://127.0.0.1:{port}/live", timeout=1).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.1)
+    finally:
+        second.terminate()
+        second.wait(timeout=20)
+    if db.is_sqlite:  # live messages fan out in process: one process per file
+        assert not serving and second.returncode != 0
+        assert "another process already serves" in log.read_text()
+    else:  # stateless over PostgreSQL: any number of processes side by side
+        assert serving
     assert httpx.get(f"{server.base}/live", timeout=5).status_code == 200  # the first serves on
