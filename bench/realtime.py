@@ -48,7 +48,7 @@ import psycopg2
 import psycopg2.extensions
 from websockets.asyncio.client import connect
 
-from bench.common import ROOT, bench_database, percentile, write_section
+from bench.common import ROOT, bench_database, percentile, stop, wait_until_serving, write_section
 from gql.tokens import mint
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
@@ -168,15 +168,8 @@ def start_server(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/live", timeout=1)
-            return process
-        except httpx.TransportError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}") from None
-            time.sleep(0.2)
+    wait_until_serving(f"http://127.0.0.1:{port}/live", process, log)
+    return process
 
 
 async def sockets_per_worker(http: httpx.AsyncClient, port: int) -> dict[int, int]:
@@ -380,8 +373,7 @@ def main() -> int:
                     )
                 )
             finally:
-                server.terminate()
-                server.wait(timeout=30)
+                stop(server)
     expected = args.messages * (args.subscribers // args.conversations)
     section = report(args, base, ours, expected)
     print(section)
