@@ -25,7 +25,7 @@ from tests.e2e.test_subscriptions import (
     send_over_http,
     terminate_listener,
 )
-from tests.e2e.wsclient import Subscription
+from tests.e2e.wsclient import Subscription, until_flowing
 from tests.factories import make_admin, make_user
 
 INBOX = """query ($first: Int!, $after: String) { inbox(first: $first, after: $after) {
@@ -164,19 +164,12 @@ async def subscribe_inbox(url: str, token: str, query: str = INBOX_UPDATES) -> S
     await sub.socket.send(
         json.dumps({"id": "inbox", "type": "subscribe", "payload": {"query": query}})
     )
-    deadline = time.monotonic() + 10
-    while True:
-        await send_over_http(url, probe_token, probed, "probe")
-        try:
-            await sub.receive(timeout=0.3)
-            break
-        except TimeoutError:
-            assert time.monotonic() < deadline, "the inbox subscription never went live"
-    while True:
-        try:
-            await sub.receive(timeout=0.5)
-        except TimeoutError:
-            return sub
+    await until_flowing(
+        sub,
+        lambda: send_over_http(url, probe_token, probed, "probe"),
+        is_probe=lambda frame: frame["type"] == "next",
+    )
+    return sub
 
 
 def test_a_new_conversation_reaches_the_inbox_with_its_welcome_message(server: Server) -> None:

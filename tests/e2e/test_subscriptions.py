@@ -31,7 +31,7 @@ from repo.messages import send_message
 from repo.models import Profile
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import Server, free_port, running_server, service_token, user_token
-from tests.e2e.wsclient import GUARD_S, Subscription, close_code
+from tests.e2e.wsclient import GUARD_S, Subscription, close_code, until_flowing
 from tests.factories import make_admin, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -60,20 +60,14 @@ async def send_over_http(url: str, token: str, conversation: str, text: str) -> 
 
 
 async def until_live(sub: Subscription, url: str, token: str, conversation: str) -> None:
-    """Send probes until one arrives (the subscription is registered), then drain stragglers."""
-    deadline = time.monotonic() + 10
-    while True:
-        await send_over_http(url, token, conversation, "probe")
-        try:
-            await sub.next_message(timeout=0.3)
-            break
-        except TimeoutError:
-            assert time.monotonic() < deadline, "the subscription never went live"
-    while True:
-        try:
-            assert (await sub.next_message(timeout=0.5))["content"] == "probe"
-        except TimeoutError:
-            return
+    """Return once the messageAdded subscription hears probes sent to the conversation."""
+
+    def is_probe(frame: dict[str, Any]) -> bool:
+        return bool(frame["payload"]["data"]["messageAdded"]["content"] == "probe")
+
+    await until_flowing(
+        sub, lambda: send_over_http(url, token, conversation, "probe"), is_probe=is_probe
+    )
 
 
 def open_conversation(url: str, token: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -78,3 +80,25 @@ async def close_code(url: str, payload: dict[str, Any]) -> int | None:
         except Exception:
             pass
         return socket.close_code
+
+
+async def until_flowing(
+    sub: Subscription,
+    probe: Callable[[], Awaitable[None]],
+    *,
+    is_probe: Callable[[dict[str, Any]], bool],
+) -> None:
+    """Send probes until one comes back (a subscription has no ack), then drain stragglers."""
+    deadline = time.monotonic() + GUARD_S
+    while True:
+        await probe()
+        try:
+            assert is_probe(await sub.receive(timeout=0.3))
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline, "the subscription never went live"
+    while True:
+        try:
+            assert is_probe(await sub.receive(timeout=0.5))
+        except TimeoutError:
+            return
