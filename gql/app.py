@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gql.auth import Authenticator
+from gql.fastfront import FastFront
 from gql.fastpath import FastPaths
 from gql.limits import BodySizeLimit
 from gql.metrics import exposition, forget_this_process, refresh_orphan_gauge
@@ -127,23 +128,20 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         return Response(body, media_type=media_type)
 
     schema = build_schema(settings)
+    authenticator = Authenticator(settings, admin_lookup=is_admin)
+    fast_paths = FastPaths(
+        schema._schema,
+        FAST_ROOTS,
+        rules=validation_rules(settings),
+        max_tokens=settings.max_tokens,
+    )
     view = HelplineGraphQL(
         schema,
-        authenticator=Authenticator(settings, admin_lookup=is_admin),
+        authenticator=authenticator,
         hub=hub,
         presence=presence,
         max_sockets=settings.ws_max_connections,
         send_timeout_s=settings.ws_send_timeout_s,
-        fast_paths=(
-            FastPaths(
-                schema._schema,
-                FAST_ROOTS,
-                rules=validation_rules(settings),
-                max_tokens=settings.max_tokens,
-            )
-            if fast_path
-            else None
-        ),
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",
@@ -162,6 +160,20 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
             ),
         ],
         middleware=[
+            # First, so a hot request skips the rest of the stack (gql/fastfront.py says why).
+            *(
+                [
+                    Middleware(
+                        FastFront,
+                        fast_paths=fast_paths,
+                        authenticator=authenticator,
+                        max_body_bytes=settings.max_body_bytes,
+                        cors=bool(settings.cors_origins),
+                    )
+                ]
+                if fast_path
+                else []
+            ),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
             # Without CORS_ORIGINS no browser origin is allowed, so there is nothing for the
             # middleware to add; it would only wrap every response (a hot-path cost).
@@ -184,4 +196,5 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     )
     # for diagnostics and tests
     app.state.hub, app.state.view, app.state.presence = hub, view, presence
+    app.state.fast_paths = fast_paths
     return app

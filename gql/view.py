@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any, Literal
@@ -22,9 +21,8 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gql.auth import ANON, AuthenticationFailed, Authenticator, Caller
+from gql.auth import AuthenticationFailed, Authenticator, Caller
 from gql.errors import UNAUTHENTICATED, add_codes
-from gql.fastpath import Fallback, FastPaths
 from gql.logs import log_request
 from gql.metrics import WEBSOCKET_CONNECTIONS, operation_label, record_operation
 from gql.playground import localize
@@ -32,7 +30,6 @@ from gql.realtime import Hub, Presence
 from gql.websocket import HelplineTransportWSHandler
 
 REQUEST_ID_HEADER = "X-Request-ID"
-MAX_FAST_BODY_BYTES = 8192  # larger bodies skip the fast path's JSON parse
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _WWW_AUTHENTICATE = 'Bearer realm="helpline"'
@@ -77,7 +74,6 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         presence: Presence,
         max_sockets: int,
         send_timeout_s: float,
-        fast_paths: FastPaths | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
@@ -86,7 +82,6 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self.presence = presence
         self.max_sockets = max_sockets
         self.send_timeout_s = send_timeout_s
-        self.fast_paths = fast_paths
         self.sockets = 0
         self._page: str | None = None
 
@@ -98,10 +93,6 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope, receive)
-        fast = await self._fast(request) if request.method == "POST" else None
-        if fast is not None:
-            await fast(scope, receive, send)
-            return
         started = time.perf_counter()
         try:
             response = await self.run(request)
@@ -120,72 +111,6 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
                     codes=[_HTTP_CODES.get(status, "BAD_REQUEST")],
                 )
         await response(scope, receive, send)
-
-    async def _fast(self, request: Request) -> Response | None:
-        """The fast path's response (gql/fastpath.py), or None for the generic path."""
-        if self.fast_paths is None:
-            return None
-        if not request.headers.get("content-type", "").startswith("application/json"):
-            return None
-        declared = request.headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > MAX_FAST_BODY_BYTES:
-            return None  # hot requests are small; anything else is parsed once, by the executor
-        try:
-            data = json.loads(await request.body())  # Starlette keeps it for the generic path
-        except (RecursionError, UnicodeDecodeError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("extensions") is not None:
-            return None
-        query, operation_name = data.get("query"), data.get("operationName")
-        variables = data.get("variables")
-        if not self.fast_paths.may_plan(query, operation_name) or not (
-            variables is None or isinstance(variables, dict)
-        ):
-            return None
-        started = time.perf_counter()
-        authorization = request.headers.get("authorization")
-        try:
-            result = await run_in_threadpool(
-                self._run_plan, str(query), operation_name, authorization, variables
-            )
-        except Fallback:
-            return None
-        self.fast_paths.answered += 1
-        request_id = client_request_id(request)
-        media_type = GRAPHQL_RESPONSE_JSON if accepts_graphql_response(request) else None
-        response = Response(
-            self.encode_json({"data": result}),
-            media_type=media_type or "application/json",
-            headers={REQUEST_ID_HEADER: request_id},
-        )
-        seconds = time.perf_counter() - started
-        operation = operation_label(str(query), operation_name, admit=True)
-        record_operation(operation, seconds, [])
-        log_request(
-            request_id=request_id, operation=operation, seconds=seconds, status=200, codes=[]
-        )
-        return response
-
-    def _run_plan(
-        self,
-        query: str,
-        operation_name: str | None,
-        authorization: str | None,
-        variables: dict[str, Any] | None,
-    ) -> dict[str, Any]:
-        """Runs in a worker thread, as the generic path does; documents compile only here,
-        for an authenticated caller, never on the event loop."""
-        try:
-            caller = self.authenticator.authenticate(authorization)
-        except AuthenticationFailed:
-            raise Fallback from None  # the generic path answers 401 with its reason
-        if caller.role == ANON:
-            raise Fallback
-        assert self.fast_paths is not None
-        plan = self.fast_paths.plan_for(query, operation_name)
-        if plan is None:
-            raise Fallback
-        return plan.run(caller, variables)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one socket, refusing it when this process already holds max_sockets."""
@@ -347,19 +272,28 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
 
 
 def client_request_id(request: Any) -> str:
-    """The client's X-Request-ID when it is sane (set once per request), else a new one."""
+    """The request's id (see ``request_id_from``), settled once per request."""
     scope = getattr(request, "scope", {})
     if cached := scope.get("helpline.request_id"):
         return str(cached)
     header = request.headers.get(REQUEST_ID_HEADER) if hasattr(request, "headers") else None
-    request_id = header if header and _CLIENT_REQUEST_ID.fullmatch(header) else uuid4().hex
+    request_id = request_id_from(header)
     scope["helpline.request_id"] = request_id
     return request_id
 
 
+def request_id_from(header: str | None) -> str:
+    """The client's X-Request-ID when it is sane, else a new one."""
+    return header if header and _CLIENT_REQUEST_ID.fullmatch(header) else uuid4().hex
+
+
 def accepts_graphql_response(request: Request) -> bool:
-    """Whether the client's Accept header lists the GraphQL-over-HTTP media type (q above 0)."""
-    for item in request.headers.get("accept", "").split(","):
+    return wants_graphql_response(request.headers.get("accept", ""))
+
+
+def wants_graphql_response(accept: str) -> bool:
+    """Whether an Accept header lists the GraphQL-over-HTTP media type (q above 0)."""
+    for item in accept.split(","):
         media_type, *params = (part.strip().lower() for part in item.split(";"))
         if media_type == GRAPHQL_RESPONSE_JSON:
             weights = [p.removeprefix("q=") for p in params if p.startswith("q=")]

@@ -5,6 +5,7 @@ Every case runs against two apps on the same database: one with the fast path, o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ def pair(db: Settings) -> Iterator[Pair]:
 
 
 def answered(client: TestClient) -> int:
-    return int(client.app.state.view.fast_paths.answered)  # type: ignore[attr-defined]
+    return int(client.app.state.fast_paths.answered)  # type: ignore[attr-defined]
 
 
 def same(fast: Any, generic: Any) -> dict[str, Any]:
@@ -256,15 +257,89 @@ def test_a_long_operation_name_is_never_planned_or_remembered(pair: Pair) -> Non
 
     same(*pair.both(query, user_token(customer), {"c": str(customer)}, operationName=name))
 
-    plans = pair.fast.app.state.view.fast_paths.plans  # type: ignore[attr-defined]
+    plans = pair.fast.app.state.fast_paths.plans  # type: ignore[attr-defined]
     assert all(len(key[1] or "") <= 64 for key in plans)
 
 
 def test_an_anonymous_caller_compiles_nothing(pair: Pair) -> None:
-    plans = pair.fast.app.state.view.fast_paths.plans  # type: ignore[attr-defined]
+    plans = pair.fast.app.state.fast_paths.plans  # type: ignore[attr-defined]
     before = len(plans)
 
     body = same(*pair.both("{ adminConversation { id __typename } }", None))
 
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert len(plans) == before  # documents compile only for authenticated callers
+
+
+def test_the_fast_path_keeps_the_request_id_and_the_media_type_the_client_asked_for(
+    pair: Pair,
+) -> None:
+    customer = make_user()
+    make_admin()
+    get_or_create_admin_conversation(customer)
+    headers = {
+        "authorization": f"Bearer {user_token(customer)}",
+        "x-request-id": "widget-42",
+        "accept": "application/graphql-response+json",
+    }
+    before = answered(pair.fast)
+
+    fast, generic = (
+        client.post("/graphql", json={"query": OWN_READ}, headers=headers)
+        for client in (pair.fast, pair.generic)
+    )
+
+    assert answered(pair.fast) == before + 1
+    assert fast.headers["x-request-id"] == generic.headers["x-request-id"] == "widget-42"
+    assert fast.headers["content-type"] == generic.headers["content-type"]
+    assert fast.headers["content-type"] == "application/graphql-response+json"
+    assert int(fast.headers["content-length"]) == len(fast.content)
+    assert fast.json() == generic.json()
+
+
+def test_a_body_too_large_for_the_fast_path_is_answered_by_the_executor(pair: Pair) -> None:
+    customer = make_user()
+    make_admin()
+    get_or_create_admin_conversation(customer)
+    padded = json.dumps({"query": OWN_READ + " " * 9000}).encode()  # over the fast path's 8 KB
+    headers = {
+        "authorization": f"Bearer {user_token(customer)}",
+        "content-type": "application/json",
+    }
+    before = answered(pair.fast)
+
+    fast = pair.fast.post("/graphql", content=padded, headers=headers)
+    generic = pair.generic.post("/graphql", content=padded, headers=headers)
+
+    assert answered(pair.fast) == before  # replayed to the executor, body intact
+    assert same(fast, generic)["data"]["adminConversation"]["id"]
+
+
+def test_a_malformed_body_reaches_the_executor_intact_and_is_refused_alike(pair: Pair) -> None:
+    headers = {"content-type": "application/json"}
+
+    fast = pair.fast.post("/graphql", content=b'{"query": ', headers=headers)
+    generic = pair.generic.post("/graphql", content=b'{"query": ', headers=headers)
+
+    assert fast.status_code == generic.status_code == 400
+    assert same(fast, generic)["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_a_cross_origin_hot_request_gets_its_cors_headers(db: Settings) -> None:
+    settings = dataclasses.replace(db, cors_origins=("https://widget.example",))
+    customer = make_user()
+    make_admin()
+    get_or_create_admin_conversation(customer)
+    with TestClient(create_app(settings)) as client:
+        response = client.post(
+            "/graphql",
+            json={"query": OWN_READ},
+            headers={
+                "authorization": f"Bearer {user_token(customer)}",
+                "origin": "https://widget.example",
+            },
+        )
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://widget.example"
+    assert response.json()["data"]["adminConversation"]["id"]

@@ -1,0 +1,184 @@
+"""The fast path's HTTP side: hot documents answered in front of Starlette's stack.
+
+A hot request (a small JSON POST to /graphql) costs one indexed read in the database, but on
+its way through Starlette it also paid for the routing, the error and exception middleware,
+the body-size middleware and Starlette's Request and Response objects: together about a third
+of the server's CPU per request (BENCHMARKS.md). So this middleware, the first of the app's,
+reads the small body itself, runs the document's plan (gql/fastpath.py) in a worker thread and
+answers with two ASGI messages. Whatever it cannot answer goes on to the app unchanged, with
+the body it read replayed, so the generic path sees the request exactly as the client sent it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gql.auth import ANON, AuthenticationFailed, Authenticator
+from gql.fastpath import Fallback, FastPaths
+from gql.logs import log_request
+from gql.metrics import operation_label, record_operation
+from gql.view import GRAPHQL_RESPONSE_JSON, request_id_from, wants_graphql_response
+
+MAX_FAST_BODY_BYTES = 8192  # hot requests are small; larger ones are parsed once, by the executor
+_WANTED = (b"content-type", b"content-length", b"authorization", b"accept", b"x-request-id")
+
+
+class FastFront:
+    """Answer the hot documents POSTed to ``path``; pass everything else to ``app``.
+
+    With ``cors`` set, a browser's cross-origin request (an ``Origin`` header) goes through
+    the app's CORS middleware instead: only that middleware knows which headers to add.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        fast_paths: FastPaths,
+        authenticator: Authenticator,
+        max_body_bytes: int,
+        cors: bool,
+        path: str = "/graphql",
+    ) -> None:
+        self.app = app
+        self.fast_paths = fast_paths
+        self.authenticator = authenticator
+        self.max_body_bytes = min(max_body_bytes, MAX_FAST_BODY_BYTES)
+        self.cors = cors
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        headers = _first_headers(scope["headers"])
+        declared = headers.get(b"content-length", b"")
+        if (
+            not headers.get(b"content-type", b"").startswith(b"application/json")
+            or not declared.isdigit()
+            or int(declared) > self.max_body_bytes
+            or (self.cors and any(name == b"origin" for name, _ in scope["headers"]))
+        ):
+            await self.app(scope, receive, send)
+            return
+        body, complete, disconnected = await _read_body(receive, self.max_body_bytes)
+        if disconnected:
+            return  # the client is gone: nobody to answer
+        answer = await self._answer(headers, body) if complete else None
+        if answer is None:
+            await self.app(scope, _replay(body, complete, receive), send)
+            return
+        status_line, payload = answer
+        await send(status_line)
+        await send(payload)
+
+    async def _answer(
+        self, headers: dict[bytes, bytes], body: bytes
+    ) -> tuple[Message, Message] | None:
+        """The response's two ASGI messages, or None when the generic path should answer."""
+        try:
+            data = json.loads(body)
+        except (RecursionError, UnicodeDecodeError, ValueError):
+            return None  # the generic path answers 400 with its reason
+        if not isinstance(data, dict) or data.get("extensions") is not None:
+            return None
+        query, operation_name = data.get("query"), data.get("operationName")
+        variables = data.get("variables")
+        if not self.fast_paths.may_plan(query, operation_name) or not (
+            variables is None or isinstance(variables, dict)
+        ):
+            return None
+        started = time.perf_counter()
+        authorization = _text(headers.get(b"authorization"))
+        try:
+            result = await run_in_threadpool(
+                self._run_plan, str(query), operation_name, authorization, variables
+            )
+        except Fallback:
+            return None
+        self.fast_paths.answered += 1
+        request_id = request_id_from(_text(headers.get(b"x-request-id")))
+        graphql_response = wants_graphql_response(_text(headers.get(b"accept")) or "")
+        content = json.dumps({"data": result}, separators=(",", ":")).encode()
+        seconds = time.perf_counter() - started
+        operation = operation_label(str(query), operation_name, admit=True)
+        record_operation(operation, seconds, [])
+        log_request(
+            request_id=request_id, operation=operation, seconds=seconds, status=200, codes=[]
+        )
+        media_type = GRAPHQL_RESPONSE_JSON if graphql_response else "application/json"
+        start: Message = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-length", str(len(content)).encode()),
+                (b"content-type", media_type.encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+        return start, {"type": "http.response.body", "body": content}
+
+    def _run_plan(
+        self,
+        query: str,
+        operation_name: str | None,
+        authorization: str | None,
+        variables: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Runs in a worker thread, as the generic path does; documents compile only here,
+        for an authenticated caller, never on the event loop."""
+        try:
+            caller = self.authenticator.authenticate(authorization)
+        except AuthenticationFailed:
+            raise Fallback from None  # the generic path answers 401 with its reason
+        if caller.role == ANON:
+            raise Fallback
+        plan = self.fast_paths.plan_for(query, operation_name)
+        if plan is None:
+            raise Fallback
+        return plan.run(caller, variables)
+
+
+def _first_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The first value of each header the fast path reads, as Starlette's ``Headers.get``."""
+    found: dict[bytes, bytes] = {}
+    for name, value in raw:
+        if name in _WANTED and name not in found:
+            found[name] = value
+    return found
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")  # as Starlette decodes headers
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:
+    """(body read so far, whether it is complete, whether the client disconnected)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", False, True
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True, False
+        if size > limit:  # more than declared: let the app's body-size limit judge it
+            return b"".join(chunks), False, False
+
+
+def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """A receive that first gives back what the fast path read, then the client's own."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": not complete}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
