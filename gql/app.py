@@ -24,6 +24,7 @@ from gql.auth import Authenticator
 from gql.fastfront import FastFront
 from gql.fastpath import FastPaths
 from gql.limits import BodySizeLimit
+from gql.logs import RequestLog
 from gql.metrics import exposition, forget_this_process, refresh_orphan_gauge
 from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
 from gql.realtime import Hub, LocalListener, PostgresListener, Presence
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         rules=validation_rules(settings),
         max_tokens=settings.max_tokens,
     )
+    request_log = RequestLog(successes=settings.access_log == "all")
     view = HelplineGraphQL(
         schema,
         authenticator=authenticator,
@@ -142,6 +144,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         presence=presence,
         max_sockets=settings.ws_max_connections,
         send_timeout_s=settings.ws_send_timeout_s,
+        request_log=request_log,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",
@@ -169,6 +172,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
                         authenticator=authenticator,
                         max_body_bytes=settings.max_body_bytes,
                         cors=bool(settings.cors_origins),
+                        request_log=request_log,
                     )
                 ]
                 if fast_path

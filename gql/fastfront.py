@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql.auth import ANON, AuthenticationFailed, Authenticator
 from gql.fastpath import Fallback, FastPaths
-from gql.logs import log_request
+from gql.logs import RequestLog
 from gql.metrics import operation_label, record_operation
 from gql.view import GRAPHQL_RESPONSE_JSON, request_id_from, wants_graphql_response
 
@@ -43,6 +43,7 @@ class FastFront:
         authenticator: Authenticator,
         max_body_bytes: int,
         cors: bool,
+        request_log: RequestLog,
         path: str = "/graphql",
     ) -> None:
         self.app = app
@@ -50,6 +51,7 @@ class FastFront:
         self.authenticator = authenticator
         self.max_body_bytes = min(max_body_bytes, MAX_FAST_BODY_BYTES)
         self.cors = cors
+        self.request_log = request_log
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,7 +110,7 @@ class FastFront:
         seconds = time.perf_counter() - started
         operation = operation_label(str(query), operation_name, admit=True)
         record_operation(operation, seconds, [])
-        log_request(
+        self.request_log(
             request_id=request_id, operation=operation, seconds=seconds, status=200, codes=[]
         )
         media_type = GRAPHQL_RESPONSE_JSON if graphql_response else "application/json"

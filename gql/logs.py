@@ -34,16 +34,26 @@ LOG_CONFIG: dict[str, Any] = {
 }
 
 
-def log_request(
-    *, request_id: str, operation: str, seconds: float, status: int, codes: list[str]
-) -> None:
-    access_log.info(
-        "graphql request",
-        extra={
-            "request_id": request_id,
-            "operation": operation,
-            "duration_ms": round(seconds * 1000, 2),
-            "status": status,
-            "error_codes": codes,
-        },
-    )
+class RequestLog:
+    """One line per GraphQL request, or, with ``successes=False`` (ACCESS_LOG=errors), one per
+    request that failed: a JSON line costs about 15 % of a hot request's CPU (BENCHMARKS.md),
+    which a deployment whose load balancer already logs every request need not pay."""
+
+    def __init__(self, *, successes: bool = True) -> None:
+        self.successes = successes
+
+    def __call__(
+        self, *, request_id: str, operation: str, seconds: float, status: int, codes: list[str]
+    ) -> None:
+        if status == 200 and not codes and not self.successes:
+            return
+        access_log.info(
+            "graphql request",
+            extra={
+                "request_id": request_id,
+                "operation": operation,
+                "duration_ms": round(seconds * 1000, 2),
+                "status": status,
+                "error_codes": codes,
+            },
+        )

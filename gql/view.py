@@ -23,7 +23,7 @@ from strawberry.types.graphql import OperationType
 
 from gql.auth import AuthenticationFailed, Authenticator, Caller
 from gql.errors import UNAUTHENTICATED, add_codes
-from gql.logs import log_request
+from gql.logs import RequestLog
 from gql.metrics import WEBSOCKET_CONNECTIONS, operation_label, record_operation
 from gql.playground import localize
 from gql.realtime import Hub, Presence
@@ -74,6 +74,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         presence: Presence,
         max_sockets: int,
         send_timeout_s: float,
+        request_log: RequestLog,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
@@ -82,6 +83,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self.presence = presence
         self.max_sockets = max_sockets
         self.send_timeout_s = send_timeout_s
+        self.request_log = request_log
         self.sockets = 0
         self._page: str | None = None
 
@@ -103,7 +105,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
                 response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
             request_id = response.headers.setdefault(REQUEST_ID_HEADER, client_request_id(request))
             if not scope.get("helpline.logged"):  # refused before execute_single logged it
-                log_request(
+                self.request_log(
                     request_id=request_id,
                     operation="refused",
                     seconds=time.perf_counter() - started,
@@ -194,7 +196,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             )
             record_operation(operation, seconds, codes)
             request.scope["helpline.logged"] = True
-            log_request(
+            self.request_log(
                 request_id=context["request_id"],
                 operation=operation,
                 seconds=seconds,

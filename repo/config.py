@@ -14,6 +14,7 @@ SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 MAX_WELCOME_MESSAGE_LENGTH = 4000
 APP_ENVS = ("development", "production")
+ACCESS_LOGS = ("all", "errors")
 MIN_JWT_SECRET_LENGTH = 32
 
 
@@ -47,6 +48,7 @@ class Settings:
     ws_queue_size: int = 256
     ws_send_timeout_s: float = 10.0
     presence_heartbeat_s: float = 15.0
+    access_log: str = "all"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +92,7 @@ class Settings:
             presence_heartbeat_s=_float(
                 env, "PRESENCE_HEARTBEAT_SECONDS", defaults.presence_heartbeat_s
             ),
+            access_log=env.get("ACCESS_LOG") or defaults.access_log,
         )
         settings.validate()
         return settings
@@ -113,10 +116,8 @@ class Settings:
             raise ConfigError(
                 f"WELCOME_MESSAGE: at most {MAX_WELCOME_MESSAGE_LENGTH} characters (a message)"
             )
-        if self.app_env not in APP_ENVS:
-            raise ConfigError(
-                f"APP_ENV: expected one of {', '.join(APP_ENVS)}, got {self.app_env!r}"
-            )
+        _one_of("ACCESS_LOG", self.access_log, ACCESS_LOGS)
+        _one_of("APP_ENV", self.app_env, APP_ENVS)
         if self.jwt_secret is not None and len(self.jwt_secret) < MIN_JWT_SECRET_LENGTH:
             raise ConfigError(
                 f"JWT_SECRET: must be at least {MIN_JWT_SECRET_LENGTH} characters for HS256"
@@ -177,6 +178,11 @@ class Settings:
                     f"{name}: unsupported scheme {scheme!r} "
                     "(use postgresql://user@host:port/dbname)"
                 )
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -226,3 +227,29 @@ def test_ready_answers_503_in_time_when_the_database_goes_silent(postgres_url: s
         assert http.get("/ready").status_code == 503
         assert time.monotonic() - started < 30  # a guard against hanging, not a speed test
         proxy.restore()
+
+
+@pytest.mark.parametrize(("access_log", "logged"), [("all", 3), ("errors", 1)])
+def test_access_log_errors_keeps_only_the_lines_of_failed_requests(
+    db: Settings, caplog: pytest.LogCaptureFixture, access_log: str, logged: int
+) -> None:
+    customer = make_user()
+    make_admin()
+    token = {"authorization": f"Bearer {user_token(customer)}"}
+    with TestClient(create_app(dataclasses.replace(db, access_log=access_log))) as client:
+        caplog.set_level("INFO", logger="helpline.access")
+        fast = client.post(
+            "/graphql", json={"query": "mutation { adminConversation { created } }"}, headers=token
+        )
+        generic = client.post(
+            "/graphql",
+            json={"query": "{ adminConversation { ...C } } fragment C on Conversation { id }"},
+            headers=token,
+        )
+        failed = client.post("/graphql", json={"query": "{ nope }"}, headers=token)
+
+    assert fast.json()["data"]["adminConversation"]["created"] is True
+    assert "errors" not in generic.json() and "errors" in failed.json()
+    lines = [r for r in caplog.records if r.name == "helpline.access"]
+    assert len(lines) == logged
+    assert lines[-1].error_codes == ["GRAPHQL_VALIDATION_FAILED"]  # type: ignore[attr-defined]

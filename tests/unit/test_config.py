@@ -25,6 +25,7 @@ def test_defaults_to_the_embedded_sqlite_database() -> None:
         ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE: must be at least 1"),
         ({"DB_POOL_TIMEOUT": "-1"}, "DB_POOL_TIMEOUT: must be positive"),
         ({"WELCOME_MESSAGE": "  "}, "WELCOME_MESSAGE: must not be empty"),
+        ({"ACCESS_LOG": "some"}, "ACCESS_LOG: expected one of all, errors, got 'some'"),
     ],
 )
 def test_a_bad_setting_is_refused_in_words(env: dict[str, str], message: str) -> None:
