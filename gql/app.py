@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from gql.auth import Authenticator
 from gql.fastfront import FastFront
 from gql.fastpath import FastPaths
-from gql.limits import BodySizeLimit
+from gql.limits import BodySizeLimit, ConcurrencyLimit
 from gql.logs import RequestLog
 from gql.metrics import exposition, forget_this_process, refresh_orphan_gauge
 from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
@@ -163,7 +163,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
             ),
         ],
         middleware=[
-            # First, so a hot request skips the rest of the stack (gql/fastfront.py says why).
+            Middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests),
+            # Next, so a hot request skips the rest of the stack (gql/fastfront.py says why).
             *(
                 [
                     Middleware(

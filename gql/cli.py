@@ -262,6 +262,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=True,
         ws_max_size=1024 * 1024,  # like MAX_BODY_BYTES over HTTP
+        # The app sheds HTTP load itself (MAX_CONCURRENT_REQUESTS, a GraphQL error body);
+        # uvicorn's plain-text 503 is the backstop for connections beyond that and the sockets.
+        limit_concurrency=2 * settings.max_concurrent_requests + settings.ws_max_connections,
+        # SIGTERM: stop accepting, let requests in flight finish for this long, then close.
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     if made_dir:
         shutil.rmtree(made_dir, ignore_errors=True)

@@ -29,6 +29,8 @@ log = logging.getLogger("helpline.errors")
 BAD_USER_INPUT = "BAD_USER_INPUT"
 UNAUTHENTICATED = "UNAUTHENTICATED"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+RETRY_AFTER_S = 1  # what a client answered SERVICE_UNAVAILABLE (HTTP 503) should wait
 MASKED_MESSAGE = "Internal server error"
 
 CODES: dict[type[HelplineError], str] = {
@@ -36,7 +38,7 @@ CODES: dict[type[HelplineError], str] = {
     CustomerNotFound: "CUSTOMER_NOT_FOUND",
     NoAdminAvailable: "NO_ADMIN_AVAILABLE",
     ConversationNotFound: "NOT_FOUND",
-    DatabaseUnavailable: "SERVICE_UNAVAILABLE",
+    DatabaseUnavailable: SERVICE_UNAVAILABLE,
 }
 
 

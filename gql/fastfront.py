@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql.auth import ANON, AuthenticationFailed, Authenticator
-from gql.fastpath import Fallback, FastPaths
+from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE
+from gql.fastpath import Fallback, FastPaths, Unavailable
 from gql.logs import RequestLog
 from gql.metrics import operation_label, record_operation
 from gql.view import GRAPHQL_RESPONSE_JSON, request_id_from, wants_graphql_response
@@ -97,30 +98,37 @@ class FastFront:
             return None
         started = time.perf_counter()
         authorization = _text(headers.get(b"authorization"))
+        status, codes, extra = 200, [], []
         try:
-            result = await run_in_threadpool(
-                self._run_plan, str(query), operation_name, authorization, variables
-            )
+            response = {
+                "data": await run_in_threadpool(
+                    self._run_plan, str(query), operation_name, authorization, variables
+                )
+            }
         except Fallback:
             return None
+        except Unavailable as exc:
+            response, status, codes = exc.response, 503, [SERVICE_UNAVAILABLE]
+            extra = [(b"retry-after", str(RETRY_AFTER_S).encode())]
         self.fast_paths.answered += 1
         request_id = request_id_from(_text(headers.get(b"x-request-id")))
         graphql_response = wants_graphql_response(_text(headers.get(b"accept")) or "")
-        content = json.dumps({"data": result}, separators=(",", ":")).encode()
+        content = json.dumps(response, separators=(",", ":")).encode()
         seconds = time.perf_counter() - started
-        operation = operation_label(str(query), operation_name, admit=True)
-        record_operation(operation, seconds, [])
+        operation = operation_label(str(query), operation_name, admit=status == 200)
+        record_operation(operation, seconds, codes)
         self.request_log(
-            request_id=request_id, operation=operation, seconds=seconds, status=200, codes=[]
+            request_id=request_id, operation=operation, seconds=seconds, status=status, codes=codes
         )
         media_type = GRAPHQL_RESPONSE_JSON if graphql_response else "application/json"
         start: Message = {
             "type": "http.response.start",
-            "status": 200,
+            "status": status,
             "headers": [
                 (b"content-length", str(len(content)).encode()),
                 (b"content-type", media_type.encode()),
                 (b"x-request-id", request_id.encode()),
+                *extra,
             ],
         }
         return start, {"type": "http.response.body", "body": content}

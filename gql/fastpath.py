@@ -47,6 +47,8 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from gql.auth import Caller
+from gql.errors import SERVICE_UNAVAILABLE
+from repo.errors import DatabaseUnavailable
 
 MAX_PLANS = 256  # distinct documents remembered (with or without a plan): at most ~1 MB
 MAX_DOCUMENT_LENGTH = 4000  # longer documents are never hot ones
@@ -56,6 +58,18 @@ MAX_PLAN_TOKENS = 200  # hot documents are a few dozen tokens
 
 class Fallback(Exception):
     """This request is for the generic path."""
+
+
+class Unavailable(Exception):
+    """The database could not serve the root field; ``response`` is the executor's answer.
+
+    Answered here rather than by the generic path: running the request again would wait for
+    the same pool or the same dead server a second time.
+    """
+
+    def __init__(self, response: dict[str, Any]) -> None:
+        super().__init__("database unavailable")
+        self.response = response
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +107,24 @@ class Plan:
         try:
             arguments = get_argument_values(self.field, self.node, coerced)
             value = arguments.get(self.argument) if self.argument else None
-            result = self.root(caller, value)
+            try:
+                result = self.root(caller, value)
+            except DatabaseUnavailable as exc:
+                raise Unavailable(self._unavailable(str(exc))) from None
             if result is None and not self.nullable:
                 raise Fallback
             data = None if result is None else _project(result, self.selections, coerced)
-        except Fallback:
+        except (Fallback, Unavailable):
             raise
         except Exception:
             raise Fallback from None
         return {self.key: data}
+
+    def _unavailable(self, message: str) -> dict[str, Any]:
+        """The response the executor gives when the root field raised DatabaseUnavailable."""
+        error = GraphQLError(message, nodes=[self.node], path=[self.key]).formatted
+        error["extensions"] = {"code": SERVICE_UNAVAILABLE}
+        return {"data": {self.key: None} if self.nullable else None, "errors": [error]}
 
 
 def _project(value: object, selections: tuple[Selection, ...], variables: Any) -> dict[str, Any]:

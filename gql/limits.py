@@ -20,6 +20,8 @@ from graphql import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import ParserCache, ValidationCache
 
+from gql.errors import RETRY_AFTER_S
+from gql.metrics import REQUESTS_SHED
 from gql.view import refusal
 
 CACHEABLE_QUERY_CHARS = 8192
@@ -71,6 +73,37 @@ class BodySizeLimit:
         response = refusal(413, f"request body larger than {self.max_bytes} bytes")
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
+
+
+class ConcurrencyLimit:
+    """Answer 503 at once when ``limit`` HTTP requests are already in flight in this process.
+
+    An overload then sheds load instead of queueing without end: a queued request would wait
+    for the database pool (DB_POOL_TIMEOUT) while clients time out and retry, which only adds
+    load. WebSockets have their own limit (WS_MAX_CONNECTIONS); liveness probes always pass.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = ("/live",)) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            REQUESTS_SHED.inc()
+            response = refusal(503, "the server is at capacity; retry shortly")
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1  # one event loop per process: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class OperationLimits:

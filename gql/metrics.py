@@ -38,6 +38,10 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 ERRORS = Counter("helpline_graphql_errors_total", "GraphQL errors, by extensions.code", ["code"])
+REQUESTS_SHED = Counter(
+    "helpline_http_requests_shed_total",
+    "HTTP requests answered 503 at once because MAX_CONCURRENT_REQUESTS were in flight",
+)
 CONVERSATIONS_CREATED = Counter(
     "helpline_conversations_created_total", "Admin conversations created on first contact"
 )

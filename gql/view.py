@@ -22,7 +22,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from gql.auth import AuthenticationFailed, Authenticator, Caller
-from gql.errors import UNAUTHENTICATED, add_codes
+from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAUTHENTICATED, add_codes
 from gql.logs import RequestLog
 from gql.metrics import WEBSOCKET_CONNECTIONS, operation_label, record_operation
 from gql.playground import localize
@@ -45,6 +45,7 @@ _HTTP_CODES = {
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    503: SERVICE_UNAVAILABLE,
 }
 
 
@@ -249,10 +250,13 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
 
     @staticmethod
     def _set_status(result: ExecutionResult, sub_response: Response) -> None:
-        errors = result.errors or []
-        if any((e.extensions or {}).get("code") == UNAUTHENTICATED for e in errors):
+        codes = {(e.extensions or {}).get("code") for e in result.errors or []}
+        if UNAUTHENTICATED in codes:
             sub_response.status_code = 401
             sub_response.headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
+        elif SERVICE_UNAVAILABLE in codes:  # nothing was written: the whole request may be retried
+            sub_response.status_code = 503
+            sub_response.headers["Retry-After"] = str(RETRY_AFTER_S)
         elif sub_response.media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):
             sub_response.status_code = 400
 

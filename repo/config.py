@@ -31,6 +31,13 @@ class Settings:
     db_pool_size: int = 40
     db_pool_timeout: float = 10.0
     sqlite_busy_timeout_ms: int = 5000
+    db_statement_timeout_ms: int = 15_000
+    db_lock_timeout_ms: int = 3_000
+    db_idle_in_transaction_timeout_ms: int = 60_000
+    db_connect_timeout_s: int = 5
+    db_retry_attempts: int = 3
+    max_concurrent_requests: int = 200
+    shutdown_timeout_s: int = 20
     app_env: str = "development"
     jwt_secret: str | None = None
     jwt_jwks: str | None = None
@@ -64,6 +71,29 @@ class Settings:
             db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", defaults.db_pool_timeout),
             sqlite_busy_timeout_ms=_int(
                 env, "SQLITE_BUSY_TIMEOUT_MS", defaults.sqlite_busy_timeout_ms, minimum=0
+            ),
+            db_statement_timeout_ms=_int(
+                env, "DB_STATEMENT_TIMEOUT_MS", defaults.db_statement_timeout_ms, minimum=0
+            ),
+            db_lock_timeout_ms=_int(
+                env, "DB_LOCK_TIMEOUT_MS", defaults.db_lock_timeout_ms, minimum=0
+            ),
+            db_idle_in_transaction_timeout_ms=_int(
+                env,
+                "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                defaults.db_idle_in_transaction_timeout_ms,
+                minimum=0,
+            ),
+            # libpq treats a connect timeout below 2 s as 2 s; 0 would wait forever
+            db_connect_timeout_s=_int(
+                env, "DB_CONNECT_TIMEOUT_SECONDS", defaults.db_connect_timeout_s, minimum=2
+            ),
+            db_retry_attempts=_int(env, "DB_RETRY_ATTEMPTS", defaults.db_retry_attempts, minimum=1),
+            max_concurrent_requests=_int(
+                env, "MAX_CONCURRENT_REQUESTS", defaults.max_concurrent_requests, minimum=1
+            ),
+            shutdown_timeout_s=_int(
+                env, "SHUTDOWN_TIMEOUT_SECONDS", defaults.shutdown_timeout_s, minimum=1
             ),
             app_env=env.get("APP_ENV") or defaults.app_env,
             jwt_secret=env.get("JWT_SECRET") or None,
@@ -110,6 +140,7 @@ class Settings:
                 "DATABASE_URL: a SQLite URL needs three slashes, e.g. sqlite:///chat.db"
             )
         self._validate_secondary_urls()
+        self._validate_timeouts()
         if not self.welcome_message.strip():
             raise ConfigError("WELCOME_MESSAGE: must not be empty")
         if len(self.welcome_message) > MAX_WELCOME_MESSAGE_LENGTH:
@@ -159,6 +190,15 @@ class Settings:
     def listen_url(self) -> str:
         """Where the realtime listener connects (LISTEN needs a session: no transaction pooler)."""
         return self.listen_database_url or self.database_url
+
+    def _validate_timeouts(self) -> None:
+        """A lock wait must give up before the statement does, or it reads as a slow query."""
+        statement, lock = self.db_statement_timeout_ms, self.db_lock_timeout_ms
+        if statement and (lock == 0 or lock >= statement):
+            raise ConfigError(
+                f"DB_LOCK_TIMEOUT_MS: must be set and below DB_STATEMENT_TIMEOUT_MS "
+                f"({statement}), got {lock}"
+            )
 
     def _validate_secondary_urls(self) -> None:
         """The listener's and the replica's URLs: PostgreSQL ones, beside a PostgreSQL primary."""

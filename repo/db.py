@@ -10,8 +10,10 @@ import fcntl
 import functools
 import logging
 import os
+import random
 import select
 import sqlite3
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
@@ -107,8 +109,33 @@ def _postgres_pool(settings: Settings, url: str) -> PooledPostgresqlDatabase:
     return _PostgresPool(
         max_connections=settings.db_pool_size,
         timeout=settings.db_pool_timeout,
-        **postgres_connect_kwargs(url),
+        connection_factory=_timed_connection(settings),
+        **postgres_connect_kwargs(url, connect_timeout_s=settings.db_connect_timeout_s),
     )
+
+
+def _timed_connection(settings: Settings) -> type[psycopg2.extensions.connection]:
+    """A connection class that sets the session's timeouts as it connects (one round trip).
+
+    Session settings, not a startup ``options`` parameter (PgBouncer refuses that). Behind a
+    transaction pooler a session setting stays on whichever server connection ran it, so set
+    the same values on the database role there (README, "Scaling").
+    """
+    timeouts = (
+        f"SET statement_timeout = {int(settings.db_statement_timeout_ms)}; "
+        f"SET lock_timeout = {int(settings.db_lock_timeout_ms)}; "
+        "SET idle_in_transaction_session_timeout = "
+        f"{int(settings.db_idle_in_transaction_timeout_ms)}"
+    )
+
+    class TimedConnection(psycopg2.extensions.connection):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.autocommit = True  # as peewee uses it; the SETs need no transaction
+            with self.cursor() as cursor:
+                cursor.execute(timeouts)
+
+    return TimedConnection
 
 
 def claim_sqlite_server(settings: Settings) -> Callable[[], None]:
@@ -156,7 +183,7 @@ def sqlite_path(url: str) -> str:
     return unquote(url.removeprefix("sqlite:///")) or ":memory:"
 
 
-def postgres_connect_kwargs(url: str) -> dict[str, Any]:
+def postgres_connect_kwargs(url: str, *, connect_timeout_s: int = 5) -> dict[str, Any]:
     """Turn a postgresql:// URL into psycopg2 keyword arguments.
 
     No ``options`` startup parameter (PgBouncer refuses it) and no session time zone (a
@@ -175,7 +202,7 @@ def postgres_connect_kwargs(url: str) -> dict[str, Any]:
     if parts.port:
         kwargs["port"] = parts.port
     kwargs.setdefault("application_name", "helpline")
-    kwargs.setdefault("connect_timeout", "5")
+    kwargs.setdefault("connect_timeout", str(connect_timeout_s))
     # A peer that vanishes without closing (a cut network) is noticed within about a minute.
     kwargs.setdefault("keepalives", "1")
     kwargs.setdefault("keepalives_idle", "30")
@@ -192,29 +219,71 @@ def write_transaction() -> Any:
 
 
 def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
-    """Run ``fn`` on a pooled connection; constraint failures become IntegrityViolation."""
+    """Run ``fn`` on a pooled connection; map failures to the repository's errors.
+
+    Constraint failures become IntegrityViolation; connection loss, timeouts, lock waits and
+    an exhausted pool become DatabaseUnavailable (retryable by the client). A serialization
+    failure or a deadlock (40001, 40P01) rolled the whole transaction back, so the unit runs
+    again, up to DB_RETRY_ATTEMPTS times in all, after a short jittered pause; nothing else
+    is retried. A unit called inside another one leaves retrying to the outer one.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            with database.connection_context():
-                return fn(*args, **kwargs)
-        except peewee.IntegrityError as exc:
-            violation = _integrity_violation(exc)
-            log.error(
-                "integrity violation in %s: constraint=%s sqlstate=%s",
-                fn.__qualname__,
-                violation.constraint,
-                violation.sqlstate,
-            )
-            raise violation from exc
-        except (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded) as exc:
-            if not _is_unavailable(exc):
-                raise
-            log.warning("database unavailable in %s: %s", fn.__qualname__, type(exc).__name__)
-            raise DatabaseUnavailable("the database is unavailable; retry shortly") from exc
+        attempts = _Bound.settings.db_retry_attempts if database.is_closed() else 1
+        attempt = 1
+        while True:
+            try:
+                with database.connection_context():
+                    return fn(*args, **kwargs)
+            except peewee.IntegrityError as exc:
+                violation = _integrity_violation(exc)
+                log.error(
+                    "integrity violation in %s: constraint=%s sqlstate=%s",
+                    fn.__qualname__,
+                    violation.constraint,
+                    violation.sqlstate,
+                )
+                raise violation from exc
+            except (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded) as exc:
+                sqlstate = _sqlstate(exc)
+                if sqlstate in RETRIED_SQLSTATES and attempt < attempts:
+                    log.warning(
+                        "%s in %s (attempt %d of %d): retrying",
+                        RETRIED_SQLSTATES[sqlstate],
+                        fn.__qualname__,
+                        attempt,
+                        attempts,
+                    )
+                    time.sleep(_backoff_s(attempt))
+                    attempt += 1
+                    continue
+                if not _is_unavailable(exc):
+                    raise
+                log.warning(
+                    "database unavailable in %s: %s (sqlstate %s)",
+                    fn.__qualname__,
+                    type(exc.__cause__ or exc).__name__,
+                    sqlstate,
+                )
+                raise DatabaseUnavailable("the database is unavailable; retry shortly") from exc
 
     return wrapper
+
+
+RETRIED_SQLSTATES = {"40001": "serialization failure", "40P01": "deadlock"}
+_BACKOFF_BASE_S = 0.02
+_BACKOFF_CAP_S = 0.5
+
+
+def _backoff_s(attempt: int) -> float:
+    """Full jitter: racing transactions that failed together do not retry together."""
+    return random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    cause = exc.__cause__ or exc.__context__
+    return getattr(cause, "pgcode", None)
 
 
 def replica_unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
