@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         max_sockets=settings.ws_max_connections,
         send_timeout_s=settings.ws_send_timeout_s,
         request_log=request_log,
+        request_timeout_s=settings.request_timeout_s,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
                         max_body_bytes=settings.max_body_bytes,
                         cors=bool(settings.cors_origins),
                         request_log=request_log,
+                        request_timeout_s=settings.request_timeout_s,
                     )
                 ]
                 if fast_path

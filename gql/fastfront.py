@@ -11,11 +11,11 @@ the body it read replayed, so the generic path sees the request exactly as the c
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql.auth import ANON, AuthenticationFailed, Authenticator
@@ -23,7 +23,13 @@ from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE
 from gql.fastpath import Fallback, FastPaths, Unavailable
 from gql.logs import RequestLog
 from gql.metrics import operation_label, record_operation
-from gql.view import GRAPHQL_RESPONSE_JSON, request_id_from, wants_graphql_response
+from gql.view import (
+    GRAPHQL_RESPONSE_JSON,
+    in_worker_thread,
+    request_id_from,
+    timed_out,
+    wants_graphql_response,
+)
 
 MAX_FAST_BODY_BYTES = 8192  # hot requests are small; larger ones are parsed once, by the executor
 _WANTED = (b"content-type", b"content-length", b"authorization", b"accept", b"x-request-id")
@@ -45,6 +51,7 @@ class FastFront:
         max_body_bytes: int,
         cors: bool,
         request_log: RequestLog,
+        request_timeout_s: float,
         path: str = "/graphql",
     ) -> None:
         self.app = app
@@ -53,6 +60,7 @@ class FastFront:
         self.max_body_bytes = min(max_body_bytes, MAX_FAST_BODY_BYTES)
         self.cors = cors
         self.request_log = request_log
+        self.request_timeout_s = request_timeout_s
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,16 +107,32 @@ class FastFront:
         started = time.perf_counter()
         authorization = _text(headers.get(b"authorization"))
         status, codes, extra = 200, [], []
+        response: dict[str, Any]
         try:
             response = {
-                "data": await run_in_threadpool(
-                    self._run_plan, str(query), operation_name, authorization, variables
+                "data": await in_worker_thread(
+                    functools.partial(
+                        self._run_plan, str(query), operation_name, authorization, variables
+                    ),
+                    deadline_s=self.request_timeout_s,
                 )
             }
         except Fallback:
             return None
-        except Unavailable as exc:
-            response, status, codes = exc.response, 503, [SERVICE_UNAVAILABLE]
+        except (Unavailable, TimeoutError) as exc:
+            response = (
+                exc.response
+                if isinstance(exc, Unavailable)
+                else {
+                    "errors": [
+                        {
+                            "message": timed_out(self.request_timeout_s),
+                            "extensions": {"code": SERVICE_UNAVAILABLE},
+                        }
+                    ]
+                }
+            )
+            status, codes = 503, [SERVICE_UNAVAILABLE]
             extra = [(b"retry-after", str(RETRY_AFTER_S).encode())]
         self.fast_paths.answered += 1
         request_id = request_id_from(_text(headers.get(b"x-request-id")))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 from uuid import uuid4
 
+import anyio
+import anyio.to_thread
 from cross_web import HTTPException
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -28,6 +32,9 @@ from gql.metrics import WEBSOCKET_CONNECTIONS, operation_label, record_operation
 from gql.playground import localize
 from gql.realtime import Hub, Presence
 from gql.websocket import HelplineTransportWSHandler
+
+log = logging.getLogger("helpline")
+T = TypeVar("T")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -76,6 +83,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         max_sockets: int,
         send_timeout_s: float,
         request_log: RequestLog,
+        request_timeout_s: float,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
@@ -85,6 +93,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self.max_sockets = max_sockets
         self.send_timeout_s = send_timeout_s
         self.request_log = request_log
+        self.request_timeout_s = request_timeout_s
         self.sockets = 0
         self._page: str | None = None
 
@@ -215,9 +224,14 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         """Run the operation in a worker thread, turning pre-execution refusals into HTTP ones."""
         method = request.method
         try:
-            return await run_in_threadpool(
-                self._authenticate_and_execute, request, context, root_value, request_data
+            return await in_worker_thread(
+                functools.partial(
+                    self._authenticate_and_execute, request, context, root_value, request_data
+                ),
+                deadline_s=self.request_timeout_s,
             )
+        except TimeoutError as exc:
+            raise Refusal(503, timed_out(self.request_timeout_s), RETRY_AFTER) from exc
         except InvalidOperationTypeError as exc:
             reason = exc.as_http_error_reason(method) + "; use POST"
             raise Refusal(405, reason, {"Allow": "POST"}) from exc
@@ -275,6 +289,23 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         if sub_response.media_type:
             response.headers["content-type"] = sub_response.media_type
         return response
+
+
+RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_S)}
+
+
+async def in_worker_thread(work: Callable[[], T], *, deadline_s: float) -> T:
+    """Run ``work`` in a worker thread (the repository is synchronous), waiting at most
+    ``deadline_s`` for it: then TimeoutError. The thread is abandoned, not stopped: when the
+    database went silent (no reply, no error) it finishes once the connection breaks or the
+    database answers, and its pooled connection comes back then."""
+    with anyio.fail_after(deadline_s):
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+
+
+def timed_out(deadline_s: float) -> str:
+    log.warning("request abandoned after REQUEST_TIMEOUT_SECONDS (%s s)", deadline_s)
+    return f"the request did not finish within {deadline_s:g} s; retry shortly"
 
 
 def client_request_id(request: Any) -> str:

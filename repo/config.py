@@ -38,6 +38,7 @@ class Settings:
     db_retry_attempts: int = 3
     max_concurrent_requests: int = 200
     shutdown_timeout_s: int = 20
+    request_timeout_s: float = 30.0
     app_env: str = "development"
     jwt_secret: str | None = None
     jwt_jwks: str | None = None
@@ -95,6 +96,7 @@ class Settings:
             shutdown_timeout_s=_int(
                 env, "SHUTDOWN_TIMEOUT_SECONDS", defaults.shutdown_timeout_s, minimum=1
             ),
+            request_timeout_s=_float(env, "REQUEST_TIMEOUT_SECONDS", defaults.request_timeout_s),
             app_env=env.get("APP_ENV") or defaults.app_env,
             jwt_secret=env.get("JWT_SECRET") or None,
             jwt_jwks=env.get("JWT_JWKS") or None,
