@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from gql.auth import Authenticator
 from gql.fastfront import FastFront
 from gql.fastpath import FastPaths
-from gql.limits import BodySizeLimit, ConcurrencyLimit
+from gql.limits import BodySizeLimit, ConcurrencyLimit, InFlight
 from gql.logs import RequestLog
 from gql.metrics import exposition, forget_this_process, refresh_orphan_gauge
 from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         rules=validation_rules(settings),
         max_tokens=settings.max_tokens,
     )
+    in_flight = InFlight(limit=settings.max_concurrent_requests)
     request_log = RequestLog(successes=settings.access_log == "all")
     view = HelplineGraphQL(
         schema,
@@ -164,7 +165,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
             ),
         ],
         middleware=[
-            Middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests),
+            Middleware(ConcurrencyLimit, in_flight=in_flight),
             # Next, so a hot request skips the rest of the stack (gql/fastfront.py says why).
             *(
                 [
@@ -203,5 +204,5 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     )
     # for diagnostics and tests
     app.state.hub, app.state.view, app.state.presence = hub, view, presence
-    app.state.fast_paths = fast_paths
+    app.state.fast_paths, app.state.in_flight = fast_paths, in_flight
     return app

@@ -75,35 +75,45 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+@dataclass
+class InFlight:
+    """HTTP requests this process is answering now, and how many it may (shared with tests)."""
+
+    limit: int
+    count: int = 0
+
+
 class ConcurrencyLimit:
-    """Answer 503 at once when ``limit`` HTTP requests are already in flight in this process.
+    """Answer 503 at once when ``in_flight.limit`` HTTP requests are already in flight here.
 
     An overload then sheds load instead of queueing without end: a queued request would wait
     for the database pool (DB_POOL_TIMEOUT) while clients time out and retry, which only adds
     load. WebSockets have their own limit (WS_MAX_CONNECTIONS); liveness probes always pass.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = ("/live",)) -> None:
+    def __init__(
+        self, app: ASGIApp, in_flight: InFlight, exempt: tuple[str, ...] = ("/live",)
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.in_flight = in_flight
         self.exempt = exempt
-        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
+        in_flight = self.in_flight
+        if in_flight.count >= in_flight.limit:
             REQUESTS_SHED.inc()
             response = refusal(503, "the server is at capacity; retry shortly")
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             await response(scope, receive, send)
             return
-        self.in_flight += 1  # one event loop per process: no lock needed
+        in_flight.count += 1  # one event loop per process: no lock needed
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            in_flight.count -= 1
 
 
 class OperationLimits:

@@ -96,6 +96,7 @@ class Server:
     url: str  # the GraphQL endpoint
     log: Path
     pid: int
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:
@@ -155,7 +156,7 @@ def running_server(
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"the server did not start: {log_path.read_text()}")
                 time.sleep(0.1)
-        yield Server(f"http://127.0.0.1:{port}/graphql", log_path, process.pid)
+        yield Server(f"http://127.0.0.1:{port}/graphql", log_path, process.pid, process)
     finally:
         process.terminate()
         try:

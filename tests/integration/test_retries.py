@@ -1,0 +1,109 @@
+"""A serialization failure or a deadlock runs the unit of work again; nothing else does."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from repo.db import database, open_database, unit_of_work, write_transaction
+from repo.errors import DatabaseUnavailable, IntegrityViolation
+from repo.ids import CustomerId
+from repo.models import Profile
+from tests.factories import make_user
+
+
+@pytest.fixture
+def postgres(db: Any) -> Any:
+    if db.is_sqlite:
+        pytest.skip("deadlocks and serialization failures are PostgreSQL's")
+    return db
+
+
+def raising(sqlstate_name: str, calls: list[int]) -> Callable[[], None]:
+    """A unit of work whose database raises ``sqlstate_name`` every time (a real error)."""
+
+    @unit_of_work
+    def work() -> None:
+        calls.append(1)
+        with write_transaction():
+            database.execute_sql(
+                "DO $$ BEGIN RAISE EXCEPTION 'forced by the test' "
+                f"USING ERRCODE = '{sqlstate_name}'; END $$"
+            )
+
+    return work
+
+
+@pytest.mark.parametrize("sqlstate_name", ["serialization_failure", "deadlock_detected"])
+def test_a_transaction_that_keeps_failing_to_serialize_gives_up_as_unavailable(
+    postgres: Any, sqlstate_name: str
+) -> None:
+    calls: list[int] = []
+
+    with pytest.raises(DatabaseUnavailable):
+        raising(sqlstate_name, calls)()
+
+    assert len(calls) == postgres.db_retry_attempts == 3
+
+
+def test_the_number_of_attempts_is_configurable(postgres: Any) -> None:
+    open_database(dataclasses.replace(postgres, db_retry_attempts=1))
+    calls: list[int] = []
+
+    with pytest.raises(DatabaseUnavailable):
+        raising("deadlock_detected", calls)()
+
+    assert len(calls) == 1
+
+
+def test_other_errors_are_never_retried(postgres: Any) -> None:
+    calls: list[int] = []
+    customer = make_user()
+
+    @unit_of_work
+    def duplicate() -> None:
+        calls.append(1)
+        with write_transaction():
+            Profile.insert(id=customer, name="twin").execute()  # the trigger made one already
+
+    with pytest.raises(IntegrityViolation):
+        duplicate()
+    with pytest.raises(DatabaseUnavailable):
+        raising("lock_not_available", calls)()  # a lock timeout: the client retries, not us
+
+    assert len(calls) == 2
+
+
+def test_a_real_deadlock_is_retried_and_both_transactions_complete(postgres: Any) -> None:
+    first, second = make_user(), make_user()
+    both_hold_one = threading.Barrier(2, timeout=10)
+    attempts: list[str] = []
+    done: list[str] = []
+
+    @unit_of_work
+    def rename_both(name: str, order: tuple[CustomerId, CustomerId]) -> None:
+        attempts.append(name)
+        with write_transaction():
+            for i, profile in enumerate(order):
+                Profile.update(name=name).where(Profile.id == profile).execute()
+                if i == 0 and attempts.count(name) == 1:
+                    both_hold_one.wait()  # each holds one row and wants the other: a deadlock
+        done.append(name)
+
+    threads = [
+        threading.Thread(target=rename_both, args=("a", (first, second))),
+        threading.Thread(target=rename_both, args=("b", (second, first))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(done) == ["a", "b"]  # PostgreSQL broke the deadlock; the victim ran again
+    assert len(attempts) == 3
+    names = {p.name for p in Profile.select().where(Profile.id.in_([first, second]))}
+    assert len(names) == 1  # whichever committed last renamed both: no half of either
