@@ -41,6 +41,7 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     VariableDefinitionNode,
+    get_location,
     parse,
     validate,
 )
@@ -98,6 +99,7 @@ class Plan:
     key: str
     nullable: bool
     selections: tuple[Selection, ...]
+    location: dict[str, int]  # the root field's line and column, for an error's "locations"
 
     def run(self, caller: Caller, variables: dict[str, Any] | None) -> dict[str, Any]:
         """The response's data; raises Fallback for anything the generic path must answer."""
@@ -122,8 +124,12 @@ class Plan:
 
     def _unavailable(self, message: str) -> dict[str, Any]:
         """The response the executor gives when the root field raised DatabaseUnavailable."""
-        error = GraphQLError(message, nodes=[self.node], path=[self.key]).formatted
-        error["extensions"] = {"code": SERVICE_UNAVAILABLE}
+        error = {
+            "message": message,
+            "locations": [self.location],
+            "path": [self.key],
+            "extensions": {"code": SERVICE_UNAVAILABLE},
+        }
         return {"data": {self.key: None} if self.nullable else None, "errors": [error]}
 
 
@@ -242,7 +248,19 @@ class FastPaths:
             key,
             nullable,
             selections,
+            _root_location(query, operation_name),
         )
+
+
+def _root_location(query: str, operation_name: str | None) -> dict[str, int]:
+    """Where the root field starts, as the executor reports it (plans parse without locations,
+    so this parses the valid document once more, once per document)."""
+    operation = _single_operation(parse(query), operation_name)
+    assert operation is not None
+    field = operation.selection_set.selections[0]
+    assert field.loc is not None
+    where = get_location(field.loc.source, field.loc.start)
+    return {"line": where.line, "column": where.column}
 
 
 def _single_operation(

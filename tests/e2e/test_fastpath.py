@@ -23,6 +23,7 @@ from repo.ids import ConversationId, ProfileId
 from repo.messages import send_message
 from tests.e2e.conftest import service_token, user_token
 from tests.factories import make_admin, make_legacy_user, make_user
+from tests.faults import holding_the_profile_lock
 
 OWN = "mutation { adminConversation { conversation { id lastMessageAt admin { name } } } }"
 OWN_READ = "{ adminConversation { id lastMessageAt admin { name } } }"
@@ -343,3 +344,28 @@ def test_a_cross_origin_hot_request_gets_its_cors_headers(db: Settings) -> None:
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == "https://widget.example"
     assert response.json()["data"]["adminConversation"]["id"]
+
+
+def test_an_unavailable_database_reads_the_same_on_both_paths(db: Settings) -> None:
+    settings = dataclasses.replace(db, db_lock_timeout_ms=200, sqlite_busy_timeout_ms=200)
+    make_admin()
+    customer = make_user()  # no conversation: the first call needs the profile's lock
+    generic = TestClient(create_app(settings, fast_path=False), raise_server_exceptions=False)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as fast:
+        pair = Pair(fast, generic)
+        before = answered(fast)
+        with holding_the_profile_lock(settings, customer):
+            fast_response, generic_response = pair.both(
+                EVERYTHING, service_token(), {"c": str(customer)}
+            )
+            read_fast, read_generic = pair.both(
+                BY_VARIABLE, user_token(customer), {"c": str(customer)}
+            )
+
+    assert answered(fast) == before + 2  # answered there, not run a second time
+    for response in (fast_response, generic_response):
+        assert (response.status_code, response.headers["retry-after"]) == (503, "1")
+    body = same(fast_response, generic_response)
+    assert body["data"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["SERVICE_UNAVAILABLE"]
+    assert same(read_fast, read_generic)["errors"][0]["path"] == ["adminConversation"]

@@ -9,28 +9,25 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import httpx2 as httpx
-import psycopg2
 import pytest
 from starlette.testclient import TestClient
 
 from gql.app import create_app
 from repo.config import Settings
-from repo.db import database, postgres_connect_kwargs, sqlite_path
+from repo.db import database
 from repo.models import Conversation, Message
 from tests.e2e.conftest import running_server, service_token, user_token
 from tests.factories import make_admin, make_legacy_user, make_user
+from tests.faults import holding_the_profile_lock, terminate_helpline_backends
 from tests.invariants import assert_guarantees_hold
 from tests.proxy import TcpProxy
 
@@ -106,28 +103,6 @@ def conversations_of(customers: list[UUID]) -> dict[str, list[str]]:
 
 
 # --- a stuck lock holder ---------------------------------------------------------------------
-
-
-@contextmanager
-def holding_the_profile_lock(settings: Settings, customer: UUID) -> Iterator[None]:
-    """Another connection holds the lock a first call needs, until the block ends."""
-    if settings.is_sqlite:
-        holder = sqlite3.connect(sqlite_path(settings.database_url), isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")  # SQLite's write lock
-        try:
-            yield
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
-        return
-    conn = psycopg2.connect(**postgres_connect_kwargs(settings.database_url))
-    try:
-        with conn.cursor() as cursor:  # psycopg2 opened a transaction: the lock stays held
-            cursor.execute("SELECT 1 FROM profiles WHERE id = %s FOR UPDATE", (str(customer),))
-        yield
-    finally:
-        conn.rollback()
-        conn.close()
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "generic-path"])
@@ -213,24 +188,6 @@ def test_requests_beyond_the_concurrency_limit_are_shed_at_once(db: Settings) ->
 
 
 # --- connections lost: terminated backends, a cut or silent network ---------------------------
-
-
-def terminate_helpline_backends(settings: Settings) -> int:
-    """pg_terminate_backend on the app's connections to this test's database only."""
-    conn = psycopg2.connect(
-        **postgres_connect_kwargs(settings.database_url) | {"application_name": "fault-injector"}
-    )
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'helpline' AND datname = current_database()"
-            )
-            (count,) = cursor.fetchone()
-            return int(count)
-    finally:
-        conn.close()
 
 
 @pytest.fixture

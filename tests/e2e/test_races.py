@@ -168,9 +168,7 @@ ADMIN_MESSAGES_EACH = 2
 def test_many_customers_chatting_at_once_through_two_processes_lose_no_message(
     servers: tuple[Server, Server],
 ) -> None:
-    customers = [
-        make_legacy_user() if i % 2 else make_user() for i in range(CHATTING_CUSTOMERS)
-    ]
+    customers = [make_legacy_user() if i % 2 else make_user() for i in range(CHATTING_CUSTOMERS)]
     admin = user_token(ADMIN.id)
     sent: dict[str, str] = {}  # acknowledged message id -> its content
     opened: dict[UUID, set[str]] = defaultdict(set)

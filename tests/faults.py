@@ -1,0 +1,53 @@
+"""Faults a test injects for real: a lock another connection holds, terminated backends."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import UUID
+
+import psycopg2
+
+from repo.config import Settings
+from repo.db import postgres_connect_kwargs, sqlite_path
+
+
+@contextmanager
+def holding_the_profile_lock(settings: Settings, customer: UUID) -> Iterator[None]:
+    """Another connection holds the lock a first call needs, until the block ends."""
+    if settings.is_sqlite:
+        holder = sqlite3.connect(sqlite_path(settings.database_url), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # SQLite's write lock
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    conn = psycopg2.connect(**postgres_connect_kwargs(settings.database_url))
+    try:
+        with conn.cursor() as cursor:  # psycopg2 opened a transaction: the lock stays held
+            cursor.execute("SELECT 1 FROM profiles WHERE id = %s FOR UPDATE", (str(customer),))
+        yield
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def terminate_helpline_backends(settings: Settings) -> int:
+    """pg_terminate_backend on the app's connections to this test's database only."""
+    conn = psycopg2.connect(
+        **postgres_connect_kwargs(settings.database_url) | {"application_name": "fault-injector"}
+    )
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'helpline' AND datname = current_database()"
+            )
+            (count,) = cursor.fetchone()
+            return int(count)
+    finally:
+        conn.close()

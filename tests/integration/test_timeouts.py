@@ -1,0 +1,63 @@
+"""Every pooled PostgreSQL connection carries the configured timeouts."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from repo.config import ConfigError, Settings
+from repo.db import database, open_database, unit_of_work
+from repo.errors import DatabaseUnavailable
+
+
+@pytest.fixture
+def postgres(db: Settings) -> Settings:
+    if db.is_sqlite:
+        pytest.skip("statement, lock and idle timeouts are PostgreSQL settings")
+    return db
+
+
+@unit_of_work
+def show(name: str) -> Any:
+    return database.execute_sql(f"SHOW {name}").fetchone()[0]
+
+
+def test_a_pooled_connection_has_the_configured_timeouts(postgres: Settings) -> None:
+    open_database(
+        dataclasses.replace(
+            postgres,
+            db_statement_timeout_ms=7000,
+            db_lock_timeout_ms=700,
+            db_idle_in_transaction_timeout_ms=70_000,
+        )
+    )
+
+    assert show("statement_timeout") == "7s"
+    assert show("lock_timeout") == "700ms"
+    assert show("idle_in_transaction_session_timeout") == "70s"
+
+
+def test_a_statement_over_the_timeout_is_cancelled_as_unavailable(postgres: Settings) -> None:
+    open_database(
+        dataclasses.replace(postgres, db_statement_timeout_ms=200, db_lock_timeout_ms=100)
+    )
+
+    @unit_of_work
+    def slow() -> None:
+        database.execute_sql("SELECT pg_sleep(5)")
+
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable):
+        slow()
+    assert time.monotonic() - started < 4  # cancelled by the server, not waited out
+
+    assert show("statement_timeout") == "200ms"  # the connection went back to the pool usable
+
+
+def test_a_lock_timeout_must_sit_below_the_statement_timeout() -> None:
+    with pytest.raises(ConfigError, match="DB_LOCK_TIMEOUT_MS: must be set and below"):
+        Settings.from_env({"DB_STATEMENT_TIMEOUT_MS": "1000", "DB_LOCK_TIMEOUT_MS": "1000"})
+    assert Settings.from_env({"DB_STATEMENT_TIMEOUT_MS": "0", "DB_LOCK_TIMEOUT_MS": "0"})
