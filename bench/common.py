@@ -125,3 +125,26 @@ def write_section(path: Path, section: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text)
+
+
+def write_marked_section(path: Path, name: str, section: str) -> None:
+    """Put ``section`` between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path``.
+
+    A writer that replaces its own section up to the next "## " title eats the start marker
+    that follows it, so the old section is found by its end marker or title as well.
+    """
+    start_marker, end_marker = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{start_marker}\n{section.rstrip()}\n{end_marker}"
+    title = section.splitlines()[0]
+    found = [i for i in (text.find(start_marker), text.find(title)) if i != -1]
+    if not found:
+        path.write_text(text.rstrip("\n") + "\n\n" + block + "\n")
+        return
+    start = min(found)
+    end = text.find(end_marker, start)
+    if end != -1:
+        end += len(end_marker)
+    else:
+        end = text.find("\n## ", start + 1) + 1 or len(text)
+    path.write_text(text[:start] + block + text[end:])

@@ -59,6 +59,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import psycopg2.extensions
 
+from bench.common import write_marked_section
 from repo.checks import run_checks
 from repo.config import Settings
 from repo.db import close_database, open_database, postgres_connect_kwargs
@@ -69,7 +70,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OPS_SQL = ROOT / "schema" / "ops"
 SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-START, END = "<!-- ops:start -->", "<!-- ops:end -->"
 TITLE = "## Ops: integrity and repair at scale"
 ADMINS = 3
 COPY_CHUNK = 100_000
@@ -646,27 +646,6 @@ def _listed(values: list[float]) -> str:
     return ", ".join(f"{v:.3f}" for v in values)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Put ``section`` between this benchmark's markers in ``path``, keeping everything else.
-
-    A writer that replaces its own section up to the next "## " title eats the start marker
-    that follows it, so the old section is found by its end marker or title as well.
-    """
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section}\n{END}"
-    found = [i for i in (text.find(START), text.find(TITLE)) if i != -1]
-    if not found:
-        path.write_text(text.rstrip("\n") + "\n\n" + block + "\n")
-        return
-    start = min(found)
-    end = text.find(END, start)
-    if end != -1:
-        end += len(END)
-    else:
-        end = text.find("\n## ", start + 1) + 1 or len(text)
-    path.write_text(text[:start] + block + text[end:])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=1_000_000)
@@ -710,7 +689,7 @@ def main() -> int:
     section = report(args, command, machine, count, repair)
     print(section)
     if args.write:
-        write_section(Path(args.write), section)
+        write_marked_section(Path(args.write), "ops", section)
     print(f"(took {time.monotonic() - started:.0f} s)")
     return 0
 
