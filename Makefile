@@ -7,7 +7,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 HOST ?= 127.0.0.1
 
-.PHONY: install browser pgbouncer run test lint format schema bench bench-tools bench-realtime clean
+.PHONY: install browser pgbouncer run test lint format schema bench bench-tools bench-realtime bench-soak clean
 
 install: $(INSTALLED)
 
@@ -71,6 +71,13 @@ bench-tools:
 
 bench-realtime: install
 	$(PY) -m bench.realtime
+
+# The soak (issue #8): 5 minutes of mixed load (locust) with a database fault every 30 s, on a
+# private PostgreSQL cluster it creates with Debian's pg_createcluster (port 5499) and drops at
+# the end; the shared cluster is never touched. Needs root. SOAK_ARGS: e.g. --duration 60.
+bench-soak: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 schema: install
 	$(PY) -m gql.export_schema > schema/schema.graphql
