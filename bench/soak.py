@@ -21,6 +21,7 @@ locust's own CSV stats.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import csv
 import json
@@ -36,7 +37,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -61,6 +62,7 @@ COMMAND_TIMEOUT_S = 120
 READY_TIMEOUT_S = 60
 FIRST_CONTACT_SHARE = 0.2  # bench/soak_load.py's task weights: 5 hot, 2 first, 2 send, 1 list
 OK, UNAVAILABLE = "", "SERVICE_UNAVAILABLE"
+CLEAN_S = 1.0  # recovered: the first success after which a whole second has no failure
 HBA = f"""# {NAME}: written by bench/soak.py for its private cluster, dropped at the end of the run.
 local   all   postgres                  peer
 host    all   all        127.0.0.1/32   trust
@@ -384,6 +386,10 @@ def soak(args: argparse.Namespace, out: Path) -> Outcome:
             raise RuntimeError(f"locust exited {locust.returncode}: see {out / 'locust.log'}")
         records = read_records(out / "requests.csv")
         invariants = check_invariants(cluster, records, seeded)
+        (out / "faults.json").write_text(
+            json.dumps({"started": started, "faults": [asdict(f) for f in faults]}, indent=1)
+        )
+        (out / "invariants.json").write_text(json.dumps([asdict(i) for i in invariants], indent=1))
         version = cluster.version()
     return Outcome(
         report(args, records, faults, started, invariants, version),
@@ -536,7 +542,9 @@ class Window:
     start: float
     end: float
     failed: Counter[str] = field(default_factory=Counter)
-    recovery: float | None = None  # seconds from the fault until requests succeed again
+    recovery: float | None = (
+        None  # seconds from the fault until requests succeed again (None: never)
+    )
 
 
 def windows(faults: list[Fault], records: list[Record], started: float) -> list[Window]:
@@ -544,19 +552,28 @@ def windows(faults: list[Fault], records: list[Record], started: float) -> list[
     edges = [started, *(f.at for f in faults), ended + 1]
     labels = ["before the first fault", *(f.kind for f in faults)]
     result = []
-    for label, start, end in zip(labels, edges, edges[1:], strict=True):
+    for label, start, end in zip(labels, edges[:-1], edges[1:], strict=True):
         inside = sorted((r for r in records if start <= r.end < end), key=lambda r: r.end)
         window = Window(label, start, end)
         failures = [r for r in inside if not r.ok]
         window.failed.update(f"{r.status} {r.code}" for r in failures)
-        if not failures:
-            window.recovery = 0.0
-        elif first_success := next(
-            (r.end for r in inside if r.ok and r.end > failures[-1].end), None
-        ):
-            window.recovery = first_success - start
+        window.recovery = 0.0 if not failures else recovered_after(inside, start)
         result.append(window)
     return result
+
+
+def recovered_after(inside: list[Record], fault: float) -> float | None:
+    """Seconds from the fault to the first success that opens a whole second with no failure.
+
+    ``inside``: the window's requests in the order they ended. None: no such second.
+    """
+    failures = [r.end for r in inside if not r.ok]
+    for record in inside:
+        if record.ok and record.end + CLEAN_S <= inside[-1].end:
+            nxt = bisect.bisect_left(failures, record.end)
+            if nxt == len(failures) or failures[nxt] > record.end + CLEAN_S:
+                return record.end - fault
+    return None
 
 
 def report(
@@ -649,8 +666,9 @@ def report(
         "A terminate fault is `" + TERMINATE + "` on the private cluster; the restart is "
         f"`pg_ctlcluster stop -m fast`, {args.restart_pause:g} s, `start`. A fault's window runs "
         "until the next fault; its recovery time is from the fault to the first success after "
-        "the window's last failed request (0 when no request failed). SERVICE_UNAVAILABLE with "
-        "HTTP 503 is the expected answer while a fault lasts; every other failure is a finding "
+        "which a whole second passed without a failed request (0 when no request failed). "
+        "SERVICE_UNAVAILABLE with HTTP 503 is the expected answer while a fault lasts; every "
+        "other failure is a finding "
         "and is kept in full in `findings.jsonl`. The invariants are checked after the load "
         "stopped and the server was shut down: the post-mortem's own SQL (`schema/ops/`), "
         "`helpline integrity check --json`, and three checks of the soak's own against what the "
