@@ -158,6 +158,7 @@ def check_port(port: int) -> None:
         if used == port and (version, name) != (VERSION, NAME):
             raise SystemExit(f"soak: --port {port} belongs to cluster {version}/{name}")
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL binds
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
