@@ -43,6 +43,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import graphql
 import psycopg2
 
 from bench.api import SECRET, Dataset, seed, serving, token
@@ -113,23 +114,34 @@ class Cluster:
             conn.autocommit = True
             conn.cursor().execute(f"CREATE DATABASE {DATABASE}")
 
-    def start(self) -> None:
-        pg("pg_ctlcluster", "--skip-systemctl-redirect", VERSION, NAME, "start")
-        self.wait_ready()
+    def start(self) -> float:
+        """Start the cluster; returns the wall-clock moment it first accepted a connection."""
+        command = ["pg_ctlcluster", "--skip-systemctl-redirect", VERSION, NAME, "start"]
+        # pg_ctlcluster returns a second or two after PostgreSQL accepts connections: poll.
+        starting = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            ready = self.wait_ready(starting)
+        finally:
+            output, _ = starting.communicate(timeout=COMMAND_TIMEOUT_S)
+        if starting.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)}: {output.strip()}")
+        return ready
 
     def stop(self) -> None:
         pg("pg_ctlcluster", "--skip-systemctl-redirect", VERSION, NAME, "stop", "-m", "fast")
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, starting: subprocess.Popen[str]) -> float:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             try:
                 self.connect("postgres").close()
-                return
+                return time.time()
             except psycopg2.OperationalError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or starting.poll() not in (None, 0):
                     raise
-                time.sleep(0.1)
+                time.sleep(0.05)
 
     def connect(self, database: str = DATABASE) -> Any:
         return psycopg2.connect(
@@ -213,9 +225,8 @@ def restart_cluster(cluster: Cluster, pause: float) -> Fault:
     at = time.time()
     cluster.stop()
     time.sleep(pause)
-    cluster.start()
-    back = time.time()
-    return Fault("restart", at, f"stopped (fast), {pause:g} s down, started", back)
+    back = cluster.start()
+    return Fault("restart", at, f"stopped (fast), {pause:g} s, started", back)
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -231,6 +242,7 @@ class Record:
     ms: float
     subject: str
     returned: str
+    retry_after: str
 
     @property
     def ok(self) -> bool:
@@ -241,7 +253,7 @@ def read_records(path: Path) -> list[Record]:
     with path.open(newline="") as rows:
         return [
             Record(float(r["start"]), float(r["end"]), r["kind"], int(r["status"]), r["code"],
-                   float(r["ms"]), r["subject"], r["returned"])
+                   float(r["ms"]), r["subject"], r["returned"], r["retry_after"])
             for r in csv.DictReader(rows)
         ]  # fmt: skip
 
@@ -299,11 +311,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def client_message_id_supported() -> bool:
-    """Whether the exported schema's sendMessage takes a clientMessageId (idempotency key)."""
-    sdl = (ROOT / "schema" / "schema.graphql").read_text()
-    start = sdl.find("sendMessage(")
-    return start != -1 and "clientMessageId" in sdl[start : sdl.find(")", start)]
+def client_message_id_supported(sdl: str) -> bool:
+    """Whether the schema's sendMessage takes a clientMessageId (an idempotency key)."""
+    mutation = graphql.build_schema(sdl).mutation_type
+    send = mutation.fields.get("sendMessage") if mutation else None
+    return send is not None and "clientMessageId" in send.args
 
 
 def load(server: Server, args: argparse.Namespace, out: Path) -> subprocess.Popen[bytes]:
@@ -365,7 +377,7 @@ def inject_faults(
 class Outcome:
     section: str
     broken: list[str]  # invariants that do not hold
-    findings: Counter[str]  # failures other than 503 SERVICE_UNAVAILABLE, by "status code"
+    findings: Counter[str]  # answers other than success or 503 SERVICE_UNAVAILABLE + Retry-After
 
 
 def soak(args: argparse.Namespace, out: Path) -> Outcome:
@@ -386,7 +398,7 @@ def soak(args: argparse.Namespace, out: Path) -> Outcome:
         if locust.returncode != 0:
             raise RuntimeError(f"locust exited {locust.returncode}: see {out / 'locust.log'}")
         records = read_records(out / "requests.csv")
-        invariants = check_invariants(cluster, records, seeded)
+        invariants = check_invariants(cluster, records, seeded, keyed=args.keyed)
         (out / "faults.json").write_text(
             json.dumps({"started": started, "faults": [asdict(f) for f in faults]}, indent=1)
         )
@@ -395,13 +407,19 @@ def soak(args: argparse.Namespace, out: Path) -> Outcome:
     return Outcome(
         report(args, records, faults, started, invariants, version),
         [check.name for check in invariants if not check.ok],
-        Counter(f"{r.status} {r.code}" for r in records if is_finding(r)),
+        findings(out),
     )
 
 
-def is_finding(record: Record) -> bool:
-    """A failure that is not the answer expected while a fault lasts (503 SERVICE_UNAVAILABLE)."""
-    return not record.ok and (record.status, record.code) != (503, UNAVAILABLE)
+def findings(out: Path) -> Counter[str]:
+    """The load's findings (bench/soak_load.py decides), by status, code and Retry-After."""
+    path = out / "findings.jsonl"
+    found = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return Counter(
+        f"{f['status']} {f['code']}"
+        + (" without Retry-After" if f["status"] == 503 and not f["retry_after"] else "")
+        for f in found
+    )
 
 
 def seed_arguments(args: argparse.Namespace) -> argparse.Namespace:
@@ -442,13 +460,21 @@ LEFT JOIN profiles p ON p.id = a.customer
 LEFT JOIN conversations c ON c.customer_id = a.customer
 WHERE p.id IS NULL OR c.id IS DISTINCT FROM a.conv
 """
+STORED_TWICE = """
+SELECT count(*) FROM (
+    SELECT 1 FROM messages WHERE client_message_id IS NOT NULL
+    GROUP BY conversation_id, sender_id, client_message_id HAVING count(*) > 1
+) AS twice
+"""
 MESSAGES_LOST = """
 SELECT count(*) FROM unnest(%(ids)s::uuid[]) AS a(id)
 WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = a.id)
 """
 
 
-def check_invariants(cluster: Cluster, records: list[Record], seeded: datetime) -> list[Invariant]:
+def check_invariants(
+    cluster: Cluster, records: list[Record], seeded: datetime, *, keyed: bool
+) -> list[Invariant]:
     """The post-mortem's SQL, ``helpline integrity check``, and what the load was told."""
     found: list[Invariant] = []
     ops = ROOT / "schema" / "ops"
@@ -506,6 +532,17 @@ def check_invariants(cluster: Cluster, records: list[Record], seeded: datetime) 
                 not count,
             )
         )
+        if keyed:
+            cursor.execute(STORED_TWICE)
+            count = cursor.fetchone()[0]
+            found.append(
+                Invariant(
+                    "messages stored twice under one clientMessageId",
+                    "soak SQL (failed sends were sent again with their key)",
+                    count,
+                    not count,
+                )
+            )
     return found + helpline_checks(cluster.url)
 
 
@@ -603,7 +640,11 @@ def report(
         f"process): {args.users} users aiming at {args.rate:g} requests/s in all, each with a "
         "customer's own token: 50% hot `adminConversation`, 20% first contact of a customer with "
         "a users row and no profile (a failed one is tried again later), 20% `sendMessage`"
-        + (" with a `clientMessageId`" if args.keyed else " (no `clientMessageId`)")
+        + (
+            " with a `clientMessageId` (a failed one is sent again with its key)"
+            if args.keyed
+            else " (no `clientMessageId` in the schema yet: a failed one is not sent again)"
+        )
         + ", 10% the 20 newest messages. Dataset: "
         f"{args.customers:,} customers with a conversation, {args.new_customers:,} new "
         f"customers, {args.admins} admins.",
@@ -612,11 +653,17 @@ def report(
         f"requests/s); {len(records) - len(failed):,} succeeded, {len(failed):,} failed "
         f"({100 * len(failed) / len(records):.2f}%).**",
         "",
-        "| HTTP status | code | requests |",
-        "|---|---|---|",
+        "| HTTP status | code | requests | Retry-After (value: requests) |",
+        "|---|---|---|---|",
     ]
-    by_code = Counter((r.status, r.code or "(success)") for r in records)
-    lines += [f"| {s} | {c} | {n:,} |" for (s, c), n in sorted(by_code.items())]
+    groups: dict[tuple[int, str], Counter[str]] = {}
+    for r in records:
+        groups.setdefault((r.status, r.code or "(success)"), Counter())[
+            r.retry_after or "none"
+        ] += 1
+    for (status, code), waits in sorted(groups.items()):
+        shown = "" if status == 200 else ", ".join(f"{w}: {n:,}" for w, n in sorted(waits.items()))
+        lines.append(f"| {status} | {code} | {waits.total():,} | {shown} |")
     lines += [
         "",
         "| request | served | failed | p50 ms | p99 ms (successes) |",
@@ -639,13 +686,15 @@ def report(
         fault = faults[i - 1] if i else None
         what = "steady load" if fault is None else fault.detail
         if fault and fault.back is not None:
-            what += f" (answering again after {fault.back - fault.at:.1f} s)"
+            what += f"; accepting connections again after {fault.back - fault.at:.1f} s"
         failures = ", ".join(f"{k}: {n:,}" for k, n in window.failed.most_common()) or "none"
         recovery = (
             "n/a"
             if fault is None
             else ("**not recovered**" if window.recovery is None else f"{window.recovery:.2f}")
         )
+        if fault and fault.back is not None and window.recovery is not None:
+            recovery += f" ({window.recovery - (fault.back - fault.at):.2f} after it was back)"
         lines.append(
             f"| {i or '-'} | {window.label} | {window.start - started:.1f} | {what} | {failures} "
             f"| {recovery} |"
@@ -732,7 +781,7 @@ def main() -> int:
     if missing or os.geteuid() != 0:
         print("soak: needs root and Debian's postgresql-common (pg_createcluster)", file=sys.stderr)
         return 2
-    args.keyed = client_message_id_supported()
+    args.keyed = client_message_id_supported((ROOT / "schema" / "schema.graphql").read_text())
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="helpline-soak-"))
     out.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -747,7 +796,7 @@ def main() -> int:
         print(f"soak: invariants violated: {', '.join(outcome.broken)}", file=sys.stderr)
     if outcome.findings:
         found = ", ".join(f"{k}: {n:,}" for k, n in outcome.findings.most_common())
-        print(f"soak: failures other than 503 SERVICE_UNAVAILABLE: {found}", file=sys.stderr)
+        print(f"soak: findings (not a success, nor 503 with Retry-After): {found}", file=sys.stderr)
     print(f"soak: records, findings and logs in {out}")
     return 1 if outcome.broken or outcome.findings else 0
 

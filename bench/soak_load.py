@@ -7,16 +7,18 @@ tokens and reads what this writes; not meant to run on its own. The mix, by task
 - 20% first contact: ``adminConversation`` for a customer with a ``users`` row and no profile,
   each new customer once; one whose first contact failed is tried again later, as the chat
   widget would;
-- 20% ``sendMessage`` into the customer's own conversation (with a ``clientMessageId`` when the
-  schema has one, SOAK_CLIENT_MESSAGE_ID=1);
+- 20% ``sendMessage`` into the customer's own conversation; with a ``clientMessageId`` when the
+  schema has one (SOAK_CLIENT_MESSAGE_ID=1), and then a send that failed is sent again later
+  with the same key, as a client would retry it (without one, a retry could store it twice);
 - 10% the 20 newest messages of the customer's conversation.
 
 Every request gets an ``X-Request-ID`` (``soak-<n>``) so a bad answer can be found in the
 server's log. Environment (set by bench.soak): SOAK_DIR holds ``hot.tsv`` (token, customer,
 conversation) and ``cold.tsv`` (token, customer) and receives ``requests.csv`` (one row per
 request: wall-clock start and end, kind, HTTP status, code, milliseconds, the customer or
-conversation it was about, and the id a success returned) and
-``findings.jsonl`` (each answer that is neither a success nor SERVICE_UNAVAILABLE, in full);
+conversation it was about, the id a success returned, the Retry-After header) and
+``findings.jsonl`` (every answer that is neither a success nor an HTTP 503 SERVICE_UNAVAILABLE
+with a Retry-After, in full);
 SOAK_RATE_PER_USER is each simulated user's requests per second.
 """
 
@@ -54,6 +56,7 @@ def _rows(name: str) -> list[list[str]]:
 HOT_ROWS = _rows("hot.tsv")  # token, customer, conversation
 COLD_NEW = deque(_rows("cold.tsv"))  # token, customer: never contacted yet
 COLD_RETRY: deque[list[str]] = deque()  # first contacts that failed: tried again first
+SEND_RETRY: deque[tuple[str, dict[str, Any]]] = deque()  # keyed sends that failed: sent again
 KEYED = os.environ.get("SOAK_CLIENT_MESSAGE_ID") == "1"
 _request_ids = itertools.count(1)
 
@@ -65,7 +68,7 @@ class Recorder:
         self._requests = (out / "requests.csv").open("w", newline="", buffering=1 << 16)
         self._writer = csv.writer(self._requests)
         self._writer.writerow(
-            ["start", "end", "kind", "status", "code", "ms", "subject", "returned"]
+            ["start", "end", "kind", "status", "code", "ms", "subject", "returned", "retry_after"]
         )
         self._findings = (out / "findings.jsonl").open("w", buffering=1)
 
@@ -135,14 +138,17 @@ class Customer(FastHttpUser):
             else:
                 response.failure(f"{status} {code}")
         returned = _returned_id(kind, answer) if code == OK else ""
-        recorder.request([f"{started:.6f}", f"{ended:.6f}", kind, status, code,
-                          f"{(ended - started) * 1000:.1f}", subject, returned])  # fmt: skip
-        if code not in (OK, UNAVAILABLE) or (code == UNAVAILABLE and status != 503):
+        retry_after = (response.headers.get("retry-after") or "") if status else ""
+        milliseconds = f"{(ended - started) * 1000:.1f}"
+        recorder.request([f"{started:.6f}", f"{ended:.6f}", kind, status, code, milliseconds,
+                          subject, returned, retry_after])  # fmt: skip
+        expected = code == OK or (status, code, bool(retry_after)) == (503, UNAVAILABLE, True)
+        if not expected:
             recorder.finding({
                 "start": started, "end": ended, "kind": kind, "request_id": request_id,
                 "variables": variables, "status": status, "code": code,
-                "retry_after": response.headers.get("retry-after") if status else None,
-                "error": repr(response.error) if status == 0 else None, "body": body[:4000],
+                "retry_after": retry_after, "body": body[:4000],
+                "error": repr(response.error) if status == 0 else None,
             })  # fmt: skip
         return code, answer
 
@@ -164,11 +170,18 @@ class Customer(FastHttpUser):
 
     @task(2)
     def send(self) -> None:
-        token, _, conversation = random.choice(HOT_ROWS)
-        variables: dict[str, Any] = {"id": conversation, "t": f"soak {uuid.uuid4().hex[:12]}"}
-        if KEYED:
-            variables["k"] = str(uuid.uuid4())
-        self.post("send", token, SEND_KEYED if KEYED else SEND, variables, conversation)
+        if KEYED and SEND_RETRY:  # the same message again, with the same key
+            token, variables = SEND_RETRY.popleft()
+        else:
+            token, _, conversation = random.choice(HOT_ROWS)
+            variables = {"id": conversation, "t": f"soak {uuid.uuid4().hex[:12]}"}
+            if KEYED:
+                variables["k"] = str(uuid.uuid4())
+        code, _ = self.post(
+            "send", token, SEND_KEYED if KEYED else SEND, variables, variables["id"]
+        )
+        if KEYED and code != OK:
+            SEND_RETRY.append((token, variables))
 
     @task(1)
     def messages(self) -> None:
