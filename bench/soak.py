@@ -14,8 +14,8 @@ BENCHMARKS.md and drops the cluster (also on failure or Ctrl-C).
 
 Loopback only; every wait is bounded. Needs root (pg_createcluster, the cluster's files belong
 to the postgres user). What the run leaves for reading, in ``--out`` (a new directory under
-/tmp by default): requests.csv (every request), findings.jsonl, helpline.log, postgresql.log,
-locust's own CSV stats.
+/tmp by default): requests.csv (every request), findings.jsonl, faults.json, invariants.json,
+helpline.log (ACCESS_LOG=errors: a line per failed request), postgresql.log, locust's CSV stats.
 """
 
 from __future__ import annotations
@@ -398,6 +398,8 @@ def soak(args: argparse.Namespace, out: Path) -> Outcome:
         if locust.returncode != 0:
             raise RuntimeError(f"locust exited {locust.returncode}: see {out / 'locust.log'}")
         records = read_records(out / "requests.csv")
+        if not records:
+            raise RuntimeError(f"the load recorded no request: see {out / 'locust.log'}")
         invariants = check_invariants(cluster, records, seeded, keyed=args.keyed)
         (out / "faults.json").write_text(
             json.dumps({"started": started, "faults": [asdict(f) for f in faults]}, indent=1)
@@ -711,18 +713,21 @@ def report(
     lines += [
         "",
         "How it was measured: the load records every request (wall-clock start and end, HTTP "
-        "status, the GraphQL `extensions.code` of its errors; a success is HTTP 200 with data "
-        "and no error) and the driver records when it injected each fault, on the same clock. "
-        "A terminate fault is `" + TERMINATE + "` on the private cluster; the restart is "
-        f"`pg_ctlcluster stop -m fast`, {args.restart_pause:g} s, `start`. A fault's window runs "
-        "until the next fault; its recovery time is from the fault to the first success after "
-        "which a whole second passed without a failed request (0 when no request failed). "
-        "SERVICE_UNAVAILABLE with HTTP 503 is the expected answer while a fault lasts; every "
-        "other failure is a finding "
-        "and is kept in full in `findings.jsonl`. The invariants are checked after the load "
-        "stopped and the server was shut down: the post-mortem's own SQL (`schema/ops/`), "
-        "`helpline integrity check --json`, and three checks of the soak's own against what the "
-        "load was told (first contacts and messages acknowledged).",
+        "status, the GraphQL `extensions.code` of its errors, Retry-After; a success is HTTP 200 "
+        "with data and no error) and the driver records when it injected each fault, on the "
+        "same clock. A terminate fault is `" + TERMINATE + "` on the private cluster (the app's "
+        "pooled connections; each worker's LISTEN connection, `helpline-listener`, is hit by the "
+        f"restart only); the restart is `pg_ctlcluster stop -m fast`, {args.restart_pause:g} s, "
+        "`pg_ctlcluster start`, and the cluster is back when the driver's first connection "
+        "succeeds (polled every 50 ms). A fault's window runs until the next fault; its "
+        "recovery time is from the fault to the first success after which a whole second "
+        "passed without a failed request (0 when no request failed). HTTP 503 "
+        "SERVICE_UNAVAILABLE with a Retry-After is the expected answer while a fault lasts; "
+        "every other failure is a finding, kept in full in `findings.jsonl` beside the run's "
+        "records and logs. The invariants are checked after the load stopped and the server "
+        "was shut down: the post-mortem's own SQL (`schema/ops/`), `helpline integrity check "
+        "--json`, and the soak's own checks against what the load was told (the first contacts "
+        "and the messages acknowledged).",
         "",
     ]
     return "\n".join(lines)
