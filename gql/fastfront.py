@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gql.auth import ANON, AuthenticationFailed, Authenticator
 from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE
 from gql.fastpath import Fallback, FastPaths, Unavailable
-from gql.logs import RequestLog
+from gql.logs import RequestLog, request_id_var
 from gql.metrics import operation_label, record_operation
 from gql.view import (
     GRAPHQL_RESPONSE_JSON,
@@ -105,6 +105,8 @@ class FastFront:
         ):
             return None
         started = time.perf_counter()
+        request_id = request_id_from(_text(headers.get(b"x-request-id")))
+        request_id_var.set(request_id)  # for lines the worker thread logs
         authorization = _text(headers.get(b"authorization"))
         status, codes, extra = 200, [], []
         response: dict[str, Any]
@@ -135,7 +137,6 @@ class FastFront:
             status, codes = 503, [SERVICE_UNAVAILABLE]
             extra = [(b"retry-after", str(RETRY_AFTER_S).encode())]
         self.fast_paths.answered += 1
-        request_id = request_id_from(_text(headers.get(b"x-request-id")))
         graphql_response = wants_graphql_response(_text(headers.get(b"accept")) or "")
         content = json.dumps(response, separators=(",", ":")).encode()
         seconds = time.perf_counter() - started

@@ -7,9 +7,24 @@ variables or message contents.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 access_log = logging.getLogger("helpline.access")
+
+# The id of the request being served: set by the view, copied into its worker thread.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp every line logged while a request is served with its id, the repository's too,
+    so an operator can follow one failed request from its access line to its cause."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id") and (request_id := request_id_var.get()):
+            record.request_id = request_id
+        return True
+
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -23,7 +38,14 @@ LOG_CONFIG: dict[str, Any] = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         }
     },
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "filters": {"request_id": {"()": "gql.logs.RequestIdFilter"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["stderr"], "level": "INFO"},
     "loggers": {
         "uvicorn": {"level": "INFO"},

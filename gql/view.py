@@ -27,7 +27,7 @@ from strawberry.types.graphql import OperationType
 
 from gql.auth import AuthenticationFailed, Authenticator, Caller
 from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAUTHENTICATED, add_codes
-from gql.logs import RequestLog
+from gql.logs import RequestLog, request_id_var
 from gql.metrics import WEBSOCKET_CONNECTIONS, operation_label, record_operation
 from gql.playground import localize
 from gql.realtime import Hub, Presence
@@ -316,6 +316,7 @@ def client_request_id(request: Any) -> str:
     header = request.headers.get(REQUEST_ID_HEADER) if hasattr(request, "headers") else None
     request_id = request_id_from(header)
     scope["helpline.request_id"] = request_id
+    request_id_var.set(request_id)
     return request_id
 
 

@@ -261,10 +261,10 @@ def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
                 if not _is_unavailable(exc):
                     raise
                 log.warning(
-                    "database unavailable in %s: %s (sqlstate %s)",
+                    "database unavailable in %s: %s%s",
                     fn.__qualname__,
                     type(exc.__cause__ or exc).__name__,
-                    sqlstate,
+                    f" (sqlstate {sqlstate})" if sqlstate else "",  # none when a connection broke
                 )
                 raise DatabaseUnavailable("the database is unavailable; retry shortly") from exc
 

@@ -21,11 +21,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from gql.app import create_app
+from gql.logs import RequestIdFilter
 from repo.config import Settings
 from repo.demo import CUSTOMER, LEGACY_CUSTOMER
 from tests.e2e.conftest import Server, running_server, service_token, user_token
 from tests.e2e.wsclient import Subscription
 from tests.factories import make_admin, make_orphaned_conversation, make_user
+from tests.faults import holding_the_profile_lock
 from tests.proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -253,3 +255,38 @@ def test_access_log_errors_keeps_only_the_lines_of_failed_requests(
     lines = [r for r in caplog.records if r.name == "helpline.access"]
     assert len(lines) == logged
     assert lines[-1].error_codes == ["GRAPHQL_VALIDATION_FAILED"]  # type: ignore[attr-defined]
+
+
+def test_lines_logged_while_serving_a_request_carry_its_id(
+    db: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = dataclasses.replace(db, db_lock_timeout_ms=200, sqlite_busy_timeout_ms=200)
+    make_admin()
+    customer = make_user()
+    caplog.handler.addFilter(RequestIdFilter())  # as helpline serve's handler has it
+    caplog.set_level("INFO")
+    with TestClient(create_app(settings)) as http, holding_the_profile_lock(settings, customer):
+        for fast_path_document in (True, False):
+            query = "mutation { adminConversation { conversation { id } } }"
+            if not fast_path_document:
+                query = (  # a fragment: the executor's path
+                    "mutation { adminConversation { ...P } } "
+                    "fragment P on AdminConversationPayload { created }"
+                )
+            response = http.post(
+                "/graphql",
+                json={"query": query},
+                headers={
+                    "authorization": f"Bearer {user_token(customer)}",
+                    "x-request-id": f"trace-{fast_path_document}",
+                },
+            )
+            assert response.status_code == 503
+
+    for request_id in ("trace-True", "trace-False"):
+        causes = [
+            r
+            for r in caplog.records
+            if r.name == "repo.db" and getattr(r, "request_id", None) == request_id
+        ]
+        assert causes and "database unavailable" in causes[0].getMessage()
