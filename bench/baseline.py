@@ -36,7 +36,7 @@ INNER JOIN profiles AS admin ON (c.admin_id = admin.id)
 WHERE (c.customer_id = %s) LIMIT 1
 """
 MESSAGES = """
-SELECT m.id, m.conversation_id, m.content, m.created_at,
+SELECT m.id, m.conversation_id, m.content, m.created_at, m.client_message_id,
        s.id, s.name, s.avatar_url, s.is_admin, s.is_online
 FROM messages AS m INNER JOIN profiles AS s ON (m.sender_id = s.id)
 WHERE (m.conversation_id = %s) ORDER BY m.created_at DESC, m.id DESC LIMIT 21
@@ -89,7 +89,7 @@ async def graphql(request: Request) -> Response:
                     "id": str(r[0]),
                     "content": r[2],
                     "createdAt": r[3].isoformat(),
-                    "sender": {"id": str(r[4]), "name": r[5], "avatarUrl": r[6]},
+                    "sender": {"id": str(r[5]), "name": r[6], "avatarUrl": r[7]},
                 }
             }
             for r in rows[:20]

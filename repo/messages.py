@@ -185,6 +185,7 @@ def message_query() -> peewee.ModelSelect[Message]:
         Message.conversation,
         Message.content,
         Message.created_at,
+        Message.client_message_id,
         *profile_columns(Profile),
     ).join(Profile, on=(Message.sender == Profile.id))
 
@@ -199,14 +200,15 @@ _FIRST_PAGE = PreparedSelect(
 
 
 def message_from(row: Any) -> MessageView:
-    message_id, conversation_id, content, created_at = row[:4]
+    message_id, conversation_id, content, created_at, client_message_id = row[:5]
     assert isinstance(created_at, datetime)
     return MessageView(
         id=MessageId(UUID(str(message_id))),
         conversation_id=ConversationId(UUID(str(conversation_id))),
-        sender=profile_from(row, 4),
+        sender=profile_from(row, 5),
         content=str(content),
         created_at=created_at,
+        client_message_id=client_message_id,
         cursor=encode_cursor(created_at, UUID(str(message_id))),
     )
 

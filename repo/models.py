@@ -105,6 +105,7 @@ class Message(BaseModel):
     sender = peewee.ForeignKeyField(Profile, column_name="sender_id", backref="+")
     content = peewee.TextField()
     created_at = UTCDateTimeField()
+    client_message_id = peewee.CharField(max_length=64, null=True)  # the sender's own id for it
 
     class Meta:
         table_name = "messages"

@@ -41,6 +41,7 @@ class MessageView:
     sender: ProfileView
     content: str
     created_at: datetime
+    client_message_id: str | None  # the sender's own id for the message, if it gave one
     cursor: str
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import peewee
@@ -10,8 +11,8 @@ import pytest
 from repo.config import Settings
 from repo.db import database, is_sqlite
 from repo.migrate import migrate
-from repo.models import Conversation, Profile, User
-from tests.factories import constraints_bypassed, count_rows, make_admin
+from repo.models import Conversation, Message, Profile, User
+from tests.factories import constraints_bypassed, count_rows, make_admin, make_user
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -121,3 +122,28 @@ def test_constraints_and_trigger_carry_the_names_operators_use() -> None:
         "conversations_customer_id_key",
         "users_create_profile",
     } <= names
+
+
+def test_a_client_message_id_is_unique_per_conversation_and_sender_but_may_be_absent() -> None:
+    admin_id, customer_id, conversation_id = make_admin(), make_user(), uuid4()
+    with database.connection_context():
+        Conversation.insert(id=conversation_id, customer=customer_id, admin=admin_id).execute()
+
+        def insert(client_message_id: str | None) -> None:
+            Message.insert(
+                id=uuid4(),
+                conversation=conversation_id,
+                sender=admin_id,
+                content="hi",
+                created_at=datetime.now(UTC),
+                client_message_id=client_message_id,
+            ).execute()
+
+        insert(None)
+        insert(None)
+        insert("c-1")
+        with pytest.raises(peewee.IntegrityError) as raised, database.atomic():
+            insert("c-1")
+    if not is_sqlite():
+        assert raised.value.__context__.diag.constraint_name == "messages_client_message_id_key"  # type: ignore[union-attr]
+    assert count_rows("messages") == 3

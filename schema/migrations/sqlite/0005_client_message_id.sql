@@ -1,0 +1,9 @@
+-- Idempotent sends: a client may give a message its own id (sendMessage's clientMessageId), and
+-- a retry with the same id by the same sender in the same conversation returns the message the
+-- first attempt stored instead of storing a second one. Messages sent without one keep NULL.
+-- At most 64 characters, as PostgreSQL's varchar(64).
+ALTER TABLE messages ADD COLUMN client_message_id TEXT CHECK (length(client_message_id) <= 64);
+
+CREATE UNIQUE INDEX messages_client_message_id_key
+    ON messages (conversation_id, sender_id, client_message_id)
+    WHERE client_message_id IS NOT NULL;
