@@ -23,6 +23,13 @@ class ConversationNotFound(HelplineError):
     """The conversation does not exist."""
 
 
+class ClientMessageIdReused(HelplineError):
+    """The sender already used this client message id in the conversation for other content.
+
+    Nothing was written; a new message needs a new id.
+    """
+
+
 class DatabaseUnavailable(HelplineError):
     """The database could not be reached or was busy (locked, timed out, connection lost).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -13,7 +14,7 @@ from peewee import Tuple
 
 from repo import events
 from repo.db import database, is_sqlite, unit_of_work, write_transaction
-from repo.errors import ConversationNotFound, InvalidInput
+from repo.errors import ClientMessageIdReused, ConversationNotFound, InvalidInput
 from repo.ids import ConversationId, CustomerId, MessageId, ProfileId
 from repo.models import Conversation, Message, Profile
 from repo.prepared import PreparedSelect
@@ -27,12 +28,15 @@ MAX_PAGE_SIZE = 100
 # A message is never older than the conversation's last one, even within one clock tick,
 # so newest-first order is send order on both backends. On PostgreSQL one statement stores
 # it, bumps the conversation and notifies listeners (delivered on commit): one round trip.
-_STORE_MESSAGE_POSTGRES = """
+_STORE_MESSAGE_POSTGRES_TEMPLATE = """
     WITH stored AS (
-        INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
+        INSERT INTO messages
+            (id, conversation_id, sender_id, content, created_at, client_message_id)
         SELECT %(id)s::uuid, c.id, %(sender)s::uuid, %(content)s,
-               GREATEST(clock_timestamp(), c.last_message_at + interval '1 microsecond')
+               GREATEST(clock_timestamp(), c.last_message_at + interval '1 microsecond'),
+               %(client_message_id)s
         FROM conversations c WHERE c.id = %(conversation)s
+        {on_retry}
         RETURNING conversation_id, created_at
     ), bumped AS (
         UPDATE conversations
@@ -40,21 +44,48 @@ _STORE_MESSAGE_POSTGRES = """
         FROM stored WHERE conversations.id = stored.conversation_id
     )
     SELECT created_at, pg_notify(%(channel)s, %(payload)s) FROM stored"""
-_INSERT_MESSAGE_SQLITE = """
-    INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
+_INSERT_MESSAGE_SQLITE_TEMPLATE = """
+    INSERT INTO messages (id, conversation_id, sender_id, content, created_at, client_message_id)
     SELECT ?, c.id, ?, ?,
            MAX(strftime('%Y-%m-%d %H:%M:%f', 'now'),
-               COALESCE(strftime('%Y-%m-%d %H:%M:%f', c.last_message_at, '+0.001 seconds'), ''))
+               COALESCE(strftime('%Y-%m-%d %H:%M:%f', c.last_message_at, '+0.001 seconds'), '')),
+           ?
     FROM conversations c WHERE c.id = ?
+    {on_retry}
     RETURNING created_at"""
+# With a client message id, a sender's retry stores nothing and returns no row (so nothing is
+# bumped or announced). Sends without one run the plain insert, at the cost they always had.
+_RETRY_STORES_NOTHING = """ON CONFLICT (conversation_id, sender_id, client_message_id)
+        WHERE client_message_id IS NOT NULL DO NOTHING"""
+_STORE_MESSAGE_POSTGRES = _STORE_MESSAGE_POSTGRES_TEMPLATE.format(on_retry="")
+_STORE_KEYED_MESSAGE_POSTGRES = _STORE_MESSAGE_POSTGRES_TEMPLATE.format(
+    on_retry=_RETRY_STORES_NOTHING
+)
+_INSERT_MESSAGE_SQLITE = _INSERT_MESSAGE_SQLITE_TEMPLATE.format(on_retry="")
+_INSERT_KEYED_MESSAGE_SQLITE = _INSERT_MESSAGE_SQLITE_TEMPLATE.format(
+    on_retry=_RETRY_STORES_NOTHING
+)
+# What a client may use as its own message id: a UUID fits, and so do most client schemes.
+_CLIENT_MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]+")
+MAX_CLIENT_MESSAGE_ID_LENGTH = 64
 
 
 @unit_of_work
 def send_message(
-    conversation_id: ConversationId, content: str, *, sender_id: ProfileId | None
+    conversation_id: ConversationId,
+    content: str,
+    *,
+    sender_id: ProfileId | None,
+    client_message_id: str | None = None,
 ) -> MessageView:
-    """Store a message and bump last_message_at; no sender means the conversation's admin."""
+    """Store a message and bump last_message_at; no sender means the conversation's admin.
+
+    A sender's retry with the same ``client_message_id`` in the conversation stores nothing
+    and returns the message stored first (ClientMessageIdReused when the content differs).
+    """
     validate_content(content)
+    if client_message_id is not None:
+        validate_client_message_id(client_message_id)
     with write_transaction():
         query = Conversation.select(Conversation.admin).where(Conversation.id == conversation_id)
         if not is_sqlite():
@@ -64,31 +95,52 @@ def send_message(
             raise ConversationNotFound(f"conversation {conversation_id} not found")
         if sender_id is not None:
             ensure_profile(CustomerId(sender_id))  # a legacy customer writing heals themself
-        message_id = post_message(conversation_id, sender_id or ProfileId(admin_id), content)
+        sender = sender_id or ProfileId(admin_id)
+        message_id = post_message(
+            conversation_id, sender, content, client_message_id=client_message_id
+        )
+        if message_id is None:
+            assert client_message_id is not None
+            return _first_sent(conversation_id, sender, client_message_id, content=content)
         return _read_message(message_id)
 
 
-def post_message(conversation_id: ConversationId, sender_id: ProfileId, content: str) -> MessageId:
-    """Insert a message inside the caller's transaction, after the conversation row is locked."""
+def post_message(
+    conversation_id: ConversationId,
+    sender_id: ProfileId,
+    content: str,
+    *,
+    client_message_id: str | None = None,
+) -> MessageId | None:
+    """Insert a message inside the caller's transaction, after the conversation row is locked.
+
+    None, and nothing stored, when the sender already used ``client_message_id`` here.
+    """
     message_id = MessageId(uuid4())
+    keyed = client_message_id is not None
     if not is_sqlite():
-        database.execute_sql(
-            _STORE_MESSAGE_POSTGRES,
+        stored = database.execute_sql(
+            _STORE_KEYED_MESSAGE_POSTGRES if keyed else _STORE_MESSAGE_POSTGRES,
             {
                 "id": str(message_id),
                 "sender": str(sender_id),
                 "content": content,
+                "client_message_id": client_message_id,
                 "conversation": str(conversation_id),
                 "channel": events.CHANNEL,
                 "payload": events.encode(conversation_id, message_id),
             },
         ).fetchall()
-        return message_id
+        return message_id if stored else None
     cursor = database.execute_sql(
-        _INSERT_MESSAGE_SQLITE, (str(message_id), str(sender_id), content, str(conversation_id))
+        _INSERT_KEYED_MESSAGE_SQLITE if keyed else _INSERT_MESSAGE_SQLITE,
+        (str(message_id), str(sender_id), content, client_message_id, str(conversation_id)),
     )
-    (created_at,) = cursor.fetchone()
+    row = cursor.fetchone()
     cursor.fetchall()
+    if row is None:
+        return None
+    (created_at,) = row
     (
         Conversation.update(last_message_at=created_at, updated_at=created_at)
         .where(Conversation.id == conversation_id)
@@ -96,6 +148,43 @@ def post_message(conversation_id: ConversationId, sender_id: ProfileId, content:
     )
     events.message_stored(conversation_id, message_id)
     return message_id
+
+
+def _first_sent(
+    conversation_id: ConversationId, sender_id: ProfileId, client_message_id: str, *, content: str
+) -> MessageView:
+    """The message the sender stored first with this client message id (a retry's answer)."""
+    first = message_from(
+        message_query()
+        .where(
+            Message.conversation == conversation_id,
+            Message.sender == sender_id,
+            Message.client_message_id == client_message_id,
+        )
+        .tuples()
+        .get()
+    )
+    if first.content != content:
+        raise ClientMessageIdReused(
+            f"clientMessageId {client_message_id!r} was already used for another message in "
+            "this conversation; give each new message a new id"
+        )
+    return first
+
+
+def validate_client_message_id(client_message_id: str) -> None:
+    if not client_message_id:
+        raise InvalidInput("clientMessageId must not be empty")
+    if len(client_message_id) > MAX_CLIENT_MESSAGE_ID_LENGTH:
+        raise InvalidInput(
+            f"clientMessageId is {len(client_message_id)} characters long; "
+            f"at most {MAX_CLIENT_MESSAGE_ID_LENGTH} are allowed"
+        )
+    if not _CLIENT_MESSAGE_ID.fullmatch(client_message_id):
+        raise InvalidInput(
+            "clientMessageId may only contain letters A-Z and a-z, digits, '.', '_', ':' "
+            "and '-' (a UUID fits)"
+        )
 
 
 def validate_content(content: str) -> None:

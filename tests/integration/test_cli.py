@@ -14,6 +14,8 @@ from gql.cli import main
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
 from repo.db import close_database, database, open_database
+from repo.ids import ProfileId
+from repo.messages import send_message
 from repo.models import Profile
 from tests.conftest import new_postgres_database
 from tests.factories import (
@@ -214,7 +216,15 @@ def test_adoption_ends_validated_with_no_orphans(
     settings = Settings(database_url=seed_shaped_database)
     open_database(settings)
     try:
-        assert get_or_create_admin_conversation(ids["twice"]).conversation.id == ids["c1"]  # type: ignore[arg-type]
+        conversation = get_or_create_admin_conversation(ids["twice"]).conversation  # type: ignore[arg-type]
+        assert conversation.id == ids["c1"]
+        sent = [  # later migrations applied too: retries with a client message id work
+            send_message(
+                conversation.id, "again", sender_id=ProfileId(ids["twice"]), client_message_id="k"
+            )
+            for _ in range(2)
+        ]
+        assert sent[0] == sent[1]
     finally:
         close_database()
 

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
+import psycopg2
 import pytest
 
+from repo import events
 from repo.conversations import find_conversation, get_or_create_admin_conversation
-from repo.errors import ConversationNotFound, IntegrityViolation, InvalidInput
-from repo.ids import ConversationId, ProfileId
+from repo.db import is_sqlite, postgres_connect_kwargs, settings
+from repo.errors import (
+    ClientMessageIdReused,
+    ConversationNotFound,
+    IntegrityViolation,
+    InvalidInput,
+)
+from repo.ids import ConversationId, MessageId, ProfileId
 from repo.messages import MAX_MESSAGE_LENGTH, encode_cursor, list_messages, send_message
 from repo.views import ConversationView
+from tests.conftest import QueryLog
 from tests.factories import count_rows, make_admin, make_user
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -123,3 +135,160 @@ def test_a_foreign_key_violation_surfaces_as_integrity_violation_with_its_constr
     if raised.value.sqlstate == "23503":
         assert raised.value.constraint == "messages_sender_id_fkey"
     assert count_rows("messages") == 1
+
+
+def test_a_retry_with_the_same_client_message_id_returns_the_first_message(
+    conversation: ConversationView,
+) -> None:
+    customer = conversation.customer.id
+    first = send_message(
+        conversation.id, "Where is my order?", sender_id=customer, client_message_id="c-1"
+    )
+    bumped = find_conversation(conversation.id)
+
+    retry = send_message(
+        conversation.id, "Where is my order?", sender_id=customer, client_message_id="c-1"
+    )
+
+    assert retry == first
+    assert (retry.id, retry.created_at, retry.client_message_id) == (
+        first.id,
+        first.created_at,
+        "c-1",
+    )
+    assert count_rows("messages") == 2  # the welcome message and this one
+    assert find_conversation(conversation.id) == bumped  # last_message_at not bumped again
+    assert list_messages(conversation.id).messages[0] == first
+
+
+def test_a_retry_is_not_announced_again(conversation: ConversationView) -> None:
+    customer = conversation.customer.id
+    with announced() as heard:
+        first = send_message(conversation.id, "hello", sender_id=customer, client_message_id="a")
+        send_message(conversation.id, "hello", sender_id=customer, client_message_id="a")
+
+    assert heard == [(conversation.id, first.id)]
+
+
+def test_the_same_client_message_id_with_other_content_is_refused_and_nothing_stored(
+    conversation: ConversationView,
+) -> None:
+    customer = conversation.customer.id
+    first = send_message(conversation.id, "first", sender_id=customer, client_message_id="k")
+    bumped = find_conversation(conversation.id)
+
+    with pytest.raises(ClientMessageIdReused, match="'k' was already used"):
+        send_message(conversation.id, "second", sender_id=customer, client_message_id="k")
+
+    assert count_rows("messages") == 2
+    assert find_conversation(conversation.id) == bumped
+    assert list_messages(conversation.id).messages[0] == first
+
+
+def test_the_same_client_message_id_elsewhere_or_from_someone_else_is_another_message(
+    conversation: ConversationView,
+) -> None:
+    other = get_or_create_admin_conversation(make_user()).conversation
+    customer, admin = conversation.customer.id, conversation.admin.id
+
+    sent = [
+        send_message(conversation.id, "hi", sender_id=customer, client_message_id="same"),
+        send_message(other.id, "hi", sender_id=other.customer.id, client_message_id="same"),
+        send_message(conversation.id, "hi", sender_id=admin, client_message_id="same"),
+    ]
+    as_service = send_message(conversation.id, "hi", sender_id=None, client_message_id="same")
+
+    assert len({m.id for m in sent}) == 3
+    assert as_service == sent[2]  # a service caller sends as the admin: the admin's retry
+    assert count_rows("messages") == 2 + 3
+
+
+def test_without_a_client_message_id_the_same_content_is_stored_each_time(
+    conversation: ConversationView,
+) -> None:
+    customer = conversation.customer.id
+    sent = [send_message(conversation.id, "ping", sender_id=customer) for _ in range(2)]
+
+    assert sent[0].id != sent[1].id
+    assert [m.client_message_id for m in sent] == [None, None]
+    assert count_rows("messages") == 3
+
+
+def test_a_client_message_id_costs_no_extra_statement_and_a_retry_no_write(
+    conversation: ConversationView, queries: QueryLog
+) -> None:
+    customer = conversation.customer.id
+
+    def statements(content: str, client_message_id: str | None = None) -> list[str]:
+        queries.statements.clear()
+        send_message(
+            conversation.id, content, sender_id=customer, client_message_id=client_message_id
+        )
+        return list(queries.statements)
+
+    plain = statements("plain")
+    keyed = statements("keyed", "k-1")
+    retry = statements("keyed", "k-1")
+
+    assert len(keyed) == len(plain)
+    assert len(retry) <= len(plain)
+    assert not any(s.lstrip().upper().startswith("UPDATE") for s in retry)
+    if not is_sqlite():  # one statement stores, bumps and notifies, with or without a key
+        assert sum("INSERT INTO messages" in s for s in keyed) == 1
+
+
+@pytest.mark.parametrize(
+    "client_message_id",
+    ["", "x" * 65, "with space", "semi;colon", "new\nline", "ünïcode", "emoji-\U0001f600", "a/b"],
+)
+def test_a_malformed_client_message_id_is_refused_and_nothing_stored(
+    conversation: ConversationView, client_message_id: str
+) -> None:
+    with pytest.raises(InvalidInput, match="clientMessageId"):
+        send_message(conversation.id, "hi", sender_id=None, client_message_id=client_message_id)
+    assert count_rows("messages") == 1
+
+
+@pytest.mark.parametrize("client_message_id", [str(uuid4()), "x" * 64, "A", "web:tab-2.msg_17"])
+def test_uuids_and_other_plain_ids_up_to_64_characters_are_accepted(
+    conversation: ConversationView, client_message_id: str
+) -> None:
+    sent = send_message(conversation.id, "hi", sender_id=None, client_message_id=client_message_id)
+    assert sent.client_message_id == client_message_id
+
+
+@contextmanager
+def announced() -> Iterator[list[tuple[ConversationId, MessageId]]]:
+    """The live events (what subscribers hear) of messages stored inside the block."""
+    heard: list[tuple[ConversationId, MessageId]] = []
+    if is_sqlite():  # after-commit callbacks, in this process
+
+        def listener(conversation_id: ConversationId, message_id: MessageId) -> None:
+            heard.append((conversation_id, message_id))
+
+        events.add_local_listener(listener)
+        try:
+            yield heard
+        finally:
+            events.remove_local_listener(listener)
+        return
+    conn = psycopg2.connect(**postgres_connect_kwargs(settings().database_url))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"LISTEN {events.CHANNEL}")
+        yield heard
+        with conn.cursor() as cursor:  # delivered after everything committed before it
+            cursor.execute("SELECT pg_notify(%s, 'end')", (events.CHANNEL,))
+        while True:
+            conn.poll()
+            while conn.notifies:
+                payload = conn.notifies.pop(0).payload
+                if payload == "end":
+                    return
+                ids = events.decode(payload)
+                assert ids is not None
+                heard.append(ids)
+            assert select.select([conn], [], [], 10)[0], "the end marker never arrived"
+    finally:
+        conn.close()

@@ -10,8 +10,8 @@ from typing import TypeVar
 
 import pytest
 
-from repo.conversations import get_or_create_admin_conversation
-from repo.messages import list_messages
+from repo.conversations import find_conversation, get_or_create_admin_conversation
+from repo.messages import list_messages, send_message
 from tests.factories import count_rows, make_admin, make_legacy_user, make_user
 
 pytestmark = [pytest.mark.usefixtures("db"), pytest.mark.timeout(60)]
@@ -64,3 +64,25 @@ def test_concurrent_calls_over_many_customers_finish_without_deadlock() -> None:
     assert count_rows("messages") == len(customers)
     assert count_rows("profiles") == len(customers) + 1
     assert count_rows("users") == len(customers) + 1
+
+
+@pytest.mark.parametrize("sender", ["customer", "service"])
+def test_concurrent_sends_with_one_client_message_id_store_one_message(sender: str) -> None:
+    make_admin()
+    conversation = get_or_create_admin_conversation(make_user()).conversation
+    sender_id = conversation.customer.id if sender == "customer" else None
+
+    sent = run_at_once(
+        [
+            lambda: send_message(
+                conversation.id, "sent twice?", sender_id=sender_id, client_message_id="tap-1"
+            )
+        ]
+        * 8
+    )
+
+    assert len({m.id for m in sent}) == 1
+    assert len({m.created_at for m in sent}) == 1
+    assert count_rows("messages") == 2  # the welcome message and this one
+    after = find_conversation(conversation.id)
+    assert after is not None and after.last_message_at == sent[0].created_at
