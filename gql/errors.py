@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 
 from gql.metrics import FOREIGN_KEY_VIOLATIONS
 from repo.errors import (
+    ClientMessageIdReused,
     ConversationNotFound,
     CustomerNotFound,
     DatabaseUnavailable,
@@ -38,6 +39,7 @@ CODES: dict[type[HelplineError], str] = {
     CustomerNotFound: "CUSTOMER_NOT_FOUND",
     NoAdminAvailable: "NO_ADMIN_AVAILABLE",
     ConversationNotFound: "NOT_FOUND",
+    ClientMessageIdReused: "CLIENT_MESSAGE_ID_REUSED",
     DatabaseUnavailable: SERVICE_UNAVAILABLE,
 }
 

@@ -42,6 +42,15 @@ CustomerIdArgument = Annotated[
         description="Defaults to the caller; required for admin and service callers.",
     ),
 ]
+ClientMessageIdArgument = Annotated[
+    str | None,
+    strawberry.argument(
+        name="clientMessageId",
+        description="The client's own id for this message: 1 to 64 letters, digits, '.', "
+        "'_', ':' or '-' (a UUID fits). A retry with the same id by the same sender in the "
+        "same conversation returns the message stored first instead of storing another.",
+    ),
+]
 
 
 def caller_of(info: Info[Any, Any]) -> Caller:
@@ -151,14 +160,24 @@ class Mutation:
 
     @strawberry.mutation(
         description="Send a message (1 to 4,000 characters) as the caller; "
-        "service callers send as the conversation's admin."
+        "service callers send as the conversation's admin. Safe to retry with a "
+        "clientMessageId: the same id with other content is CLIENT_MESSAGE_ID_REUSED."
     )
-    def send_message(self, info: Info[Any, Any], conversation_id: UUID, content: str) -> Message:
+    def send_message(
+        self,
+        info: Info[Any, Any],
+        conversation_id: UUID,
+        content: str,
+        client_message_id: ClientMessageIdArgument = None,
+    ) -> Message:
         conversation = ConversationId(conversation_id)
         sender = authz.sender_in(
             caller_of(info), lambda: conversations.find_conversation_owner(conversation)
         )
-        return Message.from_view(messages.send_message(conversation, content, sender_id=sender))
+        sent = messages.send_message(
+            conversation, content, sender_id=sender, client_message_id=client_message_id
+        )
+        return Message.from_view(sent)
 
     @strawberry.mutation(description="Everything in the conversation so far is read (admins).")
     def mark_read(self, info: Info[Any, Any], conversation_id: UUID) -> InboxItem:

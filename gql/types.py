@@ -64,6 +64,10 @@ class Message:
     sender: Profile
     content: str
     created_at: datetime
+    client_message_id: str | None = strawberry.field(
+        description="The clientMessageId its sender gave sendMessage, if any: a sender's "
+        "client matches it with the message it shows while sending."
+    )
 
     @classmethod
     def from_view(cls, view: MessageView) -> Message:
@@ -72,6 +76,7 @@ class Message:
             sender=Profile.from_view(view.sender),
             content=view.content,
             created_at=view.created_at,
+            client_message_id=view.client_message_id,
         )
 
 

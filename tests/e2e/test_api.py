@@ -14,7 +14,7 @@ from gql.app import create_app
 from repo.config import Settings
 from repo.ids import ConversationId
 from repo.messages import send_message
-from tests.conftest import TEST_JWT_SECRET, QueryLog
+from tests.conftest import TEST_JWT_SECRET, TEST_WELCOME_MESSAGE, QueryLog
 from tests.e2e.conftest import GraphQLClient, service_token, user_token
 from tests.factories import (
     count_rows,
@@ -42,6 +42,13 @@ SEND = """
 mutation Send($conversationId: UUID!, $content: String!) {
   sendMessage(conversationId: $conversationId, content: $content) {
     id content createdAt sender { id }
+  }
+}"""
+SEND_ONCE = """
+mutation Send($conversationId: UUID!, $content: String!, $clientMessageId: String) {
+  sendMessage(conversationId: $conversationId, content: $content,
+              clientMessageId: $clientMessageId) {
+    id content createdAt clientMessageId sender { id }
   }
 }"""
 MESSAGES = """
@@ -387,3 +394,85 @@ def test_an_admin_with_a_conversation_of_their_own_must_still_name_the_customer(
 
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "customerId is required" in error["message"]
+
+
+def test_a_retried_send_with_a_client_message_id_returns_the_first_message(
+    client: GraphQLClient,
+) -> None:
+    make_admin()
+    customer = make_user()
+    as_customer = client.as_(user_token(customer))
+    conversation_id = as_customer.data(HOT)["adminConversation"]["conversation"]["id"]
+    key = str(uuid4())
+    send = {"conversationId": conversation_id, "content": "Where is my order?"}
+
+    first = as_customer.data(SEND_ONCE, **send, clientMessageId=key)["sendMessage"]
+    opened = as_customer.data(HOT_READ)["adminConversation"]
+    retry = as_customer.data(SEND_ONCE, **send, clientMessageId=key)["sendMessage"]
+
+    assert retry == first
+    assert first["clientMessageId"] == key
+    assert as_customer.data(HOT_READ)["adminConversation"] == opened  # lastMessageAt unchanged
+    assert count_rows("messages") == 2
+    page = as_customer.data(MESSAGES, id=conversation_id, first=5)["conversation"]["messages"]
+    assert [e["node"]["content"] for e in page["edges"]] == [
+        "Where is my order?",
+        TEST_WELCOME_MESSAGE,
+    ]
+
+
+def test_other_content_under_a_used_client_message_id_is_client_message_id_reused(
+    client: GraphQLClient,
+) -> None:
+    make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+        "conversation"
+    ]["id"]
+    client.data(SEND_ONCE, conversationId=conversation_id, content="one", clientMessageId="m-1")
+
+    error = client.error(
+        SEND_ONCE, conversationId=conversation_id, content="two", clientMessageId="m-1"
+    )
+
+    assert error["extensions"]["code"] == "CLIENT_MESSAGE_ID_REUSED"
+    assert "m-1" in error["message"]
+    assert count_rows("messages") == 2
+
+
+@pytest.mark.parametrize(
+    ("client_message_id", "words"),
+    [("", "empty"), ("x" * 65, "65 characters"), ("two words", "only contain"), (42, "String")],
+)
+def test_malformed_client_message_ids_are_bad_user_input(
+    client: GraphQLClient, client_message_id: object, words: str
+) -> None:
+    make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+        "conversation"
+    ]["id"]
+
+    error = client.error(
+        SEND_ONCE, conversationId=conversation_id, content="hi", clientMessageId=client_message_id
+    )
+
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert words in error["message"]
+    assert count_rows("messages") == 1
+
+
+def test_messages_read_back_with_their_client_message_id(client: GraphQLClient) -> None:
+    make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+        "conversation"
+    ]["id"]
+    client.data(SEND_ONCE, conversationId=conversation_id, content="keyed", clientMessageId="k")
+    client.data(SEND, conversationId=conversation_id, content="plain")
+    page = """query ($id: UUID!) { conversation(id: $id) {
+        messages(first: 2) { edges { node { content clientMessageId } } } } }"""
+
+    edges = client.data(page, id=conversation_id)["conversation"]["messages"]["edges"]
+
+    assert [e["node"] for e in edges] == [
+        {"content": "plain", "clientMessageId": None},
+        {"content": "keyed", "clientMessageId": "k"},
+    ]

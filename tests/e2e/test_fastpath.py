@@ -46,7 +46,7 @@ PAGE = """query Page($id: UUID!, $first: Int!, $after: String) {
   conversation(id: $id) {
     id
     messages(first: $first, after: $after) {
-      edges { cursor node { id content createdAt sender { id name avatarUrl } } }
+      edges { cursor node { id content createdAt clientMessageId sender { id name avatarUrl } } }
       pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
     }
   }
@@ -120,7 +120,12 @@ def test_hot_documents_are_answered_by_the_fast_path_exactly_as_by_the_executor(
     customer = make_user(full_name="Cleo Customer")
     conversation = str(get_or_create_admin_conversation(customer).conversation.id)
     for i in range(5):
-        send_message(ConversationId(UUID(conversation)), f"m{i}", sender_id=ProfileId(customer))
+        send_message(
+            ConversationId(UUID(conversation)),
+            f"m{i}",
+            sender_id=ProfileId(customer),
+            client_message_id=f"c{i}" if i % 2 else None,
+        )
     last_page = pair.generic.post(
         "/graphql",
         json={"query": PAGE, "variables": {"id": conversation, "first": 2}},

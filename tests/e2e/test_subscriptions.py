@@ -41,6 +41,10 @@ SEND = (
     "{ sendMessage(conversationId: $id, content: $text) { id } }"
 )
 OPEN = "mutation { adminConversation { conversation { id } } }"
+SUBSCRIBE_WITH_CLIENT_IDS = (
+    "subscription ($id: UUID!) "
+    "{ messageAdded(conversationId: $id) { id content clientMessageId sender { id } } }"
+)
 
 
 def post(url: str, query: str, token: str, **variables: Any) -> dict[str, Any]:
@@ -92,6 +96,41 @@ def test_messages_arrive_in_order_exactly_once(server: Server) -> None:
         return received
 
     assert asyncio.run(scenario()) == [f"m{i}" for i in range(20)]
+
+
+def test_a_retried_send_is_heard_once(server: Server) -> None:
+    token = user_token(CUSTOMER.id)
+    conversation = open_conversation(server.url, token)
+    send = (
+        "mutation ($id: UUID!, $text: String!, $key: String!) "
+        "{ sendMessage(conversationId: $id, content: $text, clientMessageId: $key) { id } }"
+    )
+
+    async def scenario() -> tuple[list[str], list[dict[str, Any]]]:
+        sub = await Subscription.open(server.url, token)
+        await sub.subscribe(conversation, query=SUBSCRIBE_WITH_CLIENT_IDS)
+        await until_live(sub, server.url, token, conversation)
+        sent = [
+            (await asyncio.to_thread(post, server.url, send, token, **variables))["sendMessage"]
+            for variables in [
+                {"id": conversation, "text": "only once", "key": "tap-1"},
+                {"id": conversation, "text": "only once", "key": "tap-1"},  # a lost response
+                {"id": conversation, "text": "next", "key": "tap-2"},
+            ]
+        ]
+        heard = [await sub.next_message() for _ in range(2)]
+        with pytest.raises(TimeoutError):
+            await sub.next_message(timeout=0.5)  # nothing twice
+        await sub.close()
+        return [s["id"] for s in sent], heard
+
+    sent, heard = asyncio.run(scenario())
+    assert sent[0] == sent[1] != sent[2]
+    me = {"id": str(CUSTOMER.id)}
+    assert heard == [
+        {"id": sent[0], "content": "only once", "clientMessageId": "tap-1", "sender": me},
+        {"id": sent[2], "content": "next", "clientMessageId": "tap-2", "sender": me},
+    ]
 
 
 def test_a_message_sent_through_one_process_reaches_a_subscriber_of_another(

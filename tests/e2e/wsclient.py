@@ -40,13 +40,15 @@ class Subscription:
         assert reply["type"] == "connection_ack", reply
         return cls(socket)
 
-    async def subscribe(self, conversation_id: str, operation_id: str = "1") -> None:
+    async def subscribe(
+        self, conversation_id: str, operation_id: str = "1", *, query: str = SUBSCRIBE_MESSAGES
+    ) -> None:
         await self.socket.send(
             json.dumps(
                 {
                     "id": operation_id,
                     "type": "subscribe",
-                    "payload": {"query": SUBSCRIBE_MESSAGES, "variables": {"id": conversation_id}},
+                    "payload": {"query": query, "variables": {"id": conversation_id}},
                 }
             )
         )

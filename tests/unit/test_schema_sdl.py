@@ -18,7 +18,9 @@ def test_sdl_keeps_the_public_contract() -> None:
     for line in [
         "customerId: UUID = null\n  ): Conversation\n",
         "customerId: UUID = null\n  ): AdminConversationPayload!",
-        "sendMessage(conversationId: UUID!, content: String!): Message!",
+        "sendMessage(\n    conversationId: UUID!\n    content: String!\n",
+        "clientMessageId: String = null\n  ): Message!",
+        "  clientMessageId: String\n}",
         "repairOrphanedConversations(dryRun: Boolean! = true): RepairReport!",
         "messages(",
         "profileCoveragePercent: Float\n",
