@@ -1,10 +1,11 @@
 """Races over HTTP: many callers at once against real `helpline serve` processes.
 
-Two processes serve one PostgreSQL database and every request is sent at once from one
-event loop, alternating between them. The database is read afterwards: one conversation,
-one welcome message and one profile per customer, every acknowledged message stored once,
-and nothing for the post-mortem to find. The servers' logs are read too: the fast path runs
-a failed operation again through the executor, so a lost race may show only there.
+On PostgreSQL two processes serve one database and every request is sent at once from one
+event loop, alternating between them; on SQLite one process serves 16 clients at once. The
+database is read afterwards: one conversation, one welcome message and one profile per
+customer, every acknowledged message stored once, and nothing for the post-mortem to find.
+The servers' logs are read too: the fast path runs a failed operation again through the
+executor, so a lost race may show only there.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests.invariants import assert_guarantees_hold
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 OPEN = """mutation ($customer: UUID) { adminConversation(customerId: $customer) {
   created profileCreated conversation { id } } }"""
@@ -244,3 +246,15 @@ def test_many_customers_chatting_at_once_through_two_processes_lose_no_message(
 
     assert_nothing_for_the_post_mortem()
     assert_no_warnings_logged(servers)
+
+
+@on_sqlite
+def test_sixteen_clients_chatting_at_once_with_one_sqlite_process_get_no_error(
+    server: Server,
+) -> None:
+    customers = [make_legacy_user() if n % 2 else make_user() for n in range(12)]
+
+    chat_at_once([server], customers, admin_every=3)  # and 4 admin flows: 16 clients
+
+    assert_nothing_for_the_post_mortem()
+    assert_no_warnings_logged([server])
