@@ -194,18 +194,39 @@ class HelplineSchema(strawberry.Schema):
     ) -> None:
         request_id = request_id_of(execution_context)
         for error in errors:
-            classified = classify(error)
-            count_foreign_key_violation(error.original_error)
-            if classified.masked:
-                original = error.original_error
-                log.error(
-                    "unexpected error (request %s, path %s): %s",
-                    request_id,
-                    error.path,
-                    error.message,
-                    exc_info=(type(original), original, original.__traceback__)
-                    if original is not None
-                    else None,
-                )
-            else:  # the message can echo the client's values: log where, not what
-                log.info("%s (request %s) at %s", classified.code, request_id, error.path)
+            report_error(error, request_id)
+
+
+def report_error(error: GraphQLError, request_id: str | None) -> None:
+    """Log an error as the server does for every response: unexpected ones with traceback."""
+    classified = classify(error)
+    count_foreign_key_violation(error.original_error)
+    if classified.masked:
+        original = error.original_error
+        log.error(
+            "unexpected error (request %s, path %s): %s",
+            request_id,
+            error.path,
+            error.message,
+            exc_info=(type(original), original, original.__traceback__)
+            if original is not None
+            else None,
+        )
+    else:  # the message can echo the client's values: log where, not what
+        log.info("%s (request %s) at %s", classified.code, request_id, error.path)
+
+
+def root_field_error(
+    exc: Exception, *, key: str, location: dict[str, int], request_id: str | None
+) -> dict[str, Any]:
+    """The error the executor answers when a root field's resolver raised ``exc``: reported,
+    coded and masked the same way (gql/fastpath.py answers its roots' failures with it)."""
+    error = GraphQLError(str(exc), path=[key], original_error=exc)
+    report_error(error, request_id)
+    coded = _with_code(error, request_id)
+    return {
+        "message": coded.message,
+        "locations": [location],
+        "path": [key],
+        "extensions": coded.extensions,
+    }

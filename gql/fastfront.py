@@ -19,12 +19,14 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql.auth import ANON, AuthenticationFailed, Authenticator
-from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE
-from gql.fastpath import Fallback, FastPaths, Unavailable
+from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAUTHENTICATED
+from gql.fastpath import Fallback, FastPaths, RootFailed
 from gql.logs import RequestLog, request_id_var
 from gql.metrics import operation_label, record_operation
 from gql.view import (
     GRAPHQL_RESPONSE_JSON,
+    REFUSED_CODES,
+    WWW_AUTHENTICATE,
     in_worker_thread,
     request_id_from,
     timed_out,
@@ -108,7 +110,8 @@ class FastFront:
         request_id = request_id_from(_text(headers.get(b"x-request-id")))
         request_id_var.set(request_id)  # for lines the worker thread logs
         authorization = _text(headers.get(b"authorization"))
-        status, codes, extra = 200, [], []
+        status, codes = 200, []
+        extra: list[tuple[bytes, bytes]] = []
         response: dict[str, Any]
         try:
             response = {
@@ -121,26 +124,23 @@ class FastFront:
             }
         except Fallback:
             return None
-        except (Unavailable, TimeoutError) as exc:
-            response = (
-                exc.response
-                if isinstance(exc, Unavailable)
-                else {
-                    "errors": [
-                        {
-                            "message": timed_out(self.request_timeout_s),
-                            "extensions": {"code": SERVICE_UNAVAILABLE},
-                        }
-                    ]
-                }
-            )
-            status, codes = 503, [SERVICE_UNAVAILABLE]
-            extra = [(b"retry-after", str(RETRY_AFTER_S).encode())]
+        except RootFailed as exc:
+            response = exc.response
+            codes = [str(e["extensions"]["code"]) for e in response["errors"]]
+            status, extra = _status_of(codes)
+        except TimeoutError:
+            message = timed_out(self.request_timeout_s)
+            response = {
+                "errors": [{"message": message, "extensions": {"code": SERVICE_UNAVAILABLE}}]
+            }
+            codes = [SERVICE_UNAVAILABLE]
+            status, extra = _status_of(codes)
         self.fast_paths.answered += 1
         graphql_response = wants_graphql_response(_text(headers.get(b"accept")) or "")
         content = json.dumps(response, separators=(",", ":")).encode()
         seconds = time.perf_counter() - started
-        operation = operation_label(str(query), operation_name, admit=status == 200)
+        admit = status == 200 and not REFUSED_CODES.intersection(codes)
+        operation = operation_label(str(query), operation_name, admit=admit)
         record_operation(operation, seconds, codes)
         self.request_log(
             request_id=request_id, operation=operation, seconds=seconds, status=status, codes=codes
@@ -177,6 +177,15 @@ class FastFront:
         if plan is None:
             raise Fallback
         return plan.run(caller, variables)
+
+
+def _status_of(codes: list[str]) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The HTTP status and extra headers the generic path gives a response with these codes."""
+    if UNAUTHENTICATED in codes:
+        return 401, [(b"www-authenticate", WWW_AUTHENTICATE.encode())]
+    if SERVICE_UNAVAILABLE in codes:
+        return 503, [(b"retry-after", str(RETRY_AFTER_S).encode())]
+    return 200, []
 
 
 def _first_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

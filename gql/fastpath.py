@@ -48,8 +48,8 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from gql.auth import Caller
-from gql.errors import SERVICE_UNAVAILABLE
-from repo.errors import DatabaseUnavailable
+from gql.errors import root_field_error
+from gql.logs import request_id_var
 
 MAX_PLANS = 256  # distinct documents remembered (with or without a plan): at most ~1 MB
 MAX_DOCUMENT_LENGTH = 4000  # longer documents are never hot ones
@@ -61,15 +61,16 @@ class Fallback(Exception):
     """This request is for the generic path."""
 
 
-class Unavailable(Exception):
-    """The database could not serve the root field; ``response`` is the executor's answer.
+class RootFailed(Exception):
+    """The root field's function raised; ``response`` is the executor's answer to that.
 
-    Answered here rather than by the generic path: running the request again would wait for
-    the same pool or the same dead server a second time.
+    Answered here, never by running the request again on the generic path: a mutation would
+    run a second time (a first contact's transaction twice, a race's constraint violation
+    hidden behind the retry's success), and a database that is down would be waited for twice.
     """
 
     def __init__(self, response: dict[str, Any]) -> None:
-        super().__init__("database unavailable")
+        super().__init__("the root field failed")
         self.response = response
 
 
@@ -111,25 +112,22 @@ class Plan:
             value = arguments.get(self.argument) if self.argument else None
             try:
                 result = self.root(caller, value)
-            except DatabaseUnavailable as exc:
-                raise Unavailable(self._unavailable(str(exc))) from None
+            except Exception as exc:
+                raise RootFailed(self._failed(exc)) from None
             if result is None and not self.nullable:
                 raise Fallback
             data = None if result is None else _project(result, self.selections, coerced)
-        except (Fallback, Unavailable):
+        except (Fallback, RootFailed):
             raise
         except Exception:
             raise Fallback from None
         return {self.key: data}
 
-    def _unavailable(self, message: str) -> dict[str, Any]:
-        """The response the executor gives when the root field raised DatabaseUnavailable."""
-        error = {
-            "message": message,
-            "locations": [self.location],
-            "path": [self.key],
-            "extensions": {"code": SERVICE_UNAVAILABLE},
-        }
+    def _failed(self, exc: Exception) -> dict[str, Any]:
+        """The response the executor gives when the root field raised ``exc``."""
+        error = root_field_error(
+            exc, key=self.key, location=self.location, request_id=request_id_var.get()
+        )
         return {"data": {self.key: None} if self.nullable else None, "errors": [error]}
 
 
@@ -234,7 +232,9 @@ class FastPaths:
         object_type = output.of_type if isinstance(output, GraphQLNonNull) else output
         if not isinstance(object_type, GraphQLObjectType) or field.selection_set is None:
             return None
-        selections = _selections(object_type, field.selection_set)
+        # A mutation has run once its root returns: nothing after it may fall back to the
+        # generic path (which would run it again), so its plan calls no resolver fields.
+        selections = _selections(object_type, field.selection_set, resolvers=kind == "query")
         if selections is None:
             return None
         key = field.alias.value if field.alias else field.name.value
@@ -278,7 +278,7 @@ def _single_operation(
 
 
 def _selections(
-    object_type: GraphQLObjectType, selection_set: SelectionSetNode
+    object_type: GraphQLObjectType, selection_set: SelectionSetNode, *, resolvers: bool
 ) -> tuple[Selection, ...] | None:
     """The plan of a selection set over plain attributes, or None when it needs the executor."""
     planned: list[Selection] = []
@@ -299,7 +299,9 @@ def _selections(
         field = object_type.fields.get(name)
         if field is None:
             return None
-        resolver, python_names = _allowed_resolver(object_type, name, field)
+        resolver, python_names = (
+            _allowed_resolver(object_type, name, field) if resolvers else (None, None)
+        )
         attribute = _plain_attribute(field) if resolver is None else name
         if attribute is None or (node.arguments and resolver is None):
             return None
@@ -319,7 +321,7 @@ def _selections(
                 Selection(key, attribute, None, named.serialize, nullable, None, **extra)
             )
         elif isinstance(named, GraphQLObjectType) and node.selection_set is not None:
-            children = _selections(named, node.selection_set)
+            children = _selections(named, node.selection_set, resolvers=resolvers)
             if children is None:
                 return None
             planned.append(Selection(key, attribute, None, None, nullable, children, **extra))

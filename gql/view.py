@@ -39,7 +39,7 @@ T = TypeVar("T")
 REQUEST_ID_HEADER = "X-Request-ID"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_WWW_AUTHENTICATE = 'Bearer realm="helpline"'
+WWW_AUTHENTICATE = 'Bearer realm="helpline"'
 
 # Operations answered with these never add a new operation-name label to the metrics.
 REFUSED_CODES = frozenset(
@@ -240,7 +240,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         except MissingQueryError as exc:
             raise HTTPException(400, "No GraphQL query found in the request") from exc
         except AuthenticationFailed as exc:
-            raise Refusal(401, str(exc), {"WWW-Authenticate": _WWW_AUTHENTICATE}) from exc
+            raise Refusal(401, str(exc), {"WWW-Authenticate": WWW_AUTHENTICATE}) from exc
 
     def _authenticate_and_execute(
         self,
@@ -267,7 +267,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         codes = {(e.extensions or {}).get("code") for e in result.errors or []}
         if UNAUTHENTICATED in codes:
             sub_response.status_code = 401
-            sub_response.headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
+            sub_response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
         elif SERVICE_UNAVAILABLE in codes:  # nothing was written: the whole request may be retried
             sub_response.status_code = 503
             sub_response.headers["Retry-After"] = str(RETRY_AFTER_S)

@@ -67,6 +67,8 @@ GENERIC = {
     "two root fields": "{ a: adminConversation { id } b: adminConversation { id } }",
     "other root": "{ integrity { orphanedConversationCount } }",
     "invalid": "{ adminConversation { nope } }",
+    "resolver field in a mutation": "mutation { adminConversation { conversation "
+    "{ messages(first: 1) { edges { node { id } } } } } }",
 }
 
 
@@ -173,9 +175,7 @@ def test_hot_documents_are_answered_by_the_fast_path_exactly_as_by_the_executor(
         ("bad cursor", "BAD_USER_INPUT"),
     ],
 )
-def test_failures_are_left_to_the_executor_and_read_the_same(
-    pair: Pair, case: str, expected_code: str
-) -> None:
+def test_failures_read_the_same_on_both_paths(pair: Pair, case: str, expected_code: str) -> None:
     admin = make_admin()
     customer, other = make_user(), make_user()
     conversation = str(get_or_create_admin_conversation(customer).conversation.id)
@@ -374,3 +374,23 @@ def test_an_unavailable_database_reads_the_same_on_both_paths(db: Settings) -> N
     assert body["data"] is None
     assert [e["extensions"]["code"] for e in body["errors"]] == ["SERVICE_UNAVAILABLE"]
     assert same(read_fast, read_generic)["errors"][0]["path"] == ["adminConversation"]
+
+
+def test_a_failing_first_contact_is_answered_by_the_fast_path_and_run_once(
+    pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    customer = make_legacy_user()  # no admin exists: the first contact must fail
+    caplog.set_level("INFO", logger="helpline.errors")
+    before = answered(pair.fast)
+
+    fast = pair.fast.post(
+        "/graphql",
+        json={"query": EVERYTHING, "variables": {"c": str(customer)}},
+        headers={"authorization": f"Bearer {service_token()}"},
+    )
+
+    assert answered(pair.fast) == before + 1  # not run again by the executor
+    assert fast.json()["errors"][0]["extensions"]["code"] == "NO_ADMIN_AVAILABLE"
+    assert fast.json()["errors"][0]["locations"] == [{"line": 2, "column": 3}]
+    reported = [r for r in caplog.records if "NO_ADMIN_AVAILABLE" in r.getMessage()]
+    assert len(reported) == 1  # one attempt, one report

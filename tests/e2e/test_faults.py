@@ -314,9 +314,13 @@ def test_sigterm_during_load_keeps_every_acknowledged_conversation_whole(
     assert "Application shutdown complete" in server.log.read_text()  # the lifespan ran to its end
     acknowledged = {c: o.conversation for c, o in outcomes.items() if o.status == 200}
     assert len(acknowledged) >= 40
-    # in flight at SIGTERM: answered; after it: refused at connect, never dropped midway
+    # In flight at SIGTERM: answered. After it: refused at connect, or, for a connection
+    # accepted while the server was stopping whose request it had not read yet, closed
+    # unanswered (uvicorn closes idle connections as it stops; such a request never ran).
+    # Never a 500, never an error body.
     assert {(o.status, o.code) for o in outcomes.values() if o.status != 200} <= {
         (0, "REFUSED"),
+        (0, "DROPPED: RemoteProtocolError"),
         (503, "SERVICE_UNAVAILABLE"),
     }
     found = conversations_of(customers)
