@@ -43,6 +43,7 @@ from bench.common import (
     ROOT,
     Server,
     bench_database,
+    helpline_serve,
     machine,
     median,
     rss_mib,
@@ -219,8 +220,7 @@ def helpline(url: str, port: int, workers: int, tmp: Path) -> Any:
         "DB_POOL_SIZE": str(POOL_SIZE),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [str(Path(sys.executable).parent / "helpline"), "serve", "--port", str(port)]
-    return serving("helpline", command, env, port, tmp)
+    return serving("helpline", helpline_serve(port, workers), env, port, tmp)
 
 
 def baseline(url: str, port: int, workers: int, tmp: Path) -> Any:

@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,12 @@ class Server:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def helpline_serve(port: int, workers: int, host: str = "127.0.0.1") -> list[str]:
+    """The command that serves Helpline as production does (`helpline serve`, the Procfile's)."""
+    helpline = str(Path(sys.executable).parent / "helpline")
+    return [helpline, "serve", "--host", host, "--port", str(port), "--workers", str(workers)]
 
 
 def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -48,7 +48,15 @@ import psycopg2
 import psycopg2.extensions
 from websockets.asyncio.client import connect
 
-from bench.common import ROOT, bench_database, percentile, stop, wait_until_serving, write_section
+from bench.common import (
+    ROOT,
+    bench_database,
+    helpline_serve,
+    percentile,
+    stop,
+    wait_until_serving,
+    write_section,
+)
 from gql.tokens import mint
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
@@ -153,16 +161,7 @@ def start_server(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # `helpline serve` makes a fresh one
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "helpline"),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(WORKERS),
-            ],
+            helpline_serve(port, WORKERS),
             env=env,
             cwd=ROOT,
             stdout=out,

@@ -47,7 +47,7 @@ import graphql
 import psycopg2
 
 from bench.api import SECRET, Dataset, seed, serving, token
-from bench.common import ROOT, Server, percentile, stop, write_marked_section
+from bench.common import ROOT, Server, helpline_serve, percentile, stop, write_marked_section
 from repo.config import DEFAULT_WELCOME_MESSAGE
 
 VERSION, NAME = "15", "helpline-soak"
@@ -292,17 +292,7 @@ def helpline_server(url: str, args: argparse.Namespace, out: Path) -> Any:
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.pop("WEB_CONCURRENCY", None)
-    command = [
-        str(Path(sys.executable).parent / "helpline"),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(args.workers),
-    ]
-    return serving("helpline", command, env, port, out)
+    return serving("helpline", helpline_serve(port, args.workers), env, port, out)
 
 
 def free_port() -> int:
