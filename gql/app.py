@@ -73,8 +73,10 @@ async def _lifespan(
             await presence.stop()
             await listener.stop()
             await hub.stop()
-            await _until_pool_idle()  # closing a connection another thread uses can crash
-            close_database()
+            # Closing a connection another thread uses can crash or block on its query:
+            # wait a little for them, then leave any still in use to the process exit.
+            await _until_pool_idle()
+            close_database(idle_only=pool_connections_in_use() > 0)
             forget_this_process()
     finally:
         release()

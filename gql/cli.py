@@ -8,6 +8,7 @@ could not run (bad settings, database unreachable).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -124,7 +125,9 @@ def _database(settings: Settings) -> Iterator[None]:
         raise CannotRun(
             f"no database at {sqlite_path(settings.database_url)}: run helpline db migrate"
         )
-    open_database(settings)
+    # An operator's command scans whole tables (a check, a repair of millions of rows): the
+    # web server's statement timeout is not for it; lock waits stay bounded.
+    open_database(dataclasses.replace(settings, db_statement_timeout_ms=0))
     try:
         yield
     except DatabaseUnavailable as exc:
@@ -262,9 +265,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=True,
         ws_max_size=1024 * 1024,  # like MAX_BODY_BYTES over HTTP
-        # The app sheds HTTP load itself (MAX_CONCURRENT_REQUESTS, a GraphQL error body);
-        # uvicorn's plain-text 503 is the backstop for connections beyond that and the sockets.
-        limit_concurrency=2 * settings.max_concurrent_requests + settings.ws_max_connections,
+        # The app sheds HTTP load itself (MAX_CONCURRENT_REQUESTS, a GraphQL error body).
+        # uvicorn's limit counts every connection, idle keep-alive ones and sockets too, and
+        # answers a plain-text 503: only a backstop, far above what the app admits.
+        limit_concurrency=10 * settings.max_concurrent_requests + settings.ws_max_connections,
         # SIGTERM: stop accepting, let requests in flight finish for this long, then close.
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )

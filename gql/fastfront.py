@@ -82,7 +82,7 @@ class FastFront:
         body, complete, disconnected = await _read_body(receive, self.max_body_bytes)
         if disconnected:
             return  # the client is gone: nobody to answer
-        answer = await self._answer(headers, body) if complete else None
+        answer = await self._answer(scope, headers, body) if complete else None
         if answer is None:
             await self.app(scope, _replay(body, complete, receive), send)
             return
@@ -91,7 +91,7 @@ class FastFront:
         await send(payload)
 
     async def _answer(
-        self, headers: dict[bytes, bytes], body: bytes
+        self, scope: Scope, headers: dict[bytes, bytes], body: bytes
     ) -> tuple[Message, Message] | None:
         """The response's two ASGI messages, or None when the generic path should answer."""
         try:
@@ -109,6 +109,7 @@ class FastFront:
         started = time.perf_counter()
         request_id = request_id_from(_text(headers.get(b"x-request-id")))
         request_id_var.set(request_id)  # for lines the worker thread logs
+        scope["helpline.request_id"] = request_id  # the same id if the generic path answers
         authorization = _text(headers.get(b"authorization"))
         status, codes = 200, []
         extra: list[tuple[bytes, bytes]] = []

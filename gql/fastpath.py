@@ -101,26 +101,35 @@ class Plan:
     nullable: bool
     selections: tuple[Selection, ...]
     location: dict[str, int]  # the root field's line and column, for an error's "locations"
+    mutation: bool
 
     def run(self, caller: Caller, variables: dict[str, Any] | None) -> dict[str, Any]:
-        """The response's data; raises Fallback for anything the generic path must answer."""
+        """The response's data; raises Fallback for anything the generic path must answer,
+        RootFailed for what this plan answers itself."""
         coerced = get_variable_values(self.schema, self.variable_definitions, variables or {})
         if isinstance(coerced, list):
             raise Fallback  # the executor reports variable errors, with their codes
         try:
             arguments = get_argument_values(self.field, self.node, coerced)
-            value = arguments.get(self.argument) if self.argument else None
-            try:
-                result = self.root(caller, value)
-            except Exception as exc:
-                raise RootFailed(self._failed(exc)) from None
+        except Exception:
+            raise Fallback from None
+        value = arguments.get(self.argument) if self.argument else None
+        try:
+            result = self.root(caller, value)
+        except Exception as exc:
+            raise RootFailed(self._failed(exc)) from None
+        try:
             if result is None and not self.nullable:
                 raise Fallback
             data = None if result is None else _project(result, self.selections, coerced)
-        except (Fallback, RootFailed):
-            raise
-        except Exception:
-            raise Fallback from None
+        except Exception as exc:
+            if not self.mutation:
+                raise Fallback from None  # a read: the executor may run it again
+            # A mutation ran: running it again would repeat it (and tell the call that
+            # created a conversation that it did not). Never expected: the plan projects
+            # plain attributes of what the root returned.
+            broken = exc if not isinstance(exc, Fallback) else RuntimeError("null for non-null")
+            raise RootFailed(self._failed(broken)) from None
         return {self.key: data}
 
     def _failed(self, exc: Exception) -> dict[str, Any]:
@@ -249,6 +258,7 @@ class FastPaths:
             nullable,
             selections,
             _root_location(query, operation_name),
+            kind == "mutation",
         )
 
 

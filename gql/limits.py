@@ -17,12 +17,13 @@ from graphql import (
     SelectionNode,
     ValidationRule,
 )
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import ParserCache, ValidationCache
 
 from gql.errors import RETRY_AFTER_S
 from gql.metrics import REQUESTS_SHED
-from gql.view import refusal
+from gql.view import REQUEST_ID_HEADER, refusal, request_id_from
 
 CACHEABLE_QUERY_CHARS = 8192
 
@@ -83,16 +84,26 @@ class InFlight:
     count: int = 0
 
 
+class AtCapacity(Exception):
+    """A request's body arrived while every slot was taken."""
+
+
 class ConcurrencyLimit:
-    """Answer 503 at once when ``in_flight.limit`` HTTP requests are already in flight here.
+    """Answer 503 at once when ``in_flight.limit`` HTTP requests are already being answered.
 
     An overload then sheds load instead of queueing without end: a queued request would wait
     for the database pool (DB_POOL_TIMEOUT) while clients time out and retry, which only adds
-    load. WebSockets have their own limit (WS_MAX_CONNECTIONS); liveness probes always pass.
+    load. A request takes its slot once its body has arrived (GET at once), so clients that
+    send headers and then nothing hold no slot. WebSockets have their own limit
+    (WS_MAX_CONNECTIONS); probes and metrics are never shed, so an overloaded fleet stays in
+    its load balancer and in view.
     """
 
     def __init__(
-        self, app: ASGIApp, in_flight: InFlight, exempt: tuple[str, ...] = ("/live",)
+        self,
+        app: ASGIApp,
+        in_flight: InFlight,
+        exempt: tuple[str, ...] = ("/live", "/ready", "/metrics"),
     ) -> None:
         self.app = app
         self.in_flight = in_flight
@@ -103,17 +114,36 @@ class ConcurrencyLimit:
             await self.app(scope, receive, send)
             return
         in_flight = self.in_flight
-        if in_flight.count >= in_flight.limit:
-            REQUESTS_SHED.inc()
-            response = refusal(503, "the server is at capacity; retry shortly")
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
-            await response(scope, receive, send)
-            return
-        in_flight.count += 1  # one event loop per process: no lock needed
+        admitted = False
+
+        def admit() -> None:
+            nonlocal admitted
+            if in_flight.count >= in_flight.limit:
+                raise AtCapacity
+            in_flight.count += 1  # one event loop per process: no lock needed
+            admitted = True
+
+        async def admitting_receive() -> Message:
+            message = await receive()
+            if not admitted and message["type"] == "http.request" and not message.get("more_body"):
+                admit()  # the whole body is here: the request is ready to be worked on
+            return message
+
         try:
-            await self.app(scope, receive, send)
+            if scope["method"] in ("GET", "HEAD"):
+                admit()
+            await self.app(scope, admitting_receive, send)
+        except AtCapacity:
+            REQUESTS_SHED.inc()
+            request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
+            response = refusal(503, "the server is at capacity; retry shortly")
+            response.headers.update(
+                {"Retry-After": str(RETRY_AFTER_S), REQUEST_ID_HEADER: request_id}
+            )
+            await response(scope, receive, send)
         finally:
-            in_flight.count -= 1
+            if admitted:
+                in_flight.count -= 1
 
 
 class OperationLimits:

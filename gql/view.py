@@ -268,7 +268,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         if UNAUTHENTICATED in codes:
             sub_response.status_code = 401
             sub_response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
-        elif SERVICE_UNAVAILABLE in codes:  # nothing was written: the whole request may be retried
+        elif SERVICE_UNAVAILABLE in codes:  # retry the request (what is safe to: README)
             sub_response.status_code = 503
             sub_response.headers["Retry-After"] = str(RETRY_AFTER_S)
         elif sub_response.media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):

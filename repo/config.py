@@ -37,8 +37,8 @@ class Settings:
     db_connect_timeout_s: int = 5
     db_retry_attempts: int = 3
     max_concurrent_requests: int = 200
-    shutdown_timeout_s: int = 20
-    request_timeout_s: float = 30.0
+    shutdown_timeout_s: int = 25
+    request_timeout_s: float = 20.0
     app_env: str = "development"
     jwt_secret: str | None = None
     jwt_jwks: str | None = None
@@ -194,7 +194,13 @@ class Settings:
         return self.listen_database_url or self.database_url
 
     def _validate_timeouts(self) -> None:
-        """A lock wait must give up before the statement does, or it reads as a slow query."""
+        """A lock wait gives up before the statement does (or it reads as a slow query), and a
+        stopping process waits for every request it may still be answering."""
+        if self.shutdown_timeout_s < self.request_timeout_s:
+            raise ConfigError(
+                f"SHUTDOWN_TIMEOUT_SECONDS: must be at least REQUEST_TIMEOUT_SECONDS "
+                f"({self.request_timeout_s:g}), got {self.shutdown_timeout_s}"
+            )
         statement, lock = self.db_statement_timeout_ms, self.db_lock_timeout_ms
         if statement and (lock == 0 or lock >= statement):
             raise ConfigError(

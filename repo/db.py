@@ -100,9 +100,11 @@ class _PostgresPool(PooledPostgresqlDatabase):  # type: ignore[misc]  # playhous
         ):
             return True
         # An idle connection has nothing to read unless the server closed it (or said why
-        # it is about to): a zero-timeout poll of its socket, no round trip.
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-        return bool(readable)
+        # it is about to): a zero-timeout poll of its socket, no round trip. poll, not
+        # select: a busy process has descriptors above select's limit of 1023.
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
 
 def _postgres_pool(settings: Settings, url: str) -> PooledPostgresqlDatabase:
@@ -162,12 +164,19 @@ def claim_sqlite_server(settings: Settings) -> Callable[[], None]:
     return functools.partial(os.close, fd)  # closing the file releases the lock
 
 
-def close_database() -> None:
-    """Close every pooled connection of the bound database and replica, if any."""
-    if database.obj is not None:
-        database.obj.close_all()
-    if _Bound.replica is not None:
-        _Bound.replica.close_all()
+def close_database(*, idle_only: bool = False) -> None:
+    """Close every pooled connection of the bound database and replica, if any.
+
+    ``idle_only``: leave the connections threads still use (closing one blocks until its
+    query returns, which a silent database may never do); the process exit ends them.
+    """
+    for pool in (database.obj, _Bound.replica):
+        if pool is None:
+            continue
+        if idle_only:
+            pool.close_idle()
+        else:
+            pool.close_all()
 
 
 def settings() -> Settings:
@@ -230,7 +239,8 @@ def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        attempts = _Bound.settings.db_retry_attempts if database.is_closed() else 1
+        outermost = database.is_closed()
+        attempts = _Bound.settings.db_retry_attempts if outermost else 1
         attempt = 1
         while True:
             try:
@@ -245,8 +255,15 @@ def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
                     violation.sqlstate,
                 )
                 raise violation from exc
-            except (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded) as exc:
+            except (
+                peewee.OperationalError,
+                peewee.InterfaceError,
+                peewee.InternalError,
+                MaxConnectionsExceeded,
+            ) as exc:
                 sqlstate = _sqlstate(exc)
+                if sqlstate in RETRIED_SQLSTATES and not outermost:
+                    raise  # the outer unit's transaction was rolled back: it runs again
                 if sqlstate in RETRIED_SQLSTATES and attempt < attempts:
                     log.warning(
                         "%s in %s (attempt %d of %d): retrying",
@@ -311,6 +328,8 @@ _SQLITE_BUSY = ("database is locked", "database is busy")
 def _is_unavailable(exc: Exception) -> bool:
     """Connection loss, timeouts, lock waits, busy SQLite, an exhausted pool: worth a retry."""
     if isinstance(exc, MaxConnectionsExceeded | peewee.InterfaceError):
+        return True
+    if _sqlstate(exc) == "25P03":  # the server ended a session idle in its transaction
         return True
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, sqlite3.Error):

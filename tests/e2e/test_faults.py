@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -116,6 +117,8 @@ def test_a_caller_behind_a_stuck_lock_gets_service_unavailable_within_the_lock_t
     body = {"query": "mutation { adminConversation { created conversation { id } } }"}
 
     with TestClient(create_app(settings, fast_path=fast_path)) as http:
+        fast_paths = http.app.state.fast_paths  # type: ignore[attr-defined]
+        answered = fast_paths.answered
         with holding_the_profile_lock(settings, customer):
             started = time.monotonic()
             refused = http.post("/graphql", json=body, headers=token)
@@ -129,6 +132,7 @@ def test_a_caller_behind_a_stuck_lock_gets_service_unavailable_within_the_lock_t
     assert waited < 5  # a guard against hanging until someone lets go, not a speed test
     assert served.status_code == 200
     assert served.json()["data"]["adminConversation"]["created"] is True
+    assert fast_paths.answered - answered == (2 if fast_path else 0)  # the path under test
     assert_guarantees_hold()
 
 
@@ -295,7 +299,9 @@ def test_sigterm_during_load_keeps_every_acknowledged_conversation_whole(
             if result.status == 0:
                 return  # the server stopped listening
 
-    with running_server(db, tmp_path / "server.log", SHUTDOWN_TIMEOUT_SECONDS="10") as server:
+    with running_server(
+        db, tmp_path / "server.log", SHUTDOWN_TIMEOUT_SECONDS="10", REQUEST_TIMEOUT_SECONDS="10"
+    ) as server:
         assert server.process is not None
         threads = [threading.Thread(target=client) for _ in range(6)]
         for thread in threads:
@@ -335,3 +341,29 @@ def test_sigterm_during_load_keeps_every_acknowledged_conversation_whole(
         }
     assert welcomed == {c for ids in found.values() for c in ids}  # none half-written
     assert_guarantees_hold()
+
+
+def test_clients_that_never_send_their_body_hold_no_slot_and_probes_pass(
+    postgres: Settings, tmp_path: Path
+) -> None:
+    make_admin()
+    customer = make_user()
+    with running_server(postgres, tmp_path / "server.log", MAX_CONCURRENT_REQUESTS="2") as server:
+        port = urlsplit(server.url).port or 80
+        silent = []
+        for _ in range(4):  # twice the limit: headers sent, then nothing
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(
+                b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 500\r\n\r\n{"query":'
+            )
+            silent.append(sock)
+        try:
+            answered = open_over_http(server.url, customer)
+            ready = httpx.get(f"{server.base}/ready", timeout=10)
+        finally:
+            for sock in silent:
+                sock.close()
+
+    assert answered.status == 200
+    assert ready.status_code == 200

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import psycopg2
 import pytest
 
 from repo.config import Settings
 from repo.conversations import find_admin_conversation, get_or_create_admin_conversation
-from repo.db import pool_connections_idle
+from repo.db import close_database, open_database, pool_connections_idle
 from tests.factories import make_admin, make_user
 
 
@@ -33,3 +35,23 @@ def test_idle_connections_the_server_dropped_are_replaced_without_a_failed_reque
 
     assert find_admin_conversation(customer) is not None  # no failed request: it noticed
     assert pool_connections_idle() >= 1
+
+
+def test_a_process_with_more_than_1024_open_files_still_checks_its_connections(
+    db: Settings,
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("the check-out poll is the PostgreSQL pool's")
+    make_admin()
+    customer = make_user()
+    close_database()
+    spare = [os.dup(0) for _ in range(1100)]  # as a server holding many sockets
+    try:
+        open_database(db)  # its connections get descriptors above select()'s 1023
+        get_or_create_admin_conversation(customer)  # opens one, returns it to the pool
+        assert pool_connections_idle() >= 1
+
+        assert find_admin_conversation(customer) is not None  # checked out again: polled
+    finally:
+        for fd in spare:
+            os.close(fd)

@@ -107,3 +107,20 @@ def test_a_real_deadlock_is_retried_and_both_transactions_complete(postgres: Any
     assert len(attempts) == 3
     names = {p.name for p in Profile.select().where(Profile.id.in_([first, second]))}
     assert len(names) == 1  # whichever committed last renamed both: no half of either
+
+
+def test_a_deadlock_in_an_inner_unit_of_work_runs_the_outer_one_again(postgres: Any) -> None:
+    outer_calls: list[int] = []
+    inner_calls: list[int] = []
+    failing = raising("deadlock_detected", inner_calls)
+
+    @unit_of_work
+    def outer() -> str:
+        outer_calls.append(1)
+        with write_transaction():
+            if len(outer_calls) == 1:
+                failing()  # inside the outer transaction: only the outer unit may retry
+        return "done"
+
+    assert outer() == "done"
+    assert (len(outer_calls), len(inner_calls)) == (2, 1)

@@ -26,6 +26,10 @@ def test_defaults_to_the_embedded_sqlite_database() -> None:
         ({"DB_POOL_TIMEOUT": "-1"}, "DB_POOL_TIMEOUT: must be positive"),
         ({"WELCOME_MESSAGE": "  "}, "WELCOME_MESSAGE: must not be empty"),
         ({"ACCESS_LOG": "some"}, "ACCESS_LOG: expected one of all, errors, got 'some'"),
+        (
+            {"SHUTDOWN_TIMEOUT_SECONDS": "10"},
+            r"SHUTDOWN_TIMEOUT_SECONDS: must be at least REQUEST_TIMEOUT_SECONDS \(20\), got 10",
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_in_words(env: dict[str, str], message: str) -> None:
