@@ -236,11 +236,20 @@ def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
     again, up to DB_RETRY_ATTEMPTS times in all, after a short jittered pause; nothing else
     is retried. A unit called inside another one leaves retrying to the outer one.
     """
+    return _unit_of_work(fn, retry=True)
 
+
+def unit_of_work_once(fn: Callable[P, T]) -> Callable[P, T]:
+    """A unit of work that is never run again: for one that commits as it goes (a batched
+    repair), where running it again would report only its last run."""
+    return _unit_of_work(fn, retry=False)
+
+
+def _unit_of_work(fn: Callable[P, T], *, retry: bool) -> Callable[P, T]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         outermost = database.is_closed()
-        attempts = _Bound.settings.db_retry_attempts if outermost else 1
+        attempts = _Bound.settings.db_retry_attempts if outermost and retry else 1
         attempt = 1
         while True:
             try:

@@ -16,7 +16,7 @@ from repo.db import (
     database,
     is_sqlite,
     replica_unit_of_work,
-    unit_of_work,
+    unit_of_work_once,
     write_transaction,
 )
 from repo.errors import InvalidInput
@@ -102,7 +102,7 @@ def profile_coverage() -> ProfileCoverage:
     )
 
 
-@unit_of_work
+@unit_of_work_once  # its batches commit as they go: a rerun is the operator's (idempotent)
 def repair_orphaned_conversations(
     *,
     dry_run: bool = True,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from repo.db import database, open_database, unit_of_work, write_transaction
+from repo.db import database, open_database, unit_of_work, unit_of_work_once, write_transaction
 from repo.errors import DatabaseUnavailable, IntegrityViolation
 from repo.ids import CustomerId
 from repo.models import Profile
@@ -23,10 +23,12 @@ def postgres(db: Any) -> Any:
     return db
 
 
-def raising(sqlstate_name: str, calls: list[int]) -> Callable[[], None]:
+def raising(
+    sqlstate_name: str, calls: list[int], unit: Callable[..., Any] = unit_of_work
+) -> Callable[[], None]:
     """A unit of work whose database raises ``sqlstate_name`` every time (a real error)."""
 
-    @unit_of_work
+    @unit
     def work() -> None:
         calls.append(1)
         with write_transaction():
@@ -124,3 +126,12 @@ def test_a_deadlock_in_an_inner_unit_of_work_runs_the_outer_one_again(postgres: 
 
     assert outer() == "done"
     assert (len(outer_calls), len(inner_calls)) == (2, 1)
+
+
+def test_a_unit_that_commits_as_it_goes_is_never_run_again(postgres: Any) -> None:
+    calls: list[int] = []
+
+    with pytest.raises(DatabaseUnavailable):
+        raising("deadlock_detected", calls, unit_of_work_once)()
+
+    assert len(calls) == 1  # a batched repair reports its one run; the operator reruns it
