@@ -124,6 +124,14 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
+def postgres(db: Settings) -> Settings:
+    """``db`` on PostgreSQL only, for what needs a database server (skipped on SQLite)."""
+    if db.is_sqlite:
+        pytest.skip("needs a database server: PostgreSQL's case of a test run on both")
+    return db
+
+
+@pytest.fixture
 def db(settings: Settings) -> Iterator[Settings]:
     """The repository bound to a migrated, empty database; emptied again afterwards."""
     open_database(settings)

@@ -194,13 +194,6 @@ def test_requests_beyond_the_concurrency_limit_are_shed_at_once(db: Settings) ->
 # --- connections lost: terminated backends, a cut or silent network ---------------------------
 
 
-@pytest.fixture
-def postgres(db: Settings) -> Settings:
-    if db.is_sqlite:
-        pytest.skip("terminating backends and cutting the network need a database server")
-    return db
-
-
 def test_terminated_backends_answer_503_at_worst_and_the_pool_heals(
     postgres: Settings, tmp_path: Path
 ) -> None:

@@ -16,13 +16,6 @@ from repo.models import Profile
 from tests.factories import make_user
 
 
-@pytest.fixture
-def postgres(db: Any) -> Any:
-    if db.is_sqlite:
-        pytest.skip("deadlocks and serialization failures are PostgreSQL's")
-    return db
-
-
 def raising(
     sqlstate_name: str, calls: list[int], unit: Callable[..., Any] = unit_of_work
 ) -> Callable[[], None]:

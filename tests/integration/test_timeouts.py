@@ -13,13 +13,6 @@ from repo.db import database, open_database, unit_of_work
 from repo.errors import DatabaseUnavailable
 
 
-@pytest.fixture
-def postgres(db: Settings) -> Settings:
-    if db.is_sqlite:
-        pytest.skip("statement, lock and idle timeouts are PostgreSQL settings")
-    return db
-
-
 @unit_of_work
 def show(name: str) -> Any:
     return database.execute_sql(f"SHOW {name}").fetchone()[0]
