@@ -101,21 +101,27 @@ def pgbouncer(
         yield bouncer
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated database URL, once per backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'helpline.db'}"
-    elif unreachable := request.config.stash.get(UNREACHABLE, None):
+@pytest.fixture(scope="session")
+def migrated_postgres_url(request: pytest.FixtureRequest) -> str:
+    """This run's PostgreSQL database, migrated once."""
+    if unreachable := request.config.stash.get(UNREACHABLE, None):
         pytest.skip(unreachable)  # only outside CI: pytest_sessionstart fails the run in CI
-    else:
-        url = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("postgres_url")
     migrate(Settings(database_url=url))
     return url
 
 
-@pytest.fixture
-def settings(database_url: str) -> Settings:
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database URL, once per backend."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("migrated_postgres_url"))
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'helpline.db'}"
+    migrate(Settings(database_url=url))
+    return url
+
+
+def settings_for(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         welcome_message=TEST_WELCOME_MESSAGE,
@@ -124,16 +130,13 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def postgres(db: Settings) -> Settings:
-    """``db`` on PostgreSQL only, for what needs a database server (skipped on SQLite)."""
-    if db.is_sqlite:
-        pytest.skip("needs a database server: PostgreSQL's case of a test run on both")
-    return db
+def settings(database_url: str) -> Settings:
+    return settings_for(database_url)
 
 
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Settings]:
-    """The repository bound to a migrated, empty database; emptied again afterwards."""
+@contextmanager
+def bound(settings: Settings) -> Iterator[Settings]:
+    """The repository bound to ``settings``' migrated database, emptied afterwards."""
     open_database(settings)
     try:
         yield settings
@@ -141,6 +144,21 @@ def db(settings: Settings) -> Iterator[Settings]:
         open_database(settings)  # an app under test may have bound the repository elsewhere
         empty_tables()
         close_database()
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Settings]:
+    """The repository bound to a migrated, empty database; emptied again afterwards."""
+    with bound(settings) as bound_settings:
+        yield bound_settings
+
+
+@pytest.fixture
+def postgres(migrated_postgres_url: str) -> Iterator[Settings]:
+    """As ``db``, on PostgreSQL alone: for what only a database server has (terminated
+    backends, a network to cut, lock and statement timeouts, deadlocks, query plans)."""
+    with bound(settings_for(migrated_postgres_url)) as bound_settings:
+        yield bound_settings
 
 
 def empty_tables() -> None:

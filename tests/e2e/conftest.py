@@ -171,3 +171,9 @@ def running_server(
 def server(db: Settings, tmp_path: Path) -> Iterator[Server]:
     with running_server(db, tmp_path / "server.log") as running:
         yield running
+
+
+@pytest.fixture
+def postgres_server(postgres: Settings, tmp_path: Path) -> Iterator[Server]:
+    with running_server(postgres, tmp_path / "server.log") as running:
+        yield running

@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
 from repo.db import database
@@ -112,10 +110,8 @@ def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
 
 
 def test_presence_spans_processes_and_a_killed_process_s_admins_go_offline(
-    db: Settings, tmp_path: Path
+    postgres: Settings, tmp_path: Path
 ) -> None:
-    if db.is_sqlite:
-        pytest.skip("one process only")
     admin = make_admin("Ada On Two Workers")
     beat = {"PRESENCE_HEARTBEAT_SECONDS": "1"}  # rows of a silent process expire after 3 s
 
@@ -130,8 +126,8 @@ def test_presence_spans_processes_and_a_killed_process_s_admins_go_offline(
             await asyncio.sleep(0.1)
 
     with (
-        running_server(db, tmp_path / "a.log", **beat) as a,
-        running_server(db, tmp_path / "b.log", **beat) as b,
+        running_server(postgres, tmp_path / "a.log", **beat) as a,
+        running_server(postgres, tmp_path / "b.log", **beat) as b,
     ):
 
         async def scenario() -> tuple[bool, bool]:
@@ -190,15 +186,13 @@ def test_a_new_conversation_reaches_the_inbox_with_its_welcome_message(server: S
 
 
 def test_the_inbox_subscription_asks_to_resubscribe_after_the_listener_drops(
-    server: Server, db: Settings
+    postgres: Settings, postgres_server: Server
 ) -> None:
-    if db.is_sqlite:
-        pytest.skip("no listening connection to lose")
     admin = make_admin()
 
     async def scenario() -> dict[str, Any]:
-        sub = await subscribe_inbox(server.url, user_token(admin))
-        assert await asyncio.to_thread(terminate_listener, db) == 1
+        sub = await subscribe_inbox(postgres_server.url, user_token(admin))
+        assert await asyncio.to_thread(terminate_listener, postgres) == 1
         ended = await sub.receive()  # once the listener is back, it cannot replay the gap
         await sub.close()
         return ended

@@ -134,11 +134,12 @@ def test_a_retried_send_is_heard_once(server: Server) -> None:
 
 
 def test_a_message_sent_through_one_process_reaches_a_subscriber_of_another(
-    db: Settings, tmp_path: Path
+    postgres: Settings, tmp_path: Path
 ) -> None:
-    if db.is_sqlite:
-        pytest.skip("one process only: the app refuses more (tested in observability)")
-    with running_server(db, tmp_path / "a.log") as a, running_server(db, tmp_path / "b.log") as b:
+    with (
+        running_server(postgres, tmp_path / "a.log") as a,
+        running_server(postgres, tmp_path / "b.log") as b,
+    ):
         token = user_token(CUSTOMER.id)
         conversation = open_conversation(a.url, token)
 
@@ -200,21 +201,19 @@ def test_queries_and_mutations_are_refused_over_the_socket(server: Server) -> No
 
 
 def test_messages_keep_arriving_after_the_listener_is_terminated(
-    server: Server, db: Settings
+    postgres: Settings, postgres_server: Server
 ) -> None:
-    if db.is_sqlite:
-        pytest.skip("no listening connection to lose")
     token = user_token(CUSTOMER.id)
-    conversation = open_conversation(server.url, token)
+    conversation = open_conversation(postgres_server.url, token)
 
     async def scenario() -> list[str]:
-        sub = await Subscription.open(server.url, token)
+        sub = await Subscription.open(postgres_server.url, token)
         await sub.subscribe(conversation)
-        await until_live(sub, server.url, token, conversation)
-        assert await asyncio.to_thread(terminate_listener, db) == 1
-        await send_over_http(server.url, token, conversation, "during the outage")
+        await until_live(sub, postgres_server.url, token, conversation)
+        assert await asyncio.to_thread(terminate_listener, postgres) == 1
+        await send_over_http(postgres_server.url, token, conversation, "during the outage")
         await asyncio.sleep(1.0)  # the listener reconnects with backoff
-        await send_over_http(server.url, token, conversation, "after the outage")
+        await send_over_http(postgres_server.url, token, conversation, "after the outage")
         received = [(await sub.next_message())["content"] for _ in range(2)]
         with pytest.raises(TimeoutError):
             await sub.next_message(timeout=0.5)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -12,13 +10,11 @@ import pytest
 from repo.conversations import get_or_create_admin_conversation
 from repo.db import database, is_sqlite
 from repo.integrity import (
-    _orphans_after,
     count_orphaned_conversations,
     find_orphaned_conversations,
     profile_coverage,
     repair_orphaned_conversations,
 )
-from repo.models import Conversation
 from repo.views import ProfileCoverage
 from tests.factories import (
     constraints_bypassed,
@@ -172,31 +168,3 @@ def test_apply_works_in_batches_and_an_interrupted_run_can_be_rerun() -> None:
         report.orphaned_conversations_after,
     ) == (4, 4, 0)
     assert count_rows("conversations") == len(orphans)
-
-
-def test_a_repair_batch_probes_profiles_per_row_instead_of_joining_them_all() -> None:
-    if is_sqlite():
-        pytest.skip("the plan guarded against is PostgreSQL's")
-    make_orphaned_conversation(make_user(), make_admin())
-    batch = _orphans_after(None).order_by(Conversation.customer).limit(1000)
-    sql, params = batch.sql()
-    with database.connection_context():
-        database.execute_sql("ANALYZE")
-        (plan,) = database.execute_sql(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()
-
-    nodes = list(_plan_nodes(plan[0]["Plan"]))
-    joins_over_profiles = [
-        n
-        for n in nodes
-        if n["Node Type"] in ("Hash Join", "Merge Join")
-        and any(c.get("Relation Name") == "profiles" for c in _plan_nodes(n))
-    ]
-    assert joins_over_profiles == []  # that join made repairing 1,000,000 orphans quadratic
-    probes = [n for n in nodes if n.get("Parent Relationship") == "SubPlan"]
-    assert any(n.get("Relation Name") == "profiles" for p in probes for n in _plan_nodes(p))
-
-
-def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", ()):
-        yield from _plan_nodes(child)

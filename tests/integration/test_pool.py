@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import psycopg2
-import pytest
 
 from repo.config import Settings
 from repo.conversations import find_admin_conversation, get_or_create_admin_conversation
@@ -14,16 +13,14 @@ from tests.factories import make_admin, make_user
 
 
 def test_idle_connections_the_server_dropped_are_replaced_without_a_failed_request(
-    db: Settings,
+    postgres: Settings,
 ) -> None:
-    if db.is_sqlite:
-        pytest.skip("no server to drop connections")
     make_admin()
     customer = make_user()
     get_or_create_admin_conversation(customer)
     pooled = pool_connections_idle()
     assert pooled >= 1
-    conn = psycopg2.connect(db.database_url)
+    conn = psycopg2.connect(postgres.database_url)
     conn.autocommit = True
     with conn, conn.cursor() as cursor:  # as a restart would: each backend gone, its socket closed
         cursor.execute(
@@ -38,16 +35,14 @@ def test_idle_connections_the_server_dropped_are_replaced_without_a_failed_reque
 
 
 def test_a_process_with_more_than_1024_open_files_still_checks_its_connections(
-    db: Settings,
+    postgres: Settings,
 ) -> None:
-    if db.is_sqlite:
-        pytest.skip("the check-out poll is the PostgreSQL pool's")
     make_admin()
     customer = make_user()
     close_database()
     spare = [os.dup(0) for _ in range(1100)]  # as a server holding many sockets
     try:
-        open_database(db)  # its connections get descriptors above select()'s 1023
+        open_database(postgres)  # its connections get descriptors above select()'s 1023
         get_or_create_admin_conversation(customer)  # opens one, returns it to the pool
         assert pool_connections_idle() >= 1
 
