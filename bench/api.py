@@ -21,7 +21,6 @@ import io
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,9 @@ import psycopg2
 
 from bench import postgraphile
 from bench.common import (
+    METRICS_TOKEN,
     ROOT,
+    SECRET,
     Server,
     bench_database,
     helpline_serve,
@@ -55,8 +56,6 @@ from gql.tokens import mint
 from repo.config import DEFAULT_WELCOME_MESSAGE, Settings
 from repo.migrate import migrate
 
-SECRET = "bench-secret-" + "x" * 40
-METRICS_TOKEN = secrets.token_urlsafe(24)
 WRK_THREADS = 2
 # Connections per server process: every contender's pool, pgbench and the seed fit in
 # PostgreSQL's default max_connections (100) with room to spare.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import secrets
 import statistics
 import subprocess
 import sys
@@ -19,6 +20,10 @@ import psycopg2
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# What the benchmarked servers are started with: tokens are minted with SECRET, and /metrics
+# is read with METRICS_TOKEN.
+SECRET = "bench-secret-" + "x" * 40
+METRICS_TOKEN = secrets.token_urlsafe(24)
 
 
 @contextlib.contextmanager

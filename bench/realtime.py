@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import select
 import statistics
 import subprocess
@@ -49,7 +48,9 @@ import psycopg2.extensions
 from websockets.asyncio.client import connect
 
 from bench.common import (
+    METRICS_TOKEN,
     ROOT,
+    SECRET,
     bench_database,
     helpline_serve,
     percentile,
@@ -64,8 +65,6 @@ from repo.db import close_database, open_database
 from repo.migrate import migrate
 from repo.models import Profile, User
 
-SECRET = "bench-secret-" + "x" * 40
-METRICS_TOKEN = secrets.token_urlsafe(24)
 DEADLINE_S = 300
 WORKERS = 2
 _SOCKETS_SAMPLE = re.compile(r'^helpline_websocket_connections\{pid="(\d+)"\} (\S+)$', re.M)

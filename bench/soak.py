@@ -46,8 +46,16 @@ from typing import Any
 import graphql
 import psycopg2
 
-from bench.api import SECRET, Dataset, seed, serving, token
-from bench.common import ROOT, Server, helpline_serve, percentile, stop, write_marked_section
+from bench.api import Dataset, seed, serving, token
+from bench.common import (
+    ROOT,
+    SECRET,
+    Server,
+    helpline_serve,
+    percentile,
+    stop,
+    write_marked_section,
+)
 from repo.config import DEFAULT_WELCOME_MESSAGE
 
 VERSION, NAME = "15", "helpline-soak"
