@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -187,9 +188,21 @@ def validate_client_message_id(client_message_id: str) -> None:
         )
 
 
+# Characters that show nothing: blank fillers (Hangul and Braille) that Unicode files as letters
+# or symbols, beside the separator (Z*), control (Cc) and format (Cf) categories.
+BLANK_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _shows_nothing(character: str) -> bool:
+    category = unicodedata.category(character)
+    return category[0] == "Z" or category in ("Cc", "Cf") or character in BLANK_FILLERS
+
+
 def validate_content(content: str) -> None:
-    if not content.strip():
-        raise InvalidInput("content must not be empty")
+    """Content is stored exactly as sent (clients escape it on display), once it has
+    something to read: not only whitespace, separators, control or format characters."""
+    if all(_shows_nothing(character) for character in content):
+        raise InvalidInput("content must not be empty (or only blank or invisible characters)")
     if len(content) > MAX_MESSAGE_LENGTH:
         raise InvalidInput(
             f"content is {len(content)} characters long; at most {MAX_MESSAGE_LENGTH} are allowed"

@@ -196,7 +196,19 @@ def test_malformed_ids_are_bad_user_input(
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
 
 
-@pytest.mark.parametrize(("content", "words"), [("", "empty"), ("x" * 4001, "4001")])
+INVISIBLE = [
+    "\u200b\u200b",  # zero-width spaces (Cf)
+    " \t\n\u3000\u2028",  # whitespace and separators (Zs, Zl)
+    "\x07\x1b",  # control characters (Cc)
+    "\u200d\u2060\ufeff\u202e",  # joiners, a BOM, a direction override (Cf)
+    "\u115f\u1160\u3164\uffa0\u2800",  # blank fillers (Hangul, Braille)
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [("", "empty"), ("x" * 4001, "4001"), *((blank, "empty") for blank in INVISIBLE)],
+)
 def test_empty_or_overlong_messages_are_bad_user_input(
     client: GraphQLClient, content: str, words: str
 ) -> None:
@@ -210,6 +222,22 @@ def test_empty_or_overlong_messages_are_bad_user_input(
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert words in error["message"]
     assert count_rows("messages") == 1
+
+
+@pytest.mark.parametrize(
+    "content", ["a\u200b", "\u3164x", "<b>hi</b> & \u202e", "\U0001f44b", "\ue000"]
+)
+def test_content_with_something_to_read_is_stored_exactly_as_sent(
+    client: GraphQLClient, content: str
+) -> None:
+    make_admin()
+    conversation_id = client.data(GET_OR_CREATE, customerId=str(make_user()))["adminConversation"][
+        "conversation"
+    ]["id"]
+
+    sent = client.data(SEND, conversationId=conversation_id, content=content)["sendMessage"]
+
+    assert sent["content"] == content
 
 
 @pytest.mark.parametrize(("first", "after"), [(0, None), (101, None), (5, "not-a-cursor")])
