@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import uuid4
 
 import pytest
@@ -111,7 +112,12 @@ def test_an_admin_is_never_assigned_to_themself() -> None:
 
 def test_the_oldest_admin_takes_new_conversations() -> None:
     oldest = make_admin("First Admin")
-    make_admin("Second Admin")
+    younger = make_admin("Second Admin")
+    with database.connection_context():  # not the same millisecond, where the id decides
+        created = Profile.select(Profile.created_at).where(Profile.id == oldest).scalar()
+        Profile.update(created_at=created + timedelta(seconds=1)).where(
+            Profile.id == younger
+        ).execute()
 
     conversation = get_or_create_admin_conversation(make_user()).conversation
 
