@@ -30,6 +30,7 @@ from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
 from gql.realtime import Hub, LocalListener, PostgresListener, Presence
 from gql.schema import FAST_ROOTS, build_schema, validation_rules
 from gql.view import HelplineGraphQL, refusal
+from gql.websocket import SubscriptionGate
 from repo.config import ConfigError, Settings
 from repo.db import (
     check_database,
@@ -90,16 +91,17 @@ async def _until_pool_idle(timeout_s: float = 5.0) -> None:
 
 
 def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> Starlette:
-    """Build the app; settings come from the environment unless given (bad ones exit in words).
+    """Build the app; settings come from the environment unless given (bad ones, or ones a
+    server must not run with, exit in words).
 
     ``fast_path``: answer the hot documents without the generic executor (gql/fastpath.py);
     the tests turn it off to compare both paths.
     """
-    if settings is None:
-        try:
-            settings = Settings.from_env()
-        except ConfigError as exc:
-            raise SystemExit(f"helpline: {exc}") from None
+    try:
+        settings = Settings.from_env() if settings is None else settings
+        settings.validate_serving()
+    except ConfigError as exc:
+        raise SystemExit(f"helpline: {exc}") from None
 
     hub = Hub(queue_size=settings.ws_queue_size, ordered=not settings.is_sqlite)
     presence = Presence(heartbeat_s=settings.presence_heartbeat_s, ttl_s=settings.presence_ttl_s)
@@ -132,13 +134,15 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
 
     schema = build_schema(settings)
     authenticator = Authenticator(settings, admin_lookup=is_admin)
+    rules = validation_rules(settings)
     fast_paths = FastPaths(
         schema._schema,
         FAST_ROOTS,
-        rules=validation_rules(settings),
+        rules=rules,
         max_tokens=settings.max_tokens,
     )
     in_flight = InFlight(limit=settings.max_concurrent_requests)
+    gate = SubscriptionGate(schema._schema, rules=rules, max_tokens=settings.max_tokens)
     request_log = RequestLog(successes=settings.access_log == "all")
     view = HelplineGraphQL(
         schema,
@@ -149,6 +153,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         send_timeout_s=settings.ws_send_timeout_s,
         request_log=request_log,
         request_timeout_s=settings.request_timeout_s,
+        subscription_gate=gate,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",

@@ -240,6 +240,7 @@ def _guarded(run: Callable[[], Any]) -> Any:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    settings.validate_serving()
     workers = args.workers or settings.web_concurrency
     if workers > 1 and settings.is_sqlite:
         raise CannotRun("--workers: SQLite serves one process; use PostgreSQL for more workers")

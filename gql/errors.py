@@ -29,6 +29,7 @@ log = logging.getLogger("helpline.errors")
 
 BAD_USER_INPUT = "BAD_USER_INPUT"
 UNAUTHENTICATED = "UNAUTHENTICATED"
+BAD_REQUEST = "BAD_REQUEST"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 RETRY_AFTER_S = 1  # what a client answered SERVICE_UNAVAILABLE (HTTP 503) should wait
@@ -138,8 +139,13 @@ def request_id_of(execution_context: ExecutionContext | None) -> str | None:
 def add_codes(result: ExecutionResult, request_id: str | None) -> ExecutionResult:
     """Give every error an ``extensions.code``; replace unexpected ones by a masked error."""
     if result.errors:
-        result.errors = [_with_code(error, request_id) for error in result.errors]
+        result.errors = coded_errors(result.errors, request_id)
     return result
+
+
+def coded_errors(errors: Iterable[GraphQLError], request_id: str | None) -> list[GraphQLError]:
+    """The errors, each with an ``extensions.code``; unexpected ones masked."""
+    return [_with_code(error, request_id) for error in errors]
 
 
 def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:

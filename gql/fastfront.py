@@ -22,10 +22,9 @@ from gql.auth import ANON, AuthenticationFailed, Authenticator
 from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAUTHENTICATED
 from gql.fastpath import Fallback, FastPaths, RootFailed
 from gql.logs import RequestLog, request_id_var
-from gql.metrics import operation_label, record_operation
+from gql.metrics import REFUSED_OPERATION, record_operation
 from gql.view import (
     GRAPHQL_RESPONSE_JSON,
-    REFUSED_CODES,
     WWW_AUTHENTICATE,
     in_worker_thread,
     request_id_from,
@@ -111,40 +110,38 @@ class FastFront:
         request_id_var.set(request_id)  # for lines the worker thread logs
         scope["helpline.request_id"] = request_id  # the same id if the generic path answers
         authorization = _text(headers.get(b"authorization"))
-        status, codes = 200, []
-        extra: list[tuple[bytes, bytes]] = []
         response: dict[str, Any]
         try:
-            response = {
-                "data": await in_worker_thread(
-                    functools.partial(
-                        self._run_plan, str(query), operation_name, authorization, variables
-                    ),
-                    deadline_s=self.request_timeout_s,
-                )
-            }
+            operation, name, response = await in_worker_thread(
+                functools.partial(
+                    self._run_plan, str(query), operation_name, authorization, variables
+                ),
+                deadline_s=self.request_timeout_s,
+            )
         except Fallback:
             return None
-        except RootFailed as exc:
-            response = exc.response
-            codes = [str(e["extensions"]["code"]) for e in response["errors"]]
-            status, extra = _status_of(codes)
         except TimeoutError:
             message = timed_out(self.request_timeout_s)
             response = {
                 "errors": [{"message": message, "extensions": {"code": SERVICE_UNAVAILABLE}}]
             }
-            codes = [SERVICE_UNAVAILABLE]
-            status, extra = _status_of(codes)
+            plan = self.fast_paths.compiled(str(query), operation_name)
+            operation = plan.label if plan is not None else REFUSED_OPERATION
+            name = plan.name if plan is not None else operation_name
+        codes = [str(e["extensions"]["code"]) for e in response.get("errors", ())]
+        status, extra = _status_of(codes)
         self.fast_paths.answered += 1
         graphql_response = wants_graphql_response(_text(headers.get(b"accept")) or "")
         content = json.dumps(response, separators=(",", ":")).encode()
         seconds = time.perf_counter() - started
-        admit = status == 200 and not REFUSED_CODES.intersection(codes)
-        operation = operation_label(str(query), operation_name, admit=admit)
         record_operation(operation, seconds, codes)
         self.request_log(
-            request_id=request_id, operation=operation, seconds=seconds, status=status, codes=codes
+            request_id=request_id,
+            operation=operation,
+            operation_name=name,
+            seconds=seconds,
+            status=status,
+            codes=codes,
         )
         media_type = GRAPHQL_RESPONSE_JSON if graphql_response else "application/json"
         start: Message = {
@@ -165,9 +162,10 @@ class FastFront:
         operation_name: str | None,
         authorization: str | None,
         variables: dict[str, Any] | None,
-    ) -> dict[str, Any]:
-        """Runs in a worker thread, as the generic path does; documents compile only here,
-        for an authenticated caller, never on the event loop."""
+    ) -> tuple[str, str | None, dict[str, Any]]:
+        """(the operation's metric label, its name, the response). Runs in a worker thread, as the
+        generic path does; documents compile only here, for an authenticated caller, never
+        on the event loop."""
         try:
             caller = self.authenticator.authenticate(authorization)
         except AuthenticationFailed:
@@ -177,7 +175,10 @@ class FastFront:
         plan = self.fast_paths.plan_for(query, operation_name)
         if plan is None:
             raise Fallback
-        return plan.run(caller, variables)
+        try:
+            return plan.label, plan.name, {"data": plan.run(caller, variables)}
+        except RootFailed as exc:
+            return plan.label, plan.name, exc.response
 
 
 def _status_of(codes: list[str]) -> tuple[int, list[tuple[bytes, bytes]]]:

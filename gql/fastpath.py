@@ -50,6 +50,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from gql.auth import Caller
 from gql.errors import root_field_error
 from gql.logs import request_id_var
+from gql.metrics import operation_label
 
 MAX_PLANS = 256  # distinct documents remembered (with or without a plan): at most ~1 MB
 MAX_DOCUMENT_LENGTH = 4000  # longer documents are never hot ones
@@ -102,6 +103,8 @@ class Plan:
     selections: tuple[Selection, ...]
     location: dict[str, int]  # the root field's line and column, for an error's "locations"
     mutation: bool
+    label: str  # the operation's metric label, as the executor's requests get it
+    name: str | None  # the operation's name in the document, for the access log
 
     def run(self, caller: Caller, variables: dict[str, Any] | None) -> dict[str, Any]:
         """The response's data; raises Fallback for anything the generic path must answer,
@@ -198,6 +201,11 @@ class FastPaths:
             isinstance(operation_name, str) and len(operation_name) <= MAX_OPERATION_NAME_LENGTH
         )
 
+    def compiled(self, query: str, operation_name: str | None) -> Plan | None:
+        """The plan of a document compiled already, without compiling it."""
+        with self.lock:
+            return self.plans.get((query, operation_name))
+
     def plan_for(self, query: str, operation_name: str | None) -> Plan | None:
         """The plan of a document (compiled on first sight, in the caller's thread), or None."""
         key = (query, operation_name)
@@ -259,6 +267,8 @@ class FastPaths:
             selections,
             _root_location(query, operation_name),
             kind == "mutation",
+            operation_label(document, operation_name),
+            operation.name.value if operation.name else None,
         )
 
 

@@ -1,16 +1,28 @@
 """Prometheus metrics (prometheus-client; multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set).
 
-Label values are bounded: operation names are capped per process (the rest share "other"),
-error codes and constraint names come from closed sets.
+Label values are bounded by the schema, never chosen by callers: an operation is labelled by
+its type and root fields (``mutation adminConversation``), a document that does not parse or
+validate by ``invalid`` and a request refused before its document was read by ``refused``;
+error codes and constraint names come from closed sets. Client-chosen operation names go to
+the access log only.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
+from collections.abc import Iterator
 
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+    get_operation_ast,
+)
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -20,20 +32,23 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from strawberry.extensions import SchemaExtension
 
 from repo.db import pool_connections_in_use
 from repo.integrity import count_orphaned_conversations
 
-MAX_OPERATION_NAMES = 50
 ORPHANS_REFRESH_SECONDS = 60.0
-_OPERATION_NAME = re.compile(r"\s*(?:query|mutation|subscription)\s+([A-Za-z_][A-Za-z0-9_]{0,63})")
+INVALID_OPERATION = "invalid"  # the document did not parse or validate
+REFUSED_OPERATION = "refused"  # refused before its document was read (body, token, capacity)
 
 REQUESTS = Counter(
-    "helpline_graphql_requests_total", "GraphQL operations served, by operation name", ["operation"]
+    "helpline_graphql_requests_total",
+    "GraphQL operations served, by operation type and root fields",
+    ["operation"],
 )
 LATENCY = Histogram(
     "helpline_graphql_request_duration_seconds",
-    "Time to answer a GraphQL operation, by operation name",
+    "Time to answer a GraphQL operation, by operation type and root fields",
     ["operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
@@ -72,30 +87,52 @@ WEBSOCKET_CONNECTIONS = Gauge(
 )
 
 
-class _OperationNames:
-    """The first MAX_OPERATION_NAMES names seen keep their own label; the rest are "other"."""
-
-    def __init__(self) -> None:
-        self.known: set[str] = set()
-        self.lock = threading.Lock()
-
-    def label(self, query: str | None, operation_name: str | None, *, admit: bool) -> str:
-        """The label for an operation; only ``admit``ted ones (authenticated, valid) add names."""
-        name = operation_name
-        if name is None and query and (match := _OPERATION_NAME.match(query)):
-            name = match.group(1)
-        if not name:
-            return "anonymous"
-        with self.lock:
-            if name in self.known:
-                return name
-            if admit and len(self.known) < MAX_OPERATION_NAMES and re.fullmatch(r"\w{1,64}", name):
-                self.known.add(name)
-                return name
-        return "other"
+def operation_label(document: DocumentNode, operation_name: str | None) -> str:
+    """The metric label of a valid document's operation: its type and root fields, sorted."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return INVALID_OPERATION
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    fields = sorted(_root_fields(operation.selection_set, fragments, set()))
+    return f"{operation.operation.value} {','.join(fields)}"
 
 
-operation_label = _OperationNames().label
+class OperationLabel(SchemaExtension):
+    """Puts the operation's metric label in the context as ``operation_label`` once it has
+    validated (a document that fails is ``invalid``), and its name as ``operation_name``
+    (the client's ``operationName``, else the name in the document) for the access log."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        execution = self.execution_context
+        document = execution.graphql_document
+        if not isinstance(execution.context, dict) or document is None:
+            return
+        operation = get_operation_ast(document, execution.operation_name)
+        if operation is not None and operation.name is not None:
+            execution.context["operation_name"] = operation.name.value
+        if not execution.pre_execution_errors:
+            execution.context["operation_label"] = operation_label(
+                document, execution.operation_name
+            )
+
+
+def _root_fields(
+    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], seen: set[str]
+) -> set[str]:
+    names: set[str] = set()
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            names.add(selection.name.value)
+        elif isinstance(selection, InlineFragmentNode):
+            names |= _root_fields(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+            seen.add(selection.name.value)
+            if fragment := fragments.get(selection.name.value):
+                names |= _root_fields(fragment.selection_set, fragments, seen)
+    return names
 
 
 def record_operation(operation: str, seconds: float, codes: list[str]) -> None:

@@ -17,7 +17,7 @@ from gql import authz
 from gql.auth import Caller
 from gql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
 from gql.limits import OperationLimits, SmallDocumentParserCache, SmallDocumentValidationCache
-from gql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED
+from gql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED, OperationLabel
 from gql.realtime import follow_all, live_messages
 from gql.types import (
     AdminConversationPayload,
@@ -263,6 +263,7 @@ def build_schema(settings: Settings) -> HelplineSchema:
         extensions=[
             lambda: CodedInputErrors(rules),
             StreamErrorCodes,
+            OperationLabel,
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
             lambda: SmallDocumentParserCache(maxsize=256),
             lambda: SmallDocumentValidationCache(maxsize=256),

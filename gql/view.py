@@ -26,12 +26,23 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from gql.auth import AuthenticationFailed, Authenticator, Caller
-from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAUTHENTICATED, add_codes
+from gql.errors import (
+    BAD_REQUEST,
+    RETRY_AFTER_S,
+    SERVICE_UNAVAILABLE,
+    UNAUTHENTICATED,
+    add_codes,
+)
 from gql.logs import RequestLog, request_id_var
-from gql.metrics import WEBSOCKET_CONNECTIONS, operation_label, record_operation
+from gql.metrics import (
+    INVALID_OPERATION,
+    REFUSED_OPERATION,
+    WEBSOCKET_CONNECTIONS,
+    record_operation,
+)
 from gql.playground import localize
 from gql.realtime import Hub, Presence
-from gql.websocket import HelplineTransportWSHandler
+from gql.websocket import HelplineTransportWSHandler, SubscriptionGate
 
 log = logging.getLogger("helpline")
 T = TypeVar("T")
@@ -41,12 +52,8 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 WWW_AUTHENTICATE = 'Bearer realm="helpline"'
 
-# Operations answered with these never add a new operation-name label to the metrics.
-REFUSED_CODES = frozenset(
-    {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "UNAUTHENTICATED", "FORBIDDEN"}
-)
 _HTTP_CODES = {
-    400: "BAD_REQUEST",
+    400: BAD_REQUEST,
     401: UNAUTHENTICATED,
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
@@ -84,6 +91,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         send_timeout_s: float,
         request_log: RequestLog,
         request_timeout_s: float,
+        subscription_gate: SubscriptionGate,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
@@ -94,6 +102,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self.send_timeout_s = send_timeout_s
         self.request_log = request_log
         self.request_timeout_s = request_timeout_s
+        self.subscription_gate = subscription_gate
         self.sockets = 0
         self._page: str | None = None
 
@@ -117,10 +126,11 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             if not scope.get("helpline.logged"):  # refused before execute_single logged it
                 self.request_log(
                     request_id=request_id,
-                    operation="refused",
+                    operation=REFUSED_OPERATION,
+                    operation_name=None,
                     seconds=time.perf_counter() - started,
                     status=status,
-                    codes=[_HTTP_CODES.get(status, "BAD_REQUEST")],
+                    codes=[_HTTP_CODES.get(status, BAD_REQUEST)],
                 )
         await response(scope, receive, send)
 
@@ -151,11 +161,25 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         return HTMLResponse(self._page)
 
     def parse_json(self, data: str | bytes) -> Any:
-        """Strawberry's parser, with every malformed body a 400 (never a 500)."""
+        """Strawberry's parser, with every malformed body a 400 (never a 500): a JSON body (or
+        a GET's ``variables`` and ``extensions``) must be an object (an array: a batch)."""
         try:
-            return super().parse_json(data)
+            value = super().parse_json(data)
         except (RecursionError, UnicodeDecodeError, ValueError) as exc:
             raise HTTPException(400, "Unable to parse request body as JSON") from exc
+        if not isinstance(value, dict | list):  # a request, its variables or extensions
+            raise HTTPException(400, "Expected a JSON object, not a bare JSON value")
+        return value
+
+    async def parse_http_body(self, request: Any) -> Any:
+        """Strawberry's envelope checks, and ``operationName`` a string or null too."""
+        data = await super().parse_http_body(request)
+        if not isinstance(data, list) and not isinstance(data.operation_name, str | None):
+            reason = (
+                "The GraphQL operation's `operationName` must be a string or null, if provided."
+            )
+            raise HTTPException(400, reason)
+        return data
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
         request_id = client_request_id(request)
@@ -189,26 +213,18 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             self._set_status(result, sub_response)
             return result
         except HTTPException as exc:
-            status, codes = exc.status_code, [_HTTP_CODES.get(exc.status_code, "BAD_REQUEST")]
+            status, codes = exc.status_code, [_HTTP_CODES.get(exc.status_code, BAD_REQUEST)]
             raise
         finally:
             seconds = time.perf_counter() - started
             status = sub_response.status_code or status
-            caller = context.get("caller")
-            admit = (
-                status == 200
-                and caller is not None
-                and caller.role != "anon"
-                and not REFUSED_CODES.intersection(codes)
-            )
-            operation = operation_label(
-                request_data.query, request_data.operation_name, admit=admit
-            )
+            operation = context.get("operation_label", REFUSED_OPERATION)
             record_operation(operation, seconds, codes)
             request.scope["helpline.logged"] = True
             self.request_log(
                 request_id=context["request_id"],
                 operation=operation,
+                operation_name=context.get("operation_name", request_data.operation_name),
                 seconds=seconds,
                 status=status,
                 codes=codes,
@@ -252,6 +268,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         """Runs in a worker thread: verifying a token may fetch a JWKS document."""
         caller: Caller = self.authenticator.authenticate(request.headers.get("authorization"))
         context["caller"] = caller
+        context["operation_label"] = INVALID_OPERATION  # until it validates (OperationLabel)
         return self.schema.execute_sync(
             request_data.query,
             variable_values=request_data.variables,
@@ -355,6 +372,6 @@ def is_request_error(result: ExecutionResult) -> bool:
 
 def refusal(status_code: int, reason: str, headers: dict[str, str] | None = None) -> Response:
     """A request refused before execution, as a GraphQL error body with a code."""
-    code = _HTTP_CODES.get(status_code, "BAD_REQUEST")
+    code = _HTTP_CODES.get(status_code, BAD_REQUEST)
     body = {"errors": [{"message": reason, "extensions": {"code": code}}]}
     return JSONResponse(body, status_code=status_code, headers=headers)

@@ -3,8 +3,13 @@
 A missing or bad token closes the socket with 4401, an unknown role with 4403, and so does
 the token's expiry while the socket is open (the client reconnects with a fresh token).
 Each subscribe re-checks the caller's admin status. A subscriber too slow to keep up gets
-SUBSCRIBER_TOO_SLOW and its socket is closed with 1013 (try again later). Only
-subscriptions run here; queries and mutations go over HTTP, where they run off the event loop.
+SUBSCRIBER_TOO_SLOW and its socket is closed with 1013 (try again later).
+
+Only subscriptions run here; queries and mutations go over HTTP, where they run off the event
+loop under the request limits. Every subscribe message passes ``SubscriptionGate`` first, in a
+worker thread: it parses the document with the configured limits, selects the operation as
+graphql-core's executor does, and refuses anything else with an ``error`` message that carries
+a code, before anything runs.
 """
 
 from __future__ import annotations
@@ -12,9 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    get_operation_ast,
+    parse,
+    validate,
+)
 from starlette.concurrency import run_in_threadpool
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -28,12 +43,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 
 from gql.auth import ANON, LEEWAY_SECONDS, AuthenticationFailed, Caller
 from gql.authz import KNOWN_ROLES
-from gql.errors import BAD_USER_INPUT
+from gql.errors import BAD_REQUEST, coded_errors
 from gql.realtime import SubscriberTooSlow
-from repo.config import Settings
 
 UNAUTHORIZED, FORBIDDEN, TRY_AGAIN_LATER = 4401, 4403, 1013
-MAX_TOKENS = Settings().max_tokens
+TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 
 
 def bearer_token(payload: dict[str, Any]) -> str | None:
@@ -116,27 +130,82 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
             await self.websocket.close(code=TRY_AGAIN_LATER, reason="subscriber too slow")
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        if self.connection_acknowledged and not _is_subscription(message):
-            error = GraphQLError(
-                "only subscriptions run over WebSocket; send queries and mutations over HTTP",
-                extensions={"code": BAD_USER_INPUT},
+        if not self.connection_acknowledged or message["id"] in self.operations:
+            await super().handle_subscribe(message)  # closes the socket (4401, 4409)
+            return
+        limit = self.max_subscriptions_per_connection
+        if limit is not None and len(self.operations) >= limit:
+            await self._refuse(
+                message["id"],
+                [_coded(f"at most {limit} subscriptions per socket", TOO_MANY_SUBSCRIPTIONS)],
             )
-            await self.send_message(
-                {"id": message["id"], "type": "error", "payload": [error.formatted]}
-            )
+            return
+        gate: SubscriptionGate = self.view.subscription_gate  # type: ignore[attr-defined]
+        refused = await run_in_threadpool(gate.refusal, message.get("payload"))
+        if refused:
+            await self._refuse(message["id"], refused)
             return
         caller = self.context.get("caller")
         if isinstance(caller, Caller):  # an admin may have been demoted since the last one
             self.context["caller"] = caller.rechecked()
         await super().handle_subscribe(message)
 
+    async def _refuse(self, operation_id: str, errors: list[GraphQLError]) -> None:
+        payload = [error.formatted for error in coded_errors(errors, request_id=None)]
+        await self.send_message({"id": operation_id, "type": "error", "payload": payload})
 
-def _is_subscription(message: SubscribeMessage) -> bool:
-    """True unless the document surely holds a query or mutation (bad documents: let it say)."""
-    try:
-        payload = message["payload"]
-        document = parse(payload["query"], max_tokens=MAX_TOKENS)  # bounded, like over HTTP
-        operation = get_operation_ast(document, payload.get("operationName"))
-    except (GraphQLError, KeyError, TypeError):
-        return True
-    return operation is None or operation.operation == OperationType.SUBSCRIPTION
+
+def _coded(message: str, code: str = BAD_REQUEST) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code})
+
+
+class SubscriptionGate:
+    """Whether a subscribe message may run, decided before anything runs (in a worker thread).
+
+    The document is parsed with the server's ``max_tokens`` and validated with its rules (the
+    executor's own), and the operation is selected exactly as graphql-core's executor selects
+    it: by ``operationName``, and a document with several operations and no name is refused.
+    Anything but a subscription is refused: the socket runs nothing on the event loop.
+    """
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        *,
+        rules: Sequence[type[ASTValidationRule]],
+        max_tokens: int,
+    ) -> None:
+        self.schema = schema
+        self.rules = rules
+        self.max_tokens = max_tokens
+
+    def refusal(self, payload: object) -> list[GraphQLError]:
+        """The errors that refuse this subscribe payload; empty when it may run."""
+        if not isinstance(payload, dict) or not isinstance(query := payload.get("query"), str):
+            return [_coded("a subscribe payload needs a 'query' string")]
+        name = payload.get("operationName")
+        if name is not None and not isinstance(name, str):
+            return [_coded("'operationName' must be a string or null")]
+        for key in ("variables", "extensions"):
+            if not isinstance(payload.get(key), dict | None):
+                return [_coded(f"'{key}' must be an object or null")]
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError as error:
+            return [error]
+        operation = get_operation_ast(document, name)
+        if operation is None:  # graphql-core's executor refuses these, in these words
+            if name is not None:
+                return [_coded(f"Unknown operation named '{name}'.")]
+            if any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
+                return [
+                    _coded("Must provide operation name if query contains multiple operations.")
+                ]
+            return [_coded("Must provide an operation.")]
+        if operation.operation != OperationType.SUBSCRIPTION:
+            return [
+                _coded(
+                    "only subscriptions run over WebSocket; send queries and mutations over HTTP"
+                )
+            ]
+        return validate(self.schema, document, self.rules)

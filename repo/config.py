@@ -16,6 +16,7 @@ MAX_WELCOME_MESSAGE_LENGTH = 4000
 APP_ENVS = ("development", "production")
 ACCESS_LOGS = ("all", "errors")
 MIN_JWT_SECRET_LENGTH = 32
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class ConfigError(ValueError):
@@ -45,6 +46,7 @@ class Settings:
     jwt_audience: str = "authenticated"
     cors_origins: tuple[str, ...] = ()
     metrics_token: str | None = None
+    metrics_unprotected: bool = False
     max_body_bytes: int = 1024 * 1024
     max_query_depth: int = 10
     max_aliases: int = 15
@@ -107,6 +109,7 @@ class Settings:
                 if origin.strip()
             ),
             metrics_token=env.get("METRICS_TOKEN") or None,
+            metrics_unprotected=_bool(env, "METRICS_UNPROTECTED"),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth, minimum=2),
             max_aliases=_int(env, "MAX_ALIASES", defaults.max_aliases, minimum=1),
@@ -175,6 +178,15 @@ class Settings:
                     f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example"
                 )
 
+    def validate_serving(self) -> None:
+        """What serving needs beyond ``validate``: in production, /metrics is protected by a
+        token or declared reachable only from a trusted network."""
+        if self.is_production and self.metrics_token is None and not self.metrics_unprotected:
+            raise ConfigError(
+                "METRICS_TOKEN or METRICS_UNPROTECTED=true: with APP_ENV=production set a token "
+                "for /metrics, or say it is only reachable from a trusted network"
+            )
+
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
@@ -231,6 +243,13 @@ class Settings:
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "false").strip().lower()
+    if raw not in BOOLEANS:
+        raise ConfigError(f"{name}: expected true or false, got {env.get(name)!r}")
+    return BOOLEANS[raw]
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

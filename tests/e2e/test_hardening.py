@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -223,6 +225,16 @@ def test_production_refuses_to_start_without_a_key() -> None:
         Settings.from_env({"APP_ENV": "production"})
 
 
+def test_production_serves_metrics_only_with_a_token_or_an_explicit_trusted_network() -> None:
+    production = {"APP_ENV": "production", "JWT_SECRET": "s" * 32}
+    with pytest.raises(SystemExit, match=r"METRICS_TOKEN or METRICS_UNPROTECTED=true"):
+        create_app(Settings.from_env(production))
+    for allowed in ({"METRICS_TOKEN": "scrape-me"}, {"METRICS_UNPROTECTED": "true"}):
+        assert create_app(Settings.from_env(production | allowed)) is not None
+    with pytest.raises(ConfigError, match="METRICS_UNPROTECTED: expected true or false"):
+        Settings.from_env(production | {"METRICS_UNPROTECTED": "maybe"})
+
+
 def test_health_endpoints_stay_open_and_metrics_need_their_token(
     production: GraphQLClient,
 ) -> None:
@@ -321,3 +333,70 @@ def test_refusals_use_the_media_type_the_client_accepts(client: GraphQLClient) -
     )
     assert unsupported.status_code == 415
     assert unsupported.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+@pytest.fixture
+def both_paths(db: Settings) -> Iterator[dict[str, TestClient]]:
+    """The app with and without the fast path (one lifespan: one process serves SQLite)."""
+    generic = TestClient(create_app(db, fast_path=False), raise_server_exceptions=False)
+    with TestClient(create_app(db), raise_server_exceptions=False) as fast:
+        yield {"fast": fast, "generic": generic}
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The access-log lines captured (the test sets the level with ``caplog.set_level``)."""
+    return [r for r in caplog.records if r.name == "helpline.access"]
+
+
+@pytest.mark.parametrize("name", [["x"], {"x": 1}, 7, 1.5, True], ids=repr)
+def test_a_non_string_operation_name_is_a_request_error(
+    both_paths: dict[str, TestClient], caplog: pytest.LogCaptureFixture, name: object
+) -> None:
+    caplog.set_level(logging.INFO)
+    for path, http in both_paths.items():
+        caplog.clear()
+        for token in (service_token(), None):
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            response = http.post(
+                "/graphql", json={"query": "{ __typename }", "operationName": name}, headers=headers
+            )
+            assert response.status_code == 400, (path, response.text)
+            assert response.headers["content-type"].startswith("application/json")
+            (error,) = response.json()["errors"]
+            assert error["extensions"]["code"] == "BAD_REQUEST", path
+            assert "operationName" in error["message"]
+            assert response.headers["x-request-id"]
+        lines = access_lines(caplog)
+        assert [(r.status, r.error_codes) for r in lines] == [(400, ["BAD_REQUEST"])] * 2, path  # type: ignore[attr-defined]
+        assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], path
+
+
+JSON_VALUES: list[object] = [None, True, 0, -1.5, "", "text", [], ["a", 1], {}, {"a": [1]}]
+
+
+@pytest.mark.parametrize("key", ["query", "operationName", "variables", "extensions", "other"])
+def test_no_request_envelope_answers_500(both_paths: dict[str, TestClient], key: str) -> None:
+    """Every top-level key with every JSON type: an answer or a coded 400, never a 500."""
+    headers = {"authorization": f"Bearer {service_token()}"}
+    for http in both_paths.values():
+        for value in JSON_VALUES:
+            body = {"query": "query Ping { __typename }", key: value}
+            response = http.post("/graphql", json=body, headers=headers)
+            assert response.status_code in (200, 400), (key, value, response.text)
+            assert "x-request-id" in response.headers
+            answer = response.json()
+            assert answer.get("data") or answer["errors"][0]["extensions"]["code"], answer
+
+
+def test_a_body_that_is_not_an_object_is_a_request_error(
+    both_paths: dict[str, TestClient],
+) -> None:
+    headers = {"authorization": f"Bearer {service_token()}", "content-type": "application/json"}
+    for http in both_paths.values():
+        for bare in JSON_VALUES:
+            if isinstance(bare, dict):
+                continue
+            response = http.post("/graphql", content=json.dumps(bare), headers=headers)
+            assert response.status_code == 400, (bare, response.text)
+            assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+            assert "x-request-id" in response.headers

@@ -32,6 +32,7 @@ from tests.proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 OPEN = "mutation OpenChat { adminConversation { created profileCreated } }"
+FIRST_CONTACT = "mutation adminConversation"  # OPEN's metric label: its type and root field
 
 
 def post(url: str, query: str, token: str) -> dict[str, Any]:
@@ -70,24 +71,28 @@ def test_metrics_move_with_traffic_and_logs_are_json_without_secrets(server: Ser
 
     after = httpx.get(f"{server.base}/metrics", timeout=10).text
     grew = {
-        name: metric(after, name, **labels) - metric(before, name, missing=0.0, **labels)
+        (name, *labels.values()): metric(after, name, **labels)
+        - metric(before, name, missing=0.0, **labels)
         for name, labels in [
-            ("helpline_graphql_requests_total", {"operation": "OpenChat"}),
+            ("helpline_graphql_requests_total", {"operation": FIRST_CONTACT}),
+            ("helpline_graphql_requests_total", {"operation": "invalid"}),
             ("helpline_conversations_created_total", {}),
             ("helpline_profiles_self_healed_total", {}),
             ("helpline_graphql_errors_total", {"code": "GRAPHQL_VALIDATION_FAILED"}),
         ]
     }
     assert grew == {
-        "helpline_graphql_requests_total": 2,
-        "helpline_conversations_created_total": 2,
-        "helpline_profiles_self_healed_total": 1,
-        "helpline_graphql_errors_total": 1,
+        ("helpline_graphql_requests_total", FIRST_CONTACT): 2,
+        ("helpline_graphql_requests_total", "invalid"): 1,
+        ("helpline_conversations_created_total",): 2,
+        ("helpline_profiles_self_healed_total",): 1,
+        ("helpline_graphql_errors_total", "GRAPHQL_VALIDATION_FAILED"): 1,
     }
     assert metric(after, "helpline_orphaned_conversations") == 0
     assert metric(after, "helpline_db_pool_connections_in_use") >= 0
     assert (
-        'helpline_graphql_request_duration_seconds_bucket{le="0.5",operation="OpenChat"}' in after
+        f'helpline_graphql_request_duration_seconds_bucket{{le="0.5",operation="{FIRST_CONTACT}"}}'
+        in after
     )
 
     time.sleep(0.2)
@@ -95,10 +100,40 @@ def test_metrics_move_with_traffic_and_logs_are_json_without_secrets(server: Ser
         json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")
     ]
     requests = [line for line in lines if line.get("logger") == "helpline.access"]
-    assert {r["operation"] for r in requests} >= {"OpenChat", "other"}  # refused: no new label
+    assert {(r["operation"], r["operation_name"]) for r in requests} >= {
+        (FIRST_CONTACT, "OpenChat"),
+        ("invalid", "Nope"),
+    }
     assert all(r["request_id"] and "duration_ms" in r for r in requests)
     assert any(r["error_codes"] == ["GRAPHQL_VALIDATION_FAILED"] for r in requests)
     assert legacy_token not in server.log.read_text()
+
+
+def test_callers_cannot_choose_metric_labels(server: Server) -> None:
+    token = user_token(CUSTOMER.id)
+    for n in range(55):
+        query = f"query Junk{n:02} {{ adminConversation {{ id }} __typename }}"
+        assert "data" in post(server.url, query, token)
+    assert post(server.url, OPEN, token)["data"]["adminConversation"]["created"] in (True, False)
+    named = {
+        "query Q1 { ...F } fragment F on Query { integrity { orphanedConversationCount } }",
+        "{ ... on Query { adminConversation(customerId: null) { id } } }",
+    }
+    for query in named:
+        post(server.url, query, service_token())
+
+    text = httpx.get(f"{server.base}/metrics", timeout=10).text
+    labels = set(re.findall(r'^helpline_graphql_requests_total\{operation="([^"]*)"\}', text, re.M))
+    assert labels == {
+        "query __typename,adminConversation",
+        FIRST_CONTACT,
+        "query integrity",
+        "query adminConversation",
+    }
+    assert metric(text, "helpline_graphql_requests_total", operation=FIRST_CONTACT) >= 1
+    time.sleep(0.2)
+    logged = [json.loads(line) for line in server.log.read_text().splitlines() if "Junk" in line]
+    assert {line["operation_name"] for line in logged} == {f"Junk{n:02}" for n in range(55)}
 
 
 def test_logs_never_hold_tokens_variables_or_message_contents(server: Server) -> None:
@@ -209,7 +244,7 @@ def test_metrics_add_up_across_workers(db: Settings, tmp_path: Path) -> None:
             metric(
                 httpx.get(f"{server.base}/metrics", timeout=10).text,
                 "helpline_graphql_requests_total",
-                operation="Counted",
+                operation="query integrity",
             )
             for _ in range(4)
         }

@@ -184,20 +184,154 @@ def _role_token(role: str) -> str:
     return mint(TEST_JWT_SECRET, role=role)
 
 
-def test_queries_and_mutations_are_refused_over_the_socket(server: Server) -> None:
+SMUGGLED_SEND = 'sendMessage(conversationId: $id, content: "smuggled") { id }'
+SMUGGLED_SUBSCRIBE = "messageAdded(conversationId: $id) { id content }"
+MUTATION_FIRST = (
+    f"mutation M($id: UUID!) {{ {SMUGGLED_SEND} }} "
+    f"subscription S($id: UUID!) {{ {SMUGGLED_SUBSCRIBE} }}"
+)
+QUERY_FIRST = (
+    "query Q($id: UUID!) { conversation(id: $id) { id } } "
+    f"subscription S($id: UUID!) {{ {SMUGGLED_SUBSCRIBE} }}"
+)
+
+
+async def subscribe_raw(sub: Subscription, operation_id: str, payload: dict[str, Any]) -> None:
+    await sub.socket.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
+
+
+def contents(url: str, token: str, conversation: str) -> list[str]:
+    query = (
+        "query ($id: UUID!) "
+        "{ conversation(id: $id) { messages(first: 100) { edges { node { content } } } } }"
+    )
+    edges = post(url, query, token, id=conversation)["conversation"]["messages"]["edges"]
+    return [edge["node"]["content"] for edge in edges]
+
+
+@pytest.mark.parametrize(
+    ("document", "operation_name", "reason"),
+    [
+        (MUTATION_FIRST, None, "Must provide operation name"),
+        (MUTATION_FIRST, "M", "only subscriptions run over WebSocket"),
+        (QUERY_FIRST, None, "Must provide operation name"),
+        (QUERY_FIRST, "Q", "only subscriptions run over WebSocket"),
+        ("{ integrity { orphanedConversationCount } }", None, "only subscriptions"),
+        (MUTATION_FIRST, "Nope", "Unknown operation named 'Nope'"),
+    ],
+    ids=["mutation-first", "mutation-named", "query-first", "query-named", "query", "unknown"],
+)
+def test_only_subscriptions_run_over_the_socket(
+    server: Server, document: str, operation_name: str | None, reason: str
+) -> None:
+    token = user_token(CUSTOMER.id)
+    conversation = open_conversation(server.url, token)
+    payload = {
+        "query": document,
+        "operationName": operation_name,
+        "variables": {"id": conversation},
+    }
+
     async def scenario() -> dict[str, Any]:
-        sub = await Subscription.open(server.url, service_token())
-        query = "{ integrity { orphanedConversationCount } }"
-        await sub.socket.send(
-            json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}})
-        )
+        sub = await Subscription.open(server.url, token)
+        await subscribe_raw(sub, "smuggled", payload)
         reply = await sub.receive()
         await sub.close()
         return reply
 
     reply = asyncio.run(scenario())
-    assert reply["type"] == "error"
-    assert "only subscriptions run over WebSocket" in reply["payload"][0]["message"]
+    assert reply["type"] == "error" and reply["id"] == "smuggled", reply
+    (error,) = reply["payload"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert reason in error["message"]
+    assert "smuggled" not in contents(server.url, token, conversation)
+
+
+def test_the_subscription_named_in_a_mixed_document_runs_and_nothing_else(server: Server) -> None:
+    token = user_token(CUSTOMER.id)
+    conversation = open_conversation(server.url, token)
+    payload = {"query": MUTATION_FIRST, "operationName": "S", "variables": {"id": conversation}}
+
+    async def scenario() -> dict[str, Any]:
+        sub = await Subscription.open(server.url, token)
+        await subscribe_raw(sub, "s", payload)
+        await until_live(sub, server.url, token, conversation)
+        await asyncio.to_thread(post, server.url, SEND, token, id=conversation, text="real")
+        received = await sub.next_message()
+        await sub.close()
+        return received
+
+    assert asyncio.run(scenario())["content"] == "real"
+    assert "smuggled" not in contents(server.url, token, conversation)
+
+
+def test_the_socket_applies_the_configured_token_limit(db: Settings) -> None:
+    make_admin()
+    conversation = str(get_or_create_admin_conversation(make_user()).conversation.id)
+    fields = " ".join(["id"] * 140)
+    big = f"subscription ($id: UUID!) {{ messageAdded(conversationId: $id) {{ {fields} }} }}"
+    with serve_in_process(replace(db, max_tokens=100)) as (url, _app):
+
+        async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+            sub = await Subscription.open(url, service_token())
+            await sub.subscribe(conversation, "big", query=big)
+            refused = await sub.receive()
+            await sub.socket.send(json.dumps({"id": "x", "type": "subscribe", "payload": {}}))
+            malformed = await sub.receive()
+            await sub.close()
+            return refused, malformed
+
+        refused, malformed = asyncio.run(scenario())
+    assert refused["type"] == "error" and refused["id"] == "big", refused
+    assert refused["payload"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert "more than 100 tokens" in refused["payload"][0]["message"]
+    assert malformed["type"] == "error"
+    assert malformed["payload"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_the_event_loop_stays_free_while_subscriptions_wait_on_locked_tables(
+    postgres: Settings, tmp_path: Path
+) -> None:
+    """A socket never waits on the database on the event loop: with the tables locked, a
+    subscription's set-up and a smuggled mutation wait (or are refused) while /live answers."""
+    log = tmp_path / "server.log"
+    with running_server(postgres, log, DB_LOCK_TIMEOUT_MS="10000") as server:
+        token = user_token(CUSTOMER.id)
+        conversation = open_conversation(server.url, token)
+        holder = psycopg2.connect(postgres.database_url)
+        live_seconds: list[float] = []
+
+        async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+            sub = await Subscription.open(server.url, token)
+            with holder.cursor() as cursor:
+                cursor.execute("LOCK TABLE conversations, messages IN ACCESS EXCLUSIVE MODE")
+            locked_at = time.monotonic()
+            await sub.subscribe(conversation, "behind-the-lock")
+            variables = {"id": conversation}
+            await subscribe_raw(sub, "smuggled", {"query": MUTATION_FIRST, "variables": variables})
+            while time.monotonic() - locked_at < 5:
+                started = time.monotonic()
+                response = await asyncio.to_thread(httpx.get, f"{server.base}/live", timeout=10)
+                live_seconds.append(time.monotonic() - started)
+                assert response.status_code == 200
+                await asyncio.sleep(0.25)
+            refused = await sub.receive()
+            holder.rollback()  # the lock goes; the waiting subscription sets up
+            await until_live(sub, server.url, token, conversation)
+            await asyncio.to_thread(post, server.url, SEND, token, id=conversation, text="after")
+            delivered = await sub.next_message()
+            await sub.close()
+            return refused, delivered
+
+        try:
+            refused, delivered = asyncio.run(scenario())
+        finally:
+            holder.close()
+        assert refused["id"] == "smuggled" and refused["type"] == "error", refused
+        assert max(live_seconds) < 1, live_seconds
+        assert len(live_seconds) >= 10
+        assert delivered["content"] == "after"
+        assert "smuggled" not in contents(server.url, token, conversation)
 
 
 def test_messages_keep_arriving_after_the_listener_is_terminated(
@@ -325,7 +459,8 @@ def test_sockets_and_subscriptions_per_socket_are_bounded(db: Settings) -> None:
         refused, over_limit = asyncio.run(scenario())
     assert refused == 1013
     assert over_limit["type"] == "error" and over_limit["id"] == "b"
-    assert "Subscription limit reached" in over_limit["payload"][0]["message"]
+    assert over_limit["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+    assert "at most 1 subscriptions per socket" in over_limit["payload"][0]["message"]
 
 
 def test_a_subscriber_too_slow_to_keep_up_is_told_and_disconnected(db: Settings) -> None:

@@ -278,3 +278,15 @@ def test_db_migrate_on_a_seed_shaped_database_points_to_adopt(
 ) -> None:
     assert main(["db", "migrate"]) == 2
     assert "helpline db adopt" in capsys.readouterr().err
+
+
+def test_serve_in_production_without_metrics_protection_exits_2_in_one_line(
+    env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET", "s" * 32)
+    monkeypatch.delenv("METRICS_TOKEN", raising=False)
+    monkeypatch.delenv("METRICS_UNPROTECTED", raising=False)
+    assert main(["serve", "--port", "9"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "METRICS_TOKEN" in line and "METRICS_UNPROTECTED" in line

@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 
 from gql import metrics
+from gql.schema import build_schema
+from repo.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 EXPORTED = {
@@ -33,10 +35,34 @@ def helpline_metrics(expression: str) -> set[str]:
     return {next((n.removesuffix(s) for s in SUFFIXES if n.endswith(s)), n) for n in names}
 
 
+def operation_labels(expression: str) -> set[str]:
+    return set(re.findall(r'operation="([^"]*)"', expression))
+
+
+def could_be_exported(label: str) -> bool:
+    """Whether Helpline can label an operation so: a type and some of its root fields."""
+    if label in {metrics.INVALID_OPERATION, metrics.REFUSED_OPERATION}:
+        return True
+    kind, _, fields = label.partition(" ")
+    schema = build_schema(Settings())._schema
+    root = {"query": schema.query_type, "mutation": schema.mutation_type}.get(kind)
+    names = fields.split(",")
+    return root is not None and names == sorted(set(names)) and set(names) <= set(root.fields)
+
+
+def test_could_be_exported_tells_labels_from_operation_names() -> None:
+    assert could_be_exported("mutation adminConversation")
+    assert could_be_exported("query adminConversation,inbox")
+    assert not could_be_exported("OpenChatWidget")
+    assert not could_be_exported("mutation inbox")
+
+
 def test_every_alert_uses_exported_metrics() -> None:
     rules = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())["groups"][0]["rules"]
     used = set().union(*(helpline_metrics(rule["expr"]) for rule in rules))
     assert used and used <= EXPORTED, used - EXPORTED
+    labels = set().union(*(operation_labels(rule["expr"]) for rule in rules))
+    assert labels and all(could_be_exported(label) for label in labels), labels
     assert all(rule["labels"]["severity"] in {"critical", "warning", "info"} for rule in rules)
 
 
@@ -45,3 +71,5 @@ def test_every_dashboard_panel_uses_exported_metrics() -> None:
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = set().union(*(helpline_metrics(e) for e in exprs))
     assert used == EXPORTED
+    labels = set().union(*(operation_labels(e) for e in exprs))
+    assert labels and all(could_be_exported(label) for label in labels), labels
