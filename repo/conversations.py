@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import uuid4
+from uuid import UUID
 
-import peewee
+from peewee import fn
 
-from repo.db import database, is_sqlite, settings, unit_of_work, write_transaction
+from repo.db import is_sqlite, settings, unit_of_work, write_transaction
 from repo.errors import CustomerNotFound, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
 from repo.models import Conversation, Profile, User
-from repo.prepared import PreparedSelect
+from repo.prepared import PreparedQuery, PreparedSelect
 from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
 from repo.users import NewUser, ensure_profile
 from repo.views import AdminConversation, ConversationView
@@ -27,60 +27,29 @@ def get_or_create_admin_conversation(
 ) -> AdminConversation:
     """Return the customer's admin conversation, creating profile and conversation if missing.
 
-    ``new_user`` (from a verified sign-up token) creates the missing ``users`` row first.
+    One atomic block, the same statements on both backends: ensure the profile, lock it, then
+    one INSERT ... SELECT that looks for the conversation under the lock and, when there is
+    none, inserts it with the admin it chooses; the welcome message; the conversation's read.
+    ``new_user`` (from a verified sign-up token) creates the users row when there is none.
     ``known_missing``: the caller has just looked it up and found none, so go straight to
     the locked block (which looks again under the lock, so a racing creator is still seen).
     """
     if not known_missing and (found := _find_conversation_of(customer_id)):
         return AdminConversation(found, created=False, profile_created=False)
-    if not is_sqlite():
-        return _open_on_postgres(customer_id, new_user)
-    with write_transaction():
-        user_created = new_user is not None and _ensure_user(customer_id, new_user)
-        profile_created = ensure_profile(customer_id) or user_created
-        existing = _lock_profile(customer_id)
-        if existing is None:
-            admin_id = _choose_admin(customer_id)
-            conversation_id = ConversationId(uuid4())
-            Conversation.insert(id=conversation_id, customer=customer_id, admin=admin_id).execute()
+    with write_transaction():  # SQLite: BEGIN IMMEDIATE, its one write lock
+        profile_created = ensure_profile(customer_id)
+        if not _lock_profile(customer_id):  # no users row: a verified sign-up may add it
+            if new_user is None or not _ensure_user(customer_id, new_user):
+                raise CustomerNotFound(f"customer {customer_id} not found: no users row")
+            profile_created = _lock_profile(customer_id)  # its trigger made the profile
+        inserted = _insert_conversation_unless_one_exists(customer_id)
+        if inserted is not None:
+            conversation_id, admin_id = inserted
             post_message(conversation_id, admin_id, settings().welcome_message)
-        conversation = _find_conversation_of(customer_id)
-        assert conversation is not None
-    return AdminConversation(
-        conversation, created=existing is None, profile_created=profile_created
-    )
-
-
-_OPEN_ON_POSTGRES = (
-    "SELECT out_conversation, out_created, out_profile_created "
-    "FROM helpline_open_conversation(%s, %s, %s, %s)"
-)
-_NO_USERS_ROW, _NO_ADMIN = "HL001", "HL002"  # the function's own SQLSTATEs (migration 0004)
-
-
-def _open_on_postgres(customer_id: CustomerId, new_user: NewUser | None) -> AdminConversation:
-    """The same steps as the SQLite block above, as one call (helpline_open_conversation).
-
-    One round trip instead of about ten: the first contact's throughput is PostgreSQL's.
-    """
-    params = (
-        str(customer_id),
-        new_user.email if new_user else None,
-        new_user.full_name if new_user else None,
-        settings().welcome_message,
-    )
-    try:
-        _, created, profile_created = database.execute_sql(_OPEN_ON_POSTGRES, params).fetchone()
-    except peewee.DatabaseError as exc:
-        sqlstate = getattr(exc.__cause__ or exc.__context__, "pgcode", None)
-        if sqlstate == _NO_USERS_ROW:
-            raise CustomerNotFound(f"customer {customer_id} not found: no users row") from None
-        if sqlstate == _NO_ADMIN:
-            raise NoAdminAvailable("no admin is available to take the conversation") from None
-        raise
-    conversation = _find_conversation_of(customer_id)
-    assert conversation is not None
-    return AdminConversation(conversation, created=created, profile_created=profile_created)
+        found = _find_conversation_of(customer_id)
+        if found is None:  # none existed, and none could be inserted
+            raise NoAdminAvailable("no admin is available to take the conversation")
+    return AdminConversation(found, created=inserted is not None, profile_created=profile_created)
 
 
 @unit_of_work
@@ -164,30 +133,49 @@ def _ensure_user(customer_id: CustomerId, new_user: NewUser) -> bool:
     return bool(inserted)
 
 
-def _lock_profile(customer_id: CustomerId) -> ConversationId | None:
-    """Lock the customer's profile row; return the conversation that exists by now, if any.
+def _lock_query(customer: CustomerId) -> Any:
+    query = Profile.select(Profile.id).where(Profile.id == customer)
+    return query if is_sqlite() else query.for_update()
 
-    Two statements on purpose: under READ COMMITTED a statement that waited for the lock
-    still sees its old snapshot of other tables, so the conversation is looked up afterwards.
+
+_LOCK_PROFILE = PreparedSelect(_lock_query)
+_INSERT_CONVERSATION = PreparedQuery(
+    lambda customer: Conversation.insert_from(
+        Profile.select(Customer.id, Admin.id)
+        .from_(Customer, Admin)
+        .where(
+            Customer.id == customer,
+            # looked for under the lock, by this statement itself: a statement that starts
+            # after the lock was granted sees what a racer committed (READ COMMITTED)
+            ~fn.EXISTS(Conversation.select(1).where(Conversation.customer == Customer.id)),
+            # the oldest admin who is not the customer, chosen inside the insert
+            Admin.is_admin,
+            Admin.id != Customer.id,
+        )
+        .order_by(Admin.created_at, Admin.id)
+        .limit(1),
+        fields=[Conversation.customer, Conversation.admin],
+    ).returning(Conversation.id, Conversation.admin)
+)
+
+
+def _lock_profile(customer_id: CustomerId) -> bool:
+    """Lock the customer's profile row (False: there is none): racing first contacts of one
+    customer queue here.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has no row locks: the block's
+    ``BEGIN IMMEDIATE`` already holds the database's one write lock.
     """
-    lock = Profile.select(Profile.id).where(Profile.id == customer_id)
-    if not is_sqlite():
-        lock = lock.for_update()
-    if lock.scalar() is None:
-        raise CustomerNotFound(f"customer {customer_id} not found: no users row")
-    existing = Conversation.select(Conversation.id).where(Conversation.customer == customer_id)
-    conversation_id = existing.scalar()
-    return None if conversation_id is None else ConversationId(conversation_id)
+    return _LOCK_PROFILE.first(customer_id) is not None
 
 
-def _choose_admin(customer_id: CustomerId) -> ProfileId:
-    admin_id = (
-        Profile.select(Profile.id)
-        .where(Profile.is_admin, Profile.id != customer_id)
-        .order_by(Profile.created_at, Profile.id)
-        .limit(1)
-        .scalar()
-    )
-    if admin_id is None:
-        raise NoAdminAvailable("no admin is available to take the conversation")
-    return ProfileId(admin_id)
+def _insert_conversation_unless_one_exists(
+    customer_id: CustomerId,
+) -> tuple[ConversationId, ProfileId] | None:
+    """Under the profile's lock: insert the customer's conversation with the oldest admin,
+    unless the customer has one; the new conversation's id and admin, or None."""
+    inserted = _INSERT_CONVERSATION.rows(customer_id)
+    if not inserted:
+        return None
+    ((conversation_id, admin_id),) = inserted
+    return ConversationId(UUID(str(conversation_id))), ProfileId(UUID(str(admin_id)))

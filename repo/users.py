@@ -9,6 +9,7 @@ from peewee import fn
 from repo.db import unit_of_work
 from repo.ids import CustomerId
 from repo.models import Profile, User
+from repo.prepared import PreparedQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,20 +28,19 @@ def is_admin(user_id: CustomerId) -> bool:
 
 def ensure_profile(customer_id: CustomerId) -> bool:
     """Create the customer's profile from its users row if missing; True when created."""
-    source = User.select(
-        User.id,
-        profile_name(),
-        fn.COALESCE(User.profile_picture_url, ""),
-    ).where(User.id == customer_id)
-    inserted = (
-        Profile.insert_from(source, fields=[Profile.id, Profile.name, Profile.avatar_url])
-        .on_conflict(conflict_target=[Profile.id], action="NOTHING")
-        .as_rowcount()
-        .execute()
-    )
-    return bool(inserted)
+    return bool(_ENSURE_PROFILE.execute(customer_id).rowcount)
 
 
 def profile_name() -> object:
     """The name a profile made from a users row gets: full_name, else email, else 'User'."""
     return fn.COALESCE(fn.NULLIF(User.full_name, ""), User.email, "User")
+
+
+_ENSURE_PROFILE = PreparedQuery(
+    lambda customer: Profile.insert_from(
+        User.select(User.id, profile_name(), fn.COALESCE(User.profile_picture_url, "")).where(
+            User.id == customer
+        ),
+        fields=[Profile.id, Profile.name, Profile.avatar_url],
+    ).on_conflict(conflict_target=[Profile.id], action="NOTHING")
+)

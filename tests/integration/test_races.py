@@ -11,6 +11,7 @@ from typing import TypeVar
 import pytest
 
 from repo.conversations import find_conversation, get_or_create_admin_conversation
+from repo.db import database
 from repo.messages import list_messages, send_message
 from tests.factories import count_rows, make_admin, make_legacy_user, make_user
 
@@ -20,12 +21,15 @@ T = TypeVar("T")
 
 
 def run_at_once(calls: list[Callable[[], T]]) -> list[T]:
-    """Run every call in its own thread, released together by a barrier."""
+    """Run every call in its own thread, released together by a barrier once each thread
+    holds its pooled connection (opening one takes long enough to stagger the callers)."""
     barrier = threading.Barrier(len(calls))
 
     def released(call: Callable[[], T]) -> T:
-        barrier.wait(timeout=10)
-        return call()
+        with database.connection_context():
+            database.execute_sql("SELECT 1")
+            barrier.wait(timeout=10)
+            return call()
 
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         return list(pool.map(released, calls))

@@ -1,0 +1,179 @@
+"""The first contact on PostgreSQL, as the driver sends it: one transaction, the customer's
+profile locked with FOR UPDATE before the conversation's INSERT, the look-up under the lock,
+and the lock as what keeps racing first contacts apart."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import psycopg2.extensions
+import pytest
+
+from repo import conversations
+from repo.config import Settings
+from repo.conversations import get_or_create_admin_conversation
+from repo.db import database
+from repo.errors import HelplineError, IntegrityViolation, NoAdminAvailable
+from repo.views import AdminConversation
+from tests.factories import count_rows, make_admin, make_legacy_user, make_user
+
+pytestmark = pytest.mark.timeout(60)
+
+Sent = list[tuple[int, str]]  # (the connection's id, the statement)
+
+
+class RecordingCursor(psycopg2.extensions.cursor):
+    """A cursor that notes every statement it sends, with its connection."""
+
+    sent: ClassVar[Sent] = []
+
+    def execute(self, query: Any, vars: Any = None) -> Any:
+        text = query.decode() if isinstance(query, bytes) else str(query)
+        RecordingCursor.sent.append((id(self.connection), text))
+        return super().execute(query, vars)
+
+
+@pytest.fixture
+def sent(postgres: Settings) -> Iterator[Sent]:
+    """The statements the pool's connections send while the test runs (new connections)."""
+    pool = database.obj
+    pool.close_idle()
+    pool.connect_params["cursor_factory"] = RecordingCursor
+    RecordingCursor.sent = []
+    try:
+        yield RecordingCursor.sent
+    finally:
+        del pool.connect_params["cursor_factory"]
+        pool.close_idle()
+
+
+def kind(statement: str) -> str:
+    """What a statement of the first contact does, in words."""
+    sql = " ".join(statement.split())
+    patterns = [
+        ("BEGIN", r"^BEGIN\b"),
+        ("COMMIT", r"^COMMIT\b"),
+        ("ROLLBACK", r"^ROLLBACK\b"),
+        ("session settings", r"^SET\b"),
+        ("create the users row", r'^INSERT INTO "users"'),
+        ("ensure the profile", r'^INSERT INTO "profiles" .* ON CONFLICT .* DO NOTHING'),
+        ("lock the profile", r'^SELECT "t1"."id" FROM "profiles" AS "t1" WHERE .* FOR UPDATE$'),
+        (
+            "insert the conversation unless one exists",
+            r'^INSERT INTO "conversations" .* SELECT .* NOT EXISTS\(SELECT .* FROM "conversations"'
+            r".* RETURNING",
+        ),
+        ("store the welcome message", r"^WITH stored AS \( INSERT INTO messages"),
+        ("read the conversation", r'^SELECT .* FROM "conversations" AS "t\d+" INNER JOIN'),
+    ]
+    return next((name for name, pattern in patterns if re.search(pattern, sql)), sql)
+
+
+def steps(sent: Sent) -> list[str]:
+    return [kind(sql) for _, sql in sent if kind(sql) != "session settings"]
+
+
+def test_a_first_contact_is_one_transaction_that_locks_before_it_inserts(sent: Sent) -> None:
+    make_admin()
+    customer = make_user()
+    sent.clear()
+
+    result = get_or_create_admin_conversation(customer)
+
+    assert result.created
+    assert steps(sent) == [
+        "read the conversation",  # the hot path's read, outside any transaction
+        "BEGIN",
+        "ensure the profile",
+        "lock the profile",
+        # one statement, after the lock: it sees a racer's commit, looks for the conversation
+        # and, finding none, inserts it with the admin it chooses
+        "insert the conversation unless one exists",
+        "store the welcome message",
+        "read the conversation",
+        "COMMIT",
+    ]
+    assert len({connection for connection, _ in sent}) == 1
+
+
+def test_a_conversation_found_under_the_lock_is_returned_and_nothing_inserted(
+    sent: Sent,
+) -> None:
+    make_admin()
+    customer = make_legacy_user()
+    first = get_or_create_admin_conversation(customer)
+    sent.clear()
+
+    again = get_or_create_admin_conversation(customer, known_missing=True)
+
+    assert (again.conversation.id, again.created) == (first.conversation.id, False)
+    assert steps(sent) == [
+        "BEGIN",
+        "ensure the profile",
+        "lock the profile",
+        "insert the conversation unless one exists",  # inserts nothing: one exists
+        "read the conversation",
+        "COMMIT",
+    ]
+
+
+def test_no_admin_rolls_the_whole_block_back(sent: Sent) -> None:
+    customer = make_legacy_user()
+    sent.clear()
+
+    with pytest.raises(NoAdminAvailable):
+        get_or_create_admin_conversation(customer)
+
+    assert steps(sent)[-3:] == [
+        "insert the conversation unless one exists",
+        "read the conversation",
+        "ROLLBACK",
+    ]
+    assert (count_rows("profiles"), count_rows("conversations")) == (0, 0)
+
+
+def race(calls: list[Callable[[], object]]) -> list[object]:
+    """Each call in its own thread holding its own connection, released together; the
+    results, or the exceptions raised."""
+    barrier = threading.Barrier(len(calls))
+
+    def released(call: Callable[[], object]) -> object:
+        with database.connection_context():
+            database.execute_sql("SELECT 1")
+            barrier.wait(timeout=10)
+            try:
+                return call()
+            except HelplineError as exc:
+                return exc
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(released, calls))
+
+
+@pytest.mark.parametrize("locked", [True, False], ids=["with-the-lock", "lock-switched-off"])
+def test_the_profile_lock_is_what_keeps_racing_first_contacts_apart(
+    postgres: Settings, monkeypatch: pytest.MonkeyPatch, locked: bool
+) -> None:
+    """Signed-up customers (their profile exists, so ensuring it takes no lock of its own):
+    without the FOR UPDATE, racers each try to insert the conversation and all but one fail
+    on the unique key; with it, they queue, and every one gets the one conversation."""
+    if not locked:  # the test-only hook: the lock step does nothing
+        monkeypatch.setattr(conversations, "_lock_profile", lambda customer_id: True)
+    make_admin()
+    failures: list[object] = []
+    created = 0
+    for _ in range(3):  # bounded: a few customers, 16 racers each
+        customer = make_user()
+        outcomes = race([lambda customer=customer: get_or_create_admin_conversation(customer)] * 16)
+        failures += [o for o in outcomes if isinstance(o, Exception)]
+        created += sum(1 for o in outcomes if isinstance(o, AdminConversation) and o.created)
+    assert count_rows("conversations") == 3
+    if locked:
+        assert (failures, created) == ([], 3)
+    else:
+        assert failures
+        assert {type(f) for f in failures} == {IntegrityViolation}
