@@ -38,6 +38,8 @@ def _is_staff(caller: Caller) -> bool:
 def customer_to_open(caller: Caller, customer_id: UUID | None) -> CustomerId:
     """Whose admin conversation the caller may read or get-or-create."""
     _known(caller)
+    if customer_id is not None and customer_id == caller.user_id:
+        return caller.user_id  # their own, named: theirs to open as customer or as admin
     if _is_staff(caller):
         if customer_id is None:
             raise BadUserInput("customerId is required for admin and service callers")
