@@ -37,7 +37,7 @@ from typing import Any
 import httpx2 as httpx
 import psycopg2
 
-from bench import postgraphile
+from bench import function_path, postgraphile
 from bench.common import (
     METRICS_TOKEN,
     ROOT,
@@ -208,7 +208,7 @@ def serving(
         stop(process)
 
 
-def helpline(url: str, port: int, workers: int, tmp: Path) -> Any:
+def helpline_env(url: str, workers: int) -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -219,7 +219,34 @@ def helpline(url: str, port: int, workers: int, tmp: Path) -> Any:
         "DB_POOL_SIZE": str(POOL_SIZE),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+def helpline(url: str, port: int, workers: int, tmp: Path) -> Any:
+    env = helpline_env(url, workers)
     return serving("helpline", helpline_serve(port, workers), env, port, tmp)
+
+
+def function_contender(url: str, port: int, workers: int, tmp: Path) -> Any:
+    """Helpline with the first contact as one PL/pgSQL call, as before issue #14
+    (bench/function_path.py), served as `helpline serve` serves: the cold path's contender."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(function_path.function_sql())
+    conn.close()
+    env = {**helpline_env(url, workers), "WEB_CONCURRENCY": str(workers)}
+    command = [
+        str(Path(sys.executable).parent / "uvicorn"),
+        "bench.function_path:create_app",
+        "--factory",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    return serving("function", command, env, port, tmp)
 
 
 def baseline(url: str, port: int, workers: int, tmp: Path) -> Any:
@@ -349,11 +376,23 @@ def graphql_errors(base: str) -> float:
     )
 
 
-PGBENCH_COLD = """
-SELECT id AS cid, email AS cemail FROM bench_cold WHERE n = (SELECT nextval('bench_cold_next')) \\gset
-SELECT out_conversation, out_created, out_profile_created FROM helpline_open_conversation(':cid', ':cemail', NULL, '%(welcome)s');
-SELECT "t1"."id", "t1"."created_at", "t1"."updated_at", "t1"."last_message_at", "customer"."id", "customer"."name", "customer"."avatar_url", "customer"."is_admin", "customer"."is_online", "admin"."id", "admin"."name", "admin"."avatar_url", "admin"."is_admin", "admin"."is_online" FROM "conversations" AS "t1" INNER JOIN "profiles" AS "customer" ON ("t1"."customer_id" = "customer"."id") INNER JOIN "profiles" AS "admin" ON ("t1"."admin_id" = "admin"."id") WHERE ("t1"."customer_id" = ':cid') LIMIT 1;
-"""  # noqa: E501  Helpline's cold-path transaction (one call, then the read), as it runs them
+_VIEW = """SELECT "t1"."id", "t1"."created_at", "t1"."updated_at", "t1"."last_message_at", "customer"."id", "customer"."name", "customer"."avatar_url", "customer"."is_admin", "customer"."is_online", "admin"."id", "admin"."name", "admin"."avatar_url", "admin"."is_admin", "admin"."is_online" FROM "conversations" AS "t1" INNER JOIN "profiles" AS "customer" ON ("t1"."customer_id" = "customer"."id") INNER JOIN "profiles" AS "admin" ON ("t1"."admin_id" = "admin"."id") WHERE ("t1"."customer_id" = ':cid') LIMIT 1;"""  # noqa: E501
+# Helpline's cold path, statement for statement as the driver sends it (recorded with
+# tests/integration/test_first_contact.py's cursor): the read that finds nothing, then the
+# first contact's transaction (the customers have users rows: no users insert). The message
+# id Helpline makes in Python is gen_random_uuid() here; pgbench's \\gset carries the new
+# conversation's id and admin to the next line.
+PGBENCH_COLD = f"""
+SELECT id AS cid FROM bench_cold WHERE n = (SELECT nextval('bench_cold_next')) \\gset
+{_VIEW}
+BEGIN;
+INSERT INTO "profiles" ("id", "name", "avatar_url") SELECT "t1"."id", COALESCE(NULLIF("t1"."full_name", ''), "t1"."email", 'User'), COALESCE("t1"."profile_picture_url", '') FROM "users" AS "t1" WHERE ("t1"."id" = ':cid') ON CONFLICT ("id") DO NOTHING RETURNING "profiles"."id";
+SELECT "t1"."id" FROM "profiles" AS "t1" WHERE ("t1"."id" = ':cid') LIMIT 1 FOR UPDATE;
+INSERT INTO "conversations" ("customer_id", "admin_id") SELECT "customer"."id", "admin"."id" FROM "profiles" AS "customer", "profiles" AS "admin" WHERE (((("customer"."id" = ':cid') AND NOT EXISTS(SELECT 1 FROM "conversations" AS "conversations" WHERE ("conversations"."customer_id" = "customer"."id"))) AND "admin"."is_admin") AND ("admin"."id" != "customer"."id")) ORDER BY "admin"."created_at", "admin"."id" LIMIT 1 RETURNING "conversations"."id" AS conv, "conversations"."admin_id" AS adm \\gset
+WITH stored AS (INSERT INTO messages (id, conversation_id, sender_id, content, created_at, client_message_id) SELECT gen_random_uuid(), c.id, ':adm'::uuid, '%(welcome)s', GREATEST(clock_timestamp(), c.last_message_at + interval '1 microsecond'), NULL FROM conversations c WHERE c.id = ':conv' RETURNING id, conversation_id, created_at), bumped AS (UPDATE conversations SET last_message_at = stored.created_at, updated_at = stored.created_at FROM stored WHERE conversations.id = stored.conversation_id) SELECT created_at, pg_notify('helpline_messages', ':conv:' || stored.id) FROM stored;
+{_VIEW}
+COMMIT;
+"""  # noqa: E501
 
 
 def pgbench_cold(url: str, tmp: Path, concurrency: int, duration: float) -> Result:
@@ -460,7 +499,12 @@ def created_for(url: str, customers: list[tuple[str, str]]) -> int:
 
 
 def run(args: argparse.Namespace) -> str:
-    contenders = ["helpline", "baseline", *(["postgraphile"] if args.postgraphile else [])]
+    contenders = [
+        "helpline",
+        "baseline",
+        *(["function"] if "cold" in args.workloads else []),
+        *(["postgraphile"] if args.postgraphile else []),
+    ]
     if args.postgraphile:
         postgraphile.install()
     with bench_database("helpline_bench_api") as url, tempfile.TemporaryDirectory() as tmp_name:
@@ -479,6 +523,10 @@ def run(args: argparse.Namespace) -> str:
                     baseline(url, ports["baseline"], args.workers, tmp)
                 ),
             }
+            if "function" in contenders:
+                servers["function"] = stack.enter_context(
+                    function_contender(url, ports["function"], args.workers, tmp)
+                )
             if args.postgraphile:
                 postgraphile.prepare(url)
                 peer = stack.enter_context(
@@ -491,6 +539,8 @@ def run(args: argparse.Namespace) -> str:
                 order = contenders[turn:] + contenders[:turn]
                 for workload in (w for w in WORKLOADS if w.name in args.workloads):
                     for name in order:
+                        if name == "function" and workload.name != "cold":
+                            continue  # it differs from Helpline on the cold path only
                         result = measure(name, servers, workload, files, url, tmp, args)
                         series.setdefault((workload.name, name), Series()).results.append(result)
                     print(
@@ -503,13 +553,14 @@ def run(args: argparse.Namespace) -> str:
                         flush=True,
                     )
                 for concurrency in args.sweep:
-                    for name in order:
+                    for name in (n for n in order if n != "function"):
                         script = lua_script(tmp, WORKLOADS[0], files[name, "hot"], name)
                         result = wrk(servers[name].base, script, concurrency, args.duration)
                         sweep.setdefault((name, concurrency), Series()).results.append(result)
-        cold = series["cold", "helpline"].results if ("cold", "helpline") in series else []
-        if created_for(url, data.cold["helpline"]) < sum(r.requests for r in cold):
-            raise RuntimeError("helpline: fewer cold conversations than cold requests served")
+        for name in ("helpline", "function"):
+            cold = series["cold", name].results if ("cold", name) in series else []
+            if created_for(url, data.cold[name]) < sum(r.requests for r in cold):
+                raise RuntimeError(f"{name}: fewer cold conversations than cold requests served")
     plot_path = Path(args.write).parent / "bench" / "throughput.png"  # beside BENCHMARKS.md
     plot_path.parent.mkdir(parents=True, exist_ok=True)
     plot(sweep, args, plot_path)
@@ -534,9 +585,10 @@ def measure(
     if workload.sequential:  # only customers no earlier run has served: each is new once
         ids.write_text("".join(line for line in unserved(url, ids) if line))
     script = lua_script(tmp, workload, ids, name)
-    errors_before = graphql_errors(server.base) if name == "helpline" else 0.0
+    counted = name in ("helpline", "function")  # both export Helpline's metrics
+    errors_before = graphql_errors(server.base) if counted else 0.0
     result = wrk(server.base, script, args.concurrency, args.duration)
-    if name == "helpline":
+    if counted:
         result.errors += int(graphql_errors(server.base) - errors_before)
     result.rss_mib = rss_mib(server.process.pid)
     if result.errors:
@@ -550,6 +602,8 @@ def check_answers(servers: dict[str, Server], data: Dataset) -> None:
     for workload, value in ((WORKLOADS[0], customer), (WORKLOADS[2], conversation)):
         answers = []
         for name, server in servers.items():
+            if name == "function":
+                continue  # the cold path's contender: checked by the created conversations
             query = PEER_QUERIES[workload.name] if name == "postgraphile" else workload.query
             response = httpx.post(
                 f"{server.base}/graphql",
@@ -633,6 +687,39 @@ def report(
             + (f"{base.median('rss_mib'):.0f}" if workload.name != "cold" else "n/a")
             + f" | **{ratio:.2f}x** | >= {target}x {'met' if ratio >= target else 'missed'} |"
         )
+    if ("cold", "function") in series:
+        ours = series["cold", "helpline"].median("requests_per_s")
+        lines += [
+            "",
+            "The cold path, issue #14: Helpline's first contact is one Peewee block in Python: "
+            "after the read that finds nothing, `BEGIN`, ensure the profile, "
+            "`SELECT ... FOR UPDATE`, one `INSERT ... SELECT` that looks for the conversation "
+            "under the lock and inserts it with the admin it chooses, the welcome message, the "
+            "read, `COMMIT`: eight round trips, where the function path makes three. (a) is "
+            "pgbench sending those same statements; (b) is Helpline as it was, the sequence as "
+            "one PL/pgSQL call (`bench/function_path.py`), served the same way in the same run.",
+            "",
+            "| cold path | req/s | p50 ms | p99 ms | Helpline / it | target |",
+            "|---|---|---|---|---|---|",
+        ]
+        for title, name, target in (
+            ("Helpline (Python block)", "helpline", None),
+            ("(a) pgbench, the same statements", "baseline", 0.6),
+            ("(b) Helpline with the PL/pgSQL function", "function", 0.8),
+        ):
+            figures = series["cold", name]
+            rate = figures.median("requests_per_s")
+            verdict = (
+                ""
+                if target is None
+                else f">= {target}x {'met' if ours / rate >= target else 'missed'}"
+            )
+            lines.append(
+                f"| {title} | {rate:,.0f} | {figures.median('p50_ms'):.2f} | "
+                f"{figures.median('p99_ms'):.2f} | "
+                + ("" if name == "helpline" else f"**{ours / rate:.2f}x**")
+                + f" | {verdict} |"
+            )
     if any(name == "postgraphile" for _, name in series):
         lines += [
             "",

@@ -39,6 +39,7 @@ import httpx2 as httpx
 import psycopg2
 from psycopg2 import sql
 
+from bench import function_path
 from bench.common import ROOT, Server, stop, wait_until_serving
 from repo.config import DEFAULT_WELCOME_MESSAGE
 
@@ -59,8 +60,9 @@ LIST = (
     "profileBySenderId { id name avatarUrl } } } } }"
 )
 
-# Helpline's own first-contact transaction (helpline_open_conversation, migration 0004),
-# wrapped to return the conversations row PostGraphile exposes; like Helpline, an existing
+# Helpline's former first-contact transaction as one PL/pgSQL call (the benchmark's own copy of
+# migration 0004's function: bench/function_path.py), wrapped to return the conversations
+# row PostGraphile exposes; like Helpline, an existing
 # conversation costs one unlocked read.
 COLD_FUNCTION = """
 CREATE OR REPLACE FUNCTION bench_admin_conversation(customer uuid) RETURNS conversations
@@ -70,7 +72,7 @@ DECLARE
 BEGIN
     SELECT * INTO conversation FROM conversations WHERE customer_id = customer;
     IF NOT FOUND THEN
-        PERFORM helpline_open_conversation(customer, NULL, NULL, {welcome});
+        PERFORM bench_open_conversation(customer, NULL, NULL, {welcome});
         SELECT * INTO conversation FROM conversations WHERE customer_id = customer;
     END IF;
     RETURN conversation;
@@ -94,6 +96,7 @@ def install() -> None:
 def prepare(url: str) -> None:
     """Create the cold path's function in the benchmark database (run before serving)."""
     with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(function_path.function_sql())
         cursor.execute(sql.SQL(COLD_FUNCTION).format(welcome=sql.Literal(DEFAULT_WELCOME_MESSAGE)))
     conn.close()
 
