@@ -9,6 +9,8 @@ lock_timeout), so DATABASE_URL must reach PostgreSQL directly, never a transacti
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from repo.config import Settings
 from repo.db import close_database, open_database, postgres_connect_kwargs
 from repo.errors import InvalidInput
 from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
-from repo.migrate import migrate, migrations_path, yoyo_url
+from repo.migrate import MIGRATIONS_DIR, migrate, migrations_path, yoyo_url
 from repo.views import OrphanedConversation
 
 TABLES = ("users", "profiles", "conversations", "messages")
@@ -31,26 +33,32 @@ CORE_MIGRATION = "0001_core"
 LOCK_TIMEOUT = "5s"
 DONE, ALREADY, STOPPED = "done", "already", "stopped"
 
-_TRIGGER_FUNCTION = """
-CREATE OR REPLACE FUNCTION users_create_profile() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO profiles (id, name, avatar_url)
-    VALUES (
-        NEW.id,
-        COALESCE(NULLIF(NEW.full_name, ''), NEW.email, 'User'),
-        COALESCE(NEW.profile_picture_url, '')
-    )
-    ON CONFLICT (id) DO NOTHING;
-    RETURN NEW;
-END;
-$$"""
-_INDEXES = {
-    "profiles_admins_idx": "profiles (created_at, id) WHERE is_admin",
-    "conversations_admin_id_idx": "conversations (admin_id)",
-    "messages_conversation_id_created_at_id_idx": "messages (conversation_id, created_at, id)",
-    "messages_sender_id_idx": "messages (sender_id)",
-}
+
+@dataclass(frozen=True, slots=True)
+class CoreObjects:
+    """What adoption installs, read from the core migration itself (its one source)."""
+
+    trigger_function: str  # CREATE OR REPLACE FUNCTION users_create_profile() ...
+    trigger: str  # CREATE TRIGGER users_create_profile ...
+    indexes: dict[str, str]  # index name -> "table (columns) [WHERE ...]"
+
+    @classmethod
+    @functools.cache
+    def of_core_migration(cls) -> CoreObjects:
+        core = (MIGRATIONS_DIR / "postgresql" / f"{CORE_MIGRATION}.sql").read_text()
+        function = re.search(
+            rf"CREATE FUNCTION {PROFILE_TRIGGER}\(\).*?\$\$;", core, flags=re.DOTALL
+        )
+        trigger = re.search(rf"CREATE TRIGGER {PROFILE_TRIGGER}\b.*?;", core, flags=re.DOTALL)
+        if function is None or trigger is None:
+            raise RuntimeError(f"{CORE_MIGRATION}.sql no longer defines {PROFILE_TRIGGER}")
+        return cls(
+            trigger_function=function.group(0)
+            .removesuffix(";")
+            .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1),
+            trigger=trigger.group(0).removesuffix(";"),
+            indexes=dict(re.findall(r"^CREATE INDEX (\w+) ON (.+?);$", core, flags=re.MULTILINE)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,18 +317,17 @@ def _add_trigger(sql: Callable[..., list[Any]], step: Callable[..., None]) -> No
         sql(f"ALTER TABLE users ENABLE TRIGGER {PROFILE_TRIGGER}")
         step(name, DONE, "the trigger was disabled; enabled")
         return
-    sql(_TRIGGER_FUNCTION)
-    sql(
-        f"CREATE TRIGGER {PROFILE_TRIGGER} AFTER INSERT ON users "
-        f"FOR EACH ROW EXECUTE FUNCTION {PROFILE_TRIGGER}()"
-    )
+    core = CoreObjects.of_core_migration()
+    sql(core.trigger_function)
+    sql(core.trigger)
     step(name, DONE, "new users get a profile in the same transaction")
 
 
 def _add_indexes(sql: Callable[..., list[Any]], step: Callable[..., None]) -> None:
-    missing = [n for n in _INDEXES if sql("SELECT to_regclass(%s)", (n,))[0][0] is None]
+    indexes = CoreObjects.of_core_migration().indexes
+    missing = [n for n in indexes if sql("SELECT to_regclass(%s)", (n,))[0][0] is None]
     for index in missing:
-        _patiently(sql, f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {_INDEXES[index]}")
+        _patiently(sql, f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {indexes[index]}")
     step(
         "add indexes",
         DONE if missing else ALREADY,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -26,7 +25,6 @@ from tests.factories import (
     make_user,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OPS_SQL = Path(__file__).resolve().parents[2] / "schema" / "ops"
 
 
@@ -144,16 +142,6 @@ def test_admin_add_promotes_a_user_and_creates_a_missing_profile(
 
 def test_db_migrate_is_idempotent(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert helpline("db", "migrate", capsys=capsys) == (0, "migrations: up to date\n")
-
-
-@pytest.fixture
-def seed_shaped_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A PostgreSQL database in the post-mortem's old shape: no foreign key, orphans possible."""
-    with new_postgres_database("helpline_adopt") as url:
-        with psycopg2.connect(url) as conn, conn.cursor() as cursor:
-            cursor.execute((FIXTURES / "seed_original_schema.sql").read_text())
-        monkeypatch.setenv("DATABASE_URL", url)
-        yield url
 
 
 def _legacy_rows(url: str, *, lost_customer: bool) -> dict[str, UUID]:
