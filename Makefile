@@ -11,16 +11,19 @@ HOST ?= 127.0.0.1
 
 install: $(INSTALLED)
 
+# uv (pinned, bootstrapped into the venv with pip) installs the pinned set in seconds.
+UV_VERSION := 0.13.8
+
 $(INSTALLED): pyproject.toml playground/package-lock.json
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
 	npm ci --prefix playground --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
 run: install
 	$(PY) -m repo seed-demo
-	$(PY) -m gql.tokens --demo --url http://$(HOST):$(PORT)/graphql
+	$(PY) -m gql.ops.tokens --demo --url http://$(HOST):$(PORT)/graphql
 	JWT_SECRET="$${JWT_SECRET:-$$(cat .helpline-dev-secret)}" \
 	  $(VENV)/bin/helpline serve --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY)
 
@@ -48,6 +51,7 @@ lint: install
 	$(VENV)/bin/ruff check gql repo tests bench
 	$(VENV)/bin/ruff format --check gql repo tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix gql repo tests bench
@@ -56,7 +60,7 @@ format: install
 # Benchmarks need PostgreSQL (BENCH_DATABASE_URL names the server); results go to BENCHMARKS.md.
 # Never part of `make test`: they take minutes and want a quiet machine.
 bench: install bench-tools
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev,bench]'
 	$(PY) -m bench.api
 	$(PY) -m bench.ops
 
@@ -76,11 +80,11 @@ bench-realtime: install
 # private PostgreSQL cluster it creates with Debian's pg_createcluster (port 5499) and drops at
 # the end; the shared cluster is never touched. Needs root. SOAK_ARGS: e.g. --duration 60.
 bench-soak: install
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev,bench]'
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
 schema: install
-	$(PY) -m gql.export_schema > schema/schema.graphql
+	$(PY) -m gql.ops.export_schema > schema/schema.graphql
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -15,11 +15,12 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from bench.common import ROOT
-from gql.app import create_app as create_helpline
+from gql.http.app import create_app as create_helpline
 from repo import conversations
-from repo.db import database, settings, unit_of_work
+from repo.database import database
 from repo.errors import CustomerNotFound, NoAdminAvailable
 from repo.ids import CustomerId
+from repo.units import unit_of_work
 from repo.users import NewUser
 from repo.views import AdminConversation
 
@@ -36,7 +37,11 @@ def function_sql() -> str:
 
 @unit_of_work
 def open_through_function(
-    customer_id: CustomerId, *, new_user: NewUser | None = None, known_missing: bool = False
+    customer_id: CustomerId,
+    *,
+    welcome_message: str,
+    new_user: NewUser | None = None,
+    known_missing: bool = False,
 ) -> AdminConversation:
     """The first contact as one call to the function, then the conversation's read."""
     found = None if known_missing else conversations.find_admin_conversation(customer_id)
@@ -46,7 +51,7 @@ def open_through_function(
         str(customer_id),
         new_user.email if new_user else None,
         new_user.full_name if new_user else None,
-        settings().welcome_message,
+        welcome_message,
     )
     try:
         _, created, profile_created = database.execute_sql(

@@ -62,9 +62,10 @@ import psycopg2.extensions
 from bench.common import write_marked_section
 from repo.checks import run_checks
 from repo.config import Settings
-from repo.db import close_database, open_database, postgres_connect_kwargs
+from repo.database import close_database, open_database
 from repo.integrity import DEFAULT_BATCH_SIZE, count_orphaned_conversations
 from repo.migrate import migrate
+from repo.pool import postgres_connect_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS_SQL = ROOT / "schema" / "ops"

@@ -58,10 +58,10 @@ from bench.common import (
     wait_until_serving,
     write_section,
 )
-from gql.tokens import mint
+from gql.ops.tokens import mint
 from repo.config import Settings
 from repo.conversations import get_or_create_admin_conversation
-from repo.db import close_database, open_database
+from repo.database import close_database, open_database
 from repo.migrate import migrate
 from repo.models import Profile, User
 

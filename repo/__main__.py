@@ -7,9 +7,9 @@ import logging
 import sys
 
 from repo.config import ConfigError, Settings
-from repo.db import close_database, open_database
+from repo.database import close_database, open_database
 from repo.demo import DEMO_USERS, seed_demo_data
-from repo.migrate import migrate
+from repo.migrate import migrate, report_applied
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    applied = migrate(settings)
-    print(f"migrations: {', '.join(applied) if applied else 'up to date'}")
+    report_applied(migrate(settings))
     if args.command == "seed-demo":
         open_database(settings)
         try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from repo.db import unit_of_work, write_transaction
 from repo.errors import CustomerNotFound
 from repo.ids import CustomerId
 from repo.models import Profile, User
 from repo.rows import profile_columns, profile_from
+from repo.units import unit_of_work, write_transaction
 from repo.users import ensure_profile
 from repo.views import ProfileView
 

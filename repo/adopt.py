@@ -22,10 +22,11 @@ from yoyo import get_backend, read_migrations
 
 from repo.checks import FOREIGN_KEY, PROFILE_TRIGGER, UNIQUE_CUSTOMER
 from repo.config import Settings
-from repo.db import close_database, open_database, postgres_connect_kwargs
+from repo.database import close_database, open_database
 from repo.errors import InvalidInput
 from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
 from repo.migrate import MIGRATIONS_DIR, migrate, migrations_path, yoyo_url
+from repo.pool import postgres_connect_kwargs
 from repo.views import OrphanedConversation
 
 TABLES = ("users", "profiles", "conversations", "messages")

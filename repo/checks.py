@@ -7,9 +7,10 @@ from typing import Any
 
 from peewee import JOIN, fn
 
-from repo.db import database, is_sqlite, replica_unit_of_work
+from repo.database import database, is_sqlite
 from repo.integrity import count_orphaned_conversations, find_orphaned_conversations
 from repo.models import Conversation, Profile, User
+from repo.units import replica_unit_of_work
 
 OK, WARNING, VIOLATION = "ok", "warning", "violation"
 SAMPLE_SIZE = 10

@@ -7,13 +7,14 @@ from uuid import UUID
 
 from peewee import fn
 
-from repo.db import is_sqlite, settings, unit_of_work, write_transaction
+from repo.database import is_sqlite
 from repo.errors import CustomerNotFound, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
 from repo.models import Conversation, Profile, User
 from repo.prepared import PreparedQuery, PreparedSelect
 from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
+from repo.units import unit_of_work, write_transaction
 from repo.users import NewUser, ensure_profile
 from repo.views import AdminConversation, ConversationView
 
@@ -23,13 +24,18 @@ Admin = Profile.alias("admin")
 
 @unit_of_work
 def get_or_create_admin_conversation(
-    customer_id: CustomerId, *, new_user: NewUser | None = None, known_missing: bool = False
+    customer_id: CustomerId,
+    *,
+    welcome_message: str,
+    new_user: NewUser | None = None,
+    known_missing: bool = False,
 ) -> AdminConversation:
     """Return the customer's admin conversation, creating profile and conversation if missing.
 
     One atomic block, the same statements on both backends: ensure the profile, lock it, then
     one INSERT ... SELECT that looks for the conversation under the lock and, when there is
-    none, inserts it with the admin it chooses; the welcome message; the conversation's read.
+    none, inserts it with the admin it chooses; the admin's ``welcome_message`` (the first
+    message of every new conversation); the conversation's read.
     ``new_user`` (from a verified sign-up token) creates the users row when there is none.
     ``known_missing``: the caller has just looked it up and found none, so go straight to
     the locked block (which looks again under the lock, so a racing creator is still seen).
@@ -45,7 +51,7 @@ def get_or_create_admin_conversation(
         inserted = _insert_conversation_unless_one_exists(customer_id)
         if inserted is not None:
             conversation_id, admin_id = inserted
-            post_message(conversation_id, admin_id, settings().welcome_message)
+            post_message(conversation_id, admin_id, welcome_message)
         found = _find_conversation_of(customer_id)
         if found is None:  # none existed, and none could be inserted
             raise NoAdminAvailable("no admin is available to take the conversation")

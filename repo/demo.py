@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from repo.db import unit_of_work, write_transaction
 from repo.models import Profile, User
+from repo.units import unit_of_work, write_transaction
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,3 +48,16 @@ class IntegrityViolation(HelplineError):
         super().__init__(f"constraint {constraint or '?'} violated (SQLSTATE {sqlstate or '?'})")
         self.constraint = constraint
         self.sqlstate = sqlstate
+
+
+class DatabaseRefused(HelplineError):
+    """The database refused an operations command's statement (a command reports it, exit 2).
+
+    ``no_schema``: a table is missing (the schema was never migrated); ``foreign_schema``: the
+    tables exist but were not created by Helpline's migrations (adopt them instead).
+    """
+
+    def __init__(self, reason: str, *, no_schema: bool = False, foreign_schema: bool = False):
+        super().__init__(reason)
+        self.no_schema = no_schema
+        self.foreign_schema = foreign_schema

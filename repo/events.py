@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from uuid import UUID
 
-from repo.db import database, is_sqlite
+from repo.database import database, is_sqlite
 from repo.ids import ConversationId, MessageId
 
 CHANNEL = "helpline_messages"

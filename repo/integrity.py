@@ -12,16 +12,11 @@ from typing import Any
 import peewee
 from peewee import JOIN, fn
 
-from repo.db import (
-    database,
-    is_sqlite,
-    replica_unit_of_work,
-    unit_of_work_once,
-    write_transaction,
-)
+from repo.database import database, is_sqlite
 from repo.errors import InvalidInput
 from repo.ids import ConversationId, CustomerId
 from repo.models import Conversation, Profile, User
+from repo.units import replica_unit_of_work, unit_of_work_once, write_transaction
 from repo.users import profile_name
 from repo.views import OrphanedConversation, ProfileCoverage, RepairReport
 

@@ -14,12 +14,13 @@ import peewee
 from peewee import Tuple
 
 from repo import events
-from repo.db import database, is_sqlite, unit_of_work, write_transaction
+from repo.database import database, is_sqlite
 from repo.errors import ClientMessageIdReused, ConversationNotFound, InvalidInput
 from repo.ids import ConversationId, CustomerId, MessageId, ProfileId
 from repo.models import Conversation, Message, Profile
 from repo.prepared import PreparedSelect
 from repo.rows import profile_columns, profile_from
+from repo.units import unit_of_work, write_transaction
 from repo.users import ensure_profile
 from repo.views import MessagePage, MessageView
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from yoyo import get_backend, read_migrations
 
 from repo.config import Settings
-
-log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schema" / "migrations"
 
@@ -24,11 +25,32 @@ def migrate(settings: Settings) -> list[str]:
     migrations = read_migrations(str(migrations_path(settings)))
     with backend.lock():
         pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
-    applied = [migration.id for migration in pending]
+        with _quiet_yoyo():
+            backend.apply_migrations(pending)
+    return [migration.id for migration in pending]
+
+
+@contextlib.contextmanager
+def _quiet_yoyo() -> Iterator[None]:
+    """yoyo logs every step at INFO and prints the rows any statement returns (SQLite checks
+    an ALTER TABLE ... ADD COLUMN with a query of its own): neither is for the operator, who
+    gets one line per migration applied from the command that ran it."""
+    logger = logging.getLogger("yoyo")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def report_applied(applied: list[str]) -> None:
+    """What a migrating command prints: a line per migration applied, or that none was due."""
     for migration_id in applied:
-        log.info("applied migration %s", migration_id)
-    return applied
+        print(f"applied migration {migration_id}")
+    if not applied:
+        print("migrations: up to date")
 
 
 def yoyo_url(url: str) -> str:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import peewee
 
-from repo.db import database, is_sqlite
+from repo.database import database, is_sqlite
 
 # SQLite stores timestamps as millisecond text, the form its column defaults write
 # (strftime('%Y-%m-%d %H:%M:%f', 'now')), so text order is time order.

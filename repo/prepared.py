@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 
 import peewee
 
-from repo.db import database, is_sqlite
+from repo.database import database, is_sqlite
 
 _LIMIT = "limit"
 _LIMIT_PLACEHOLDER = 2_147_480_001  # rendered in place of the row limit, then replaced

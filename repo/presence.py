@@ -15,9 +15,10 @@ from uuid import UUID
 
 from peewee import SQL, fn
 
-from repo.db import is_sqlite, unit_of_work, write_transaction
+from repo.database import is_sqlite
 from repo.ids import ProfileId
 from repo.models import Presence, Profile
+from repo.units import unit_of_work, write_transaction
 
 
 @unit_of_work

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from peewee import fn
 
-from repo.db import unit_of_work
 from repo.ids import CustomerId
 from repo.models import Profile, User
 from repo.prepared import PreparedQuery
+from repo.units import unit_of_work
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from repo.config import Settings
-from repo.db import close_database, database, is_sqlite, open_database
+from repo.database import close_database, database, is_sqlite, open_database
 from repo.migrate import migrate
 from tests.pgbouncer import PgBouncer, pgbouncer_missing, running_pgbouncer
 

@@ -10,9 +10,12 @@ from uuid import UUID, uuid4
 
 import psycopg2
 
-from repo.db import database, postgres_connect_kwargs, settings, sqlite_path
+from repo.conversations import get_or_create_admin_conversation
+from repo.database import database, is_sqlite
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.models import Profile, User
+from repo.views import AdminConversation
+from tests.conftest import TEST_WELCOME_MESSAGE
 
 
 def make_user(
@@ -53,19 +56,26 @@ def make_legacy_user(**kwargs: Any) -> CustomerId:
     return user_id
 
 
+def own_connection() -> Any:
+    """A DB-API connection of its own to the database the repository is bound to."""
+    pool = database.obj
+    if is_sqlite():
+        return sqlite3.connect(pool.database, isolation_level=None)
+    params = {k: v for k, v in pool.connect_params.items() if not k.endswith("_factory")}
+    return psycopg2.connect(dbname=pool.database, **params)
+
+
 @contextmanager
 def constraints_bypassed() -> Iterator[Any]:
     """A DB-API cursor on its own connection with foreign keys off, as old data was written."""
-    url = settings().database_url
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
+    conn = own_connection()
+    if is_sqlite():
         try:
             conn.execute("PRAGMA foreign_keys = OFF")
             yield conn.cursor()
         finally:
             conn.close()
         return
-    conn = psycopg2.connect(**postgres_connect_kwargs(url))
     try:
         with conn, conn.cursor() as cursor:
             cursor.execute("SET LOCAL session_replication_role = replica")
@@ -100,3 +110,10 @@ def delete_profile_unchecked(profile_id: UUID) -> None:
 def count_rows(table: str) -> int:
     with database.connection_context():
         return int(database.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def first_contact(customer_id: UUID, **kwargs: Any) -> AdminConversation:
+    """``get_or_create_admin_conversation`` as the server calls it, with the tests' welcome."""
+    return get_or_create_admin_conversation(
+        CustomerId(customer_id), welcome_message=TEST_WELCOME_MESSAGE, **kwargs
+    )

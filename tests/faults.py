@@ -10,7 +10,8 @@ from uuid import UUID
 import psycopg2
 
 from repo.config import Settings
-from repo.db import postgres_connect_kwargs, sqlite_path
+from repo.database import sqlite_path
+from repo.pool import postgres_connect_kwargs
 
 
 @contextmanager

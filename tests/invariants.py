@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from repo.checks import VIOLATION, run_checks
-from repo.db import database
+from repo.database import database
 
 
 def assert_guarantees_hold() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,9 +20,9 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from gql.app import create_app
-from gql.auth import AUTHENTICATED, SERVICE_ROLE
-from gql.tokens import mint
+from gql.graphql.auth import AUTHENTICATED, SERVICE_ROLE
+from gql.http.app import create_app
+from gql.ops.tokens import mint
 from repo.config import Settings
 from tests.conftest import TEST_JWT_SECRET
 
@@ -177,3 +179,46 @@ def server(db: Settings, tmp_path: Path) -> Iterator[Server]:
 def postgres_server(postgres: Settings, tmp_path: Path) -> Iterator[Server]:
     with running_server(postgres, tmp_path / "server.log") as running:
         yield running
+
+
+@dataclass
+class Pair:
+    fast: TestClient
+    generic: TestClient
+
+    def both(
+        self, query: str, token: str | None, variables: dict[str, Any] | None = None, **body: Any
+    ) -> tuple[Any, Any]:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        payload = {"query": query, "variables": variables, **body}
+        return (
+            self.fast.post("/graphql", json=payload, headers=headers),
+            self.generic.post("/graphql", json=payload, headers=headers),
+        )
+
+
+@pytest.fixture
+def pair(db: Settings) -> Iterator[Pair]:
+    # One lifespan (one process may serve a SQLite file); HTTP needs no more than the pool.
+    generic = TestClient(create_app(db, fast_path=False), raise_server_exceptions=False)
+    with TestClient(create_app(db), raise_server_exceptions=False) as fast:
+        yield Pair(fast, generic)
+
+
+def answered(client: TestClient) -> int:
+    return int(client.app.state.fast_paths.answered)  # type: ignore[attr-defined]
+
+
+def same(fast: Any, generic: Any) -> dict[str, Any]:
+    """Assert both responses are the same (request ids aside); return the body."""
+    assert fast.status_code == generic.status_code, (fast.text, generic.text)
+    assert fast.headers["content-type"] == generic.headers["content-type"]
+    assert "x-request-id" in fast.headers
+    body = _without_request_ids(fast.json())
+    assert body == _without_request_ids(generic.json())
+    return body
+
+
+def _without_request_ids(body: Any) -> Any:
+    text = re.sub(r'"request_?[iI]d": ?"[^"]*"', '"request_id": "-"', json.dumps(body))
+    return json.loads(text)

@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 from starlette.testclient import TestClient
 
-from gql.app import create_app
+from gql.http.app import create_app
 from repo.config import Settings
 from repo.ids import ConversationId
 from repo.messages import send_message

@@ -19,14 +19,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.testclient import TestClient
 
-from gql.app import create_app
-from gql.auth import AUTHENTICATED, SERVICE_ROLE
-from gql.tokens import mint
+from gql.graphql.auth import AUTHENTICATED, SERVICE_ROLE
+from gql.http.app import create_app
+from gql.ops.tokens import mint
 from repo.config import Settings
-from repo.conversations import get_or_create_admin_conversation
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import GraphQLClient, service_token, user_token
-from tests.factories import count_rows, make_admin, make_legacy_user, make_user
+from tests.factories import count_rows, first_contact, make_admin, make_legacy_user, make_user
 
 RSA_KID, EC_KID = "test-rsa", "test-ec"
 
@@ -133,8 +132,8 @@ class World:
 def world(db: Settings, keys: Keys) -> World:
     admin = make_admin()
     customer, other = make_user(full_name="Cleo Customer"), make_user(full_name="Otto Other")
-    conversation = get_or_create_admin_conversation(customer).conversation.id
-    get_or_create_admin_conversation(other)
+    conversation = first_contact(customer).conversation.id
+    first_contact(other)
     return World(admin, customer, other, conversation, keys)
 
 

@@ -9,20 +9,22 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from starlette.testclient import TestClient
+from strawberry.extensions import SchemaExtension
 
-from gql.app import create_app
+from gql.graphql import schema as schema_module
+from gql.graphql.fastpath import UncoveredExtension
+from gql.http import app as app_module
+from gql.http.app import create_app
 from repo.config import Settings
-from repo.conversations import get_or_create_admin_conversation
 from repo.ids import ConversationId, ProfileId
 from repo.messages import send_message
-from tests.e2e.conftest import service_token, user_token
-from tests.factories import make_admin, make_legacy_user, make_user
+from tests.e2e.conftest import Pair, answered, same, service_token, user_token
+from tests.factories import first_contact, make_admin, make_legacy_user, make_user
 from tests.faults import holding_the_profile_lock
 
 OWN = "mutation { adminConversation { conversation { id lastMessageAt admin { name } } } }"
@@ -72,55 +74,12 @@ GENERIC = {
 }
 
 
-@dataclass
-class Pair:
-    fast: TestClient
-    generic: TestClient
-
-    def both(
-        self, query: str, token: str | None, variables: dict[str, Any] | None = None, **body: Any
-    ) -> tuple[Any, Any]:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        payload = {"query": query, "variables": variables, **body}
-        return (
-            self.fast.post("/graphql", json=payload, headers=headers),
-            self.generic.post("/graphql", json=payload, headers=headers),
-        )
-
-
-@pytest.fixture
-def pair(db: Settings) -> Iterator[Pair]:
-    # One lifespan (one process may serve a SQLite file); HTTP needs no more than the pool.
-    generic = TestClient(create_app(db, fast_path=False), raise_server_exceptions=False)
-    with TestClient(create_app(db), raise_server_exceptions=False) as fast:
-        yield Pair(fast, generic)
-
-
-def answered(client: TestClient) -> int:
-    return int(client.app.state.fast_paths.answered)  # type: ignore[attr-defined]
-
-
-def same(fast: Any, generic: Any) -> dict[str, Any]:
-    """Assert both responses are the same (request ids aside); return the body."""
-    assert fast.status_code == generic.status_code, (fast.text, generic.text)
-    assert fast.headers["content-type"] == generic.headers["content-type"]
-    assert "x-request-id" in fast.headers
-    body = _without_request_ids(fast.json())
-    assert body == _without_request_ids(generic.json())
-    return body
-
-
-def _without_request_ids(body: Any) -> Any:
-    text = re.sub(r'"request_?[iI]d": ?"[^"]*"', '"request_id": "-"', json.dumps(body))
-    return json.loads(text)
-
-
 def test_hot_documents_are_answered_by_the_fast_path_exactly_as_by_the_executor(
     pair: Pair,
 ) -> None:
     admin = make_admin("Ada Admin")
     customer = make_user(full_name="Cleo Customer")
-    conversation = str(get_or_create_admin_conversation(customer).conversation.id)
+    conversation = str(first_contact(customer).conversation.id)
     for i in range(5):
         send_message(
             ConversationId(UUID(conversation)),
@@ -178,7 +137,7 @@ def test_hot_documents_are_answered_by_the_fast_path_exactly_as_by_the_executor(
 def test_failures_read_the_same_on_both_paths(pair: Pair, case: str, expected_code: str) -> None:
     admin = make_admin()
     customer, other = make_user(), make_user()
-    conversation = str(get_or_create_admin_conversation(customer).conversation.id)
+    conversation = str(first_contact(customer).conversation.id)
     query, token, variables = {
         "anonymous": (OWN, None, None),
         "bad token": (OWN, "not-a-token", None),
@@ -203,7 +162,7 @@ def test_failures_read_the_same_on_both_paths(pair: Pair, case: str, expected_co
 def test_documents_the_fast_path_cannot_plan_go_to_the_executor(pair: Pair, name: str) -> None:
     customer = make_user()
     make_admin()
-    get_or_create_admin_conversation(customer)
+    first_contact(customer)
     query = GENERIC[name].replace("%s", str(customer))
     variables = {"s": True} if "$s" in query else None
     before = answered(pair.fast)
@@ -244,7 +203,7 @@ def test_a_first_call_on_the_fast_path_creates_what_the_executor_would(pair: Pai
 def test_an_operation_name_must_match_for_the_fast_path(pair: Pair) -> None:
     customer = make_user()
     make_admin()
-    get_or_create_admin_conversation(customer)
+    first_contact(customer)
     token, variables = user_token(customer), {"c": str(customer)}
     before = answered(pair.fast)
 
@@ -257,7 +216,7 @@ def test_an_operation_name_must_match_for_the_fast_path(pair: Pair) -> None:
 def test_a_long_operation_name_is_never_planned_or_remembered(pair: Pair) -> None:
     customer = make_user()
     make_admin()
-    get_or_create_admin_conversation(customer)
+    first_contact(customer)
     name = "Open" + "x" * 10_000
     query = EVERYTHING.replace("Open", name)
 
@@ -282,7 +241,7 @@ def test_the_fast_path_keeps_the_request_id_and_the_media_type_the_client_asked_
 ) -> None:
     customer = make_user()
     make_admin()
-    get_or_create_admin_conversation(customer)
+    first_contact(customer)
     headers = {
         "authorization": f"Bearer {user_token(customer)}",
         "x-request-id": "widget-42",
@@ -306,7 +265,7 @@ def test_the_fast_path_keeps_the_request_id_and_the_media_type_the_client_asked_
 def test_a_body_too_large_for_the_fast_path_is_answered_by_the_executor(pair: Pair) -> None:
     customer = make_user()
     make_admin()
-    get_or_create_admin_conversation(customer)
+    first_contact(customer)
     padded = json.dumps({"query": OWN_READ + " " * 9000}).encode()  # over the fast path's 8 KB
     headers = {
         "authorization": f"Bearer {user_token(customer)}",
@@ -335,7 +294,7 @@ def test_a_cross_origin_hot_request_gets_its_cors_headers(db: Settings) -> None:
     settings = dataclasses.replace(db, cors_origins=("https://widget.example",))
     customer = make_user()
     make_admin()
-    get_or_create_admin_conversation(customer)
+    first_contact(customer)
     with TestClient(create_app(settings)) as client:
         response = client.post(
             "/graphql",
@@ -394,3 +353,23 @@ def test_a_failing_first_contact_is_answered_by_the_fast_path_and_run_once(
     assert fast.json()["errors"][0]["locations"] == [{"line": 2, "column": 3}]
     reported = [r for r in caplog.records if "NO_ADMIN_AVAILABLE" in r.getMessage()]
     assert len(reported) == 1  # one attempt, one report
+
+
+def test_the_server_refuses_to_start_with_an_extension_the_fast_path_would_skip(
+    db: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Audit(SchemaExtension):  # a later extension: say, an audit log of every operation
+        def on_operation(self) -> Iterator[None]:
+            yield
+
+    built = schema_module.build_schema
+
+    def with_audit(settings: Settings) -> Any:
+        schema = built(settings)
+        schema.extensions = (*schema.extensions, Audit)
+        return schema
+
+    monkeypatch.setattr(app_module, "build_schema", with_audit)
+    with pytest.raises(UncoveredExtension, match="Audit"):
+        create_app(db)
+    assert create_app(db, fast_path=False) is not None  # the executor runs every extension

@@ -10,12 +10,17 @@ from hypothesis import strategies as st
 from hypothesis_graphql import from_schema, nodes
 from hypothesis_graphql._strategies.mode import Mode
 
-from gql.export_schema import export
-from repo.conversations import get_or_create_admin_conversation
-from repo.db import database
+from gql.ops.export_schema import export
+from repo.database import database
 from repo.integrity import find_orphaned_conversations
 from tests.e2e.conftest import GraphQLClient
-from tests.factories import make_admin, make_legacy_user, make_orphaned_conversation, make_user
+from tests.factories import (
+    first_contact,
+    make_admin,
+    make_legacy_user,
+    make_orphaned_conversation,
+    make_user,
+)
 
 EXAMPLES_PER_BACKEND = 500
 LEAKS = re.compile(r"Traceback|psycopg|sqlite3|peewee|SELECT |INSERT |UPDATE |File \"", re.I)
@@ -26,7 +31,7 @@ pytestmark = pytest.mark.timeout(300)
 def test_generated_operations_never_fail_the_server(client: GraphQLClient) -> None:
     admin = make_admin()
     known = [make_user(), make_legacy_user(), admin]
-    conversation = get_or_create_admin_conversation(known[0]).conversation.id
+    conversation = first_contact(known[0]).conversation.id
     legacy_orphan = make_orphaned_conversation(make_user(), admin)  # for the repair to find
     ids = st.sampled_from([*known, conversation]) | st.uuids()
     scalars = {"UUID": ids.map(str).map(nodes.String)}

@@ -12,9 +12,9 @@ from starlette.testclient import TestClient
 from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
 
-from gql.app import create_app
+from gql.http.app import create_app
 from repo.config import ConfigError, Settings
-from tests.e2e.conftest import GraphQLClient, service_token
+from tests.e2e.conftest import GraphQLClient, Pair, service_token
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 PING = "{ integrity { orphanedConversationCount } }"
@@ -335,12 +335,8 @@ def test_refusals_use_the_media_type_the_client_accepts(client: GraphQLClient) -
     assert unsupported.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
-@pytest.fixture
-def both_paths(db: Settings) -> Iterator[dict[str, TestClient]]:
-    """The app with and without the fast path (one lifespan: one process serves SQLite)."""
-    generic = TestClient(create_app(db, fast_path=False), raise_server_exceptions=False)
-    with TestClient(create_app(db), raise_server_exceptions=False) as fast:
-        yield {"fast": fast, "generic": generic}
+def both_paths(pair: Pair) -> dict[str, TestClient]:
+    return {"fast": pair.fast, "generic": pair.generic}
 
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -350,10 +346,10 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 @pytest.mark.parametrize("name", [["x"], {"x": 1}, 7, 1.5, True], ids=repr)
 def test_a_non_string_operation_name_is_a_request_error(
-    both_paths: dict[str, TestClient], caplog: pytest.LogCaptureFixture, name: object
+    pair: Pair, caplog: pytest.LogCaptureFixture, name: object
 ) -> None:
     caplog.set_level(logging.INFO)
-    for path, http in both_paths.items():
+    for path, http in both_paths(pair).items():
         caplog.clear()
         for token in (service_token(), None):
             headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -375,10 +371,10 @@ JSON_VALUES: list[object] = [None, True, 0, -1.5, "", "text", [], ["a", 1], {}, 
 
 
 @pytest.mark.parametrize("key", ["query", "operationName", "variables", "extensions", "other"])
-def test_no_request_envelope_answers_500(both_paths: dict[str, TestClient], key: str) -> None:
+def test_no_request_envelope_answers_500(pair: Pair, key: str) -> None:
     """Every top-level key with every JSON type: an answer or a coded 400, never a 500."""
     headers = {"authorization": f"Bearer {service_token()}"}
-    for http in both_paths.values():
+    for http in both_paths(pair).values():
         for value in JSON_VALUES:
             body = {"query": "query Ping { __typename }", key: value}
             response = http.post("/graphql", json=body, headers=headers)
@@ -389,10 +385,10 @@ def test_no_request_envelope_answers_500(both_paths: dict[str, TestClient], key:
 
 
 def test_a_body_that_is_not_an_object_is_a_request_error(
-    both_paths: dict[str, TestClient],
+    pair: Pair,
 ) -> None:
     headers = {"authorization": f"Bearer {service_token()}", "content-type": "application/json"}
-    for http in both_paths.values():
+    for http in both_paths(pair).values():
         for bare in JSON_VALUES:
             if isinstance(bare, dict):
                 continue

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from repo.config import Settings
-from repo.conversations import get_or_create_admin_conversation
-from repo.db import database
+from repo.database import database
 from repo.ids import ProfileId
 from repo.messages import send_message
 from repo.models import Profile
@@ -24,7 +23,7 @@ from tests.e2e.test_subscriptions import (
     terminate_listener,
 )
 from tests.e2e.wsclient import Subscription, until_flowing
-from tests.factories import make_admin, make_user
+from tests.factories import first_contact, make_admin, make_user
 
 INBOX = """query ($first: Int!, $after: String) { inbox(first: $first, after: $after) {
   edges { cursor node { unreadCount conversation { id customer { name } }
@@ -39,7 +38,10 @@ MARK_READ = "mutation ($id: UUID!) { markRead(conversationId: $id) { unreadCount
 def test_the_inbox_orders_by_activity_and_counts_unread_per_admin(client: GraphQLClient) -> None:
     admin, other_admin = make_admin("Ada Admin"), make_admin("Bea Backup")
     customers = [make_user(full_name=f"Customer {i}") for i in range(3)]
-    conversations = [get_or_create_admin_conversation(c).conversation.id for c in customers]
+    conversations = []
+    for customer in customers:  # each conversation's activity a millisecond (SQLite's tick) later
+        conversations.append(first_contact(customer).conversation.id)
+        time.sleep(0.002)
     send_message(conversations[0], "first is now newest", sender_id=ProfileId(customers[0]))
     send_message(conversations[0], "and has two unread", sender_id=ProfileId(customers[0]))
     ada = client.as_(user_token(admin))
@@ -63,7 +65,7 @@ def test_the_inbox_orders_by_activity_and_counts_unread_per_admin(client: GraphQ
 def test_only_staff_see_the_inbox_and_only_admins_mark_read(client: GraphQLClient) -> None:
     make_admin()
     customer = make_user()
-    conversation = get_or_create_admin_conversation(customer).conversation.id
+    conversation = first_contact(customer).conversation.id
     as_customer = client.as_(user_token(customer))
     assert as_customer.error(INBOX, first=5)["extensions"]["code"] == "FORBIDDEN"
     assert as_customer.error(MARK_READ, id=str(conversation))["extensions"]["code"] == "FORBIDDEN"
@@ -76,7 +78,7 @@ def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
 ) -> None:
     admin = make_admin("Ivy Inbox")
     customer = make_user(full_name="Live Customer")
-    conversation = str(get_or_create_admin_conversation(customer).conversation.id)
+    conversation = str(first_contact(customer).conversation.id)
     query = (
         "subscription { inboxUpdated { unreadCount lastMessage { content } "
         "conversation { id messages(first: 1) { edges { node { content } } } } } }"

@@ -20,8 +20,8 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from gql.app import create_app
-from gql.logs import RequestIdFilter
+from gql.graphql.logs import RequestIdFilter
+from gql.http.app import create_app
 from repo.config import Settings
 from repo.demo import CUSTOMER, LEGACY_CUSTOMER
 from tests.e2e.conftest import Server, running_server, service_token, user_token
@@ -322,6 +322,6 @@ def test_lines_logged_while_serving_a_request_carry_its_id(
         causes = [
             r
             for r in caplog.records
-            if r.name == "repo.db" and getattr(r, "request_id", None) == request_id
+            if r.name == "repo.units" and getattr(r, "request_id", None) == request_id
         ]
         assert causes and "database unavailable" in causes[0].getMessage()

@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from gql.playground import assets_available
+from gql.http.playground import assets_available
 from repo.demo import CUSTOMER
 from tests.e2e.conftest import Server, user_token
 

@@ -23,7 +23,7 @@ import httpx2 as httpx
 import pytest
 
 from repo.config import Settings
-from repo.db import database
+from repo.database import database
 from repo.demo import ADMIN
 from repo.models import Conversation, Message, Profile
 from tests.e2e.conftest import ROOT, Server, running_server, user_token

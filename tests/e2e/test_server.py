@@ -17,8 +17,9 @@ import psycopg2
 import pytest
 
 from repo.config import Settings
-from repo.db import postgres_connect_kwargs, sqlite_path
+from repo.database import sqlite_path
 from repo.demo import LEGACY_CUSTOMER
+from repo.pool import postgres_connect_kwargs
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import ROOT, Server, free_port, service_token
 from tests.factories import make_admin, make_user
@@ -100,7 +101,7 @@ def test_a_second_process_serves_postgresql_but_is_refused_a_sqlite_file(
             [
                 str(Path(sys.executable).parent / "uvicorn"),
                 "--factory",
-                "gql.app:create_app",
+                "gql.http.app:create_app",
                 "--port",
                 str(port),
             ],

@@ -20,11 +20,10 @@ import pytest
 import uvicorn
 from websockets.exceptions import ConnectionClosed
 
-from gql.app import create_app
-from gql.tokens import mint
+from gql.http.app import create_app
+from gql.ops.tokens import mint
 from repo.config import Settings
-from repo.conversations import get_or_create_admin_conversation
-from repo.db import database
+from repo.database import database
 from repo.demo import CUSTOMER
 from repo.ids import ConversationId, ProfileId
 from repo.messages import send_message
@@ -32,7 +31,7 @@ from repo.models import Profile
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import Server, free_port, running_server, service_token, user_token
 from tests.e2e.wsclient import GUARD_S, Subscription, close_code, until_flowing
-from tests.factories import make_admin, make_user
+from tests.factories import first_contact, make_admin, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 SUBSCRIBERS = 200
@@ -157,7 +156,7 @@ def test_a_message_sent_through_one_process_reaches_a_subscriber_of_another(
 
 def test_roles_hold_on_the_socket(server: Server) -> None:
     other = make_user()
-    theirs = get_or_create_admin_conversation(other).conversation.id
+    theirs = first_contact(other).conversation.id
 
     async def scenario() -> tuple[dict[str, Any], list[int | None]]:
         sub = await Subscription.open(server.url, user_token(CUSTOMER.id))
@@ -267,7 +266,7 @@ def test_the_subscription_named_in_a_mixed_document_runs_and_nothing_else(server
 
 def test_the_socket_applies_the_configured_token_limit(db: Settings) -> None:
     make_admin()
-    conversation = str(get_or_create_admin_conversation(make_user()).conversation.id)
+    conversation = str(first_contact(make_user()).conversation.id)
     fields = " ".join(["id"] * 140)
     big = f"subscription ($id: UUID!) {{ messageAdded(conversationId: $id) {{ {fields} }} }}"
     with serve_in_process(replace(db, max_tokens=100)) as (url, _app):
@@ -399,7 +398,7 @@ def test_two_hundred_subscribers_get_a_burst_and_leave_nothing_behind(
 ) -> None:
     url, app = inprocess
     admin = make_admin()
-    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    conversation = first_contact(make_user()).conversation.id
     burst = 50
 
     async def scenario() -> list[list[str]]:
@@ -441,7 +440,7 @@ def test_two_hundred_subscribers_get_a_burst_and_leave_nothing_behind(
 
 def test_sockets_and_subscriptions_per_socket_are_bounded(db: Settings) -> None:
     make_admin()
-    conversation = str(get_or_create_admin_conversation(make_user()).conversation.id)
+    conversation = str(first_contact(make_user()).conversation.id)
     limited = replace(db, ws_max_connections=2, ws_max_subscriptions=1)
     with serve_in_process(limited) as (url, _app):
 
@@ -465,7 +464,7 @@ def test_sockets_and_subscriptions_per_socket_are_bounded(db: Settings) -> None:
 
 def test_a_subscriber_too_slow_to_keep_up_is_told_and_disconnected(db: Settings) -> None:
     make_admin()
-    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    conversation = first_contact(make_user()).conversation.id
     stored = send_message(conversation, "one of many", sender_id=None)
     with serve_in_process(replace(db, ws_queue_size=4)) as (url, app):
         hub = app.state.hub
@@ -548,7 +547,7 @@ def demote(profile: ProfileId) -> None:
 
 def test_a_client_that_stops_reading_is_disconnected(db: Settings) -> None:
     make_admin()
-    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    conversation = first_contact(make_user()).conversation.id
     with serve_in_process(replace(db, ws_send_timeout_s=0.5, ws_queue_size=8)) as (url, app):
 
         async def scenario() -> int | None:

@@ -7,14 +7,14 @@ from uuid import uuid4
 
 import pytest
 
-from repo.conversations import find_admin_conversation, get_or_create_admin_conversation
-from repo.db import database
+from repo.conversations import find_admin_conversation
+from repo.database import database
 from repo.errors import CustomerNotFound, NoAdminAvailable
 from repo.ids import CustomerId
 from repo.messages import list_messages
 from repo.models import Profile
 from tests.conftest import TEST_WELCOME_MESSAGE, QueryLog
-from tests.factories import count_rows, make_admin, make_legacy_user, make_user
+from tests.factories import count_rows, first_contact, make_admin, make_legacy_user, make_user
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -23,7 +23,7 @@ def test_customer_without_profile_gets_profile_and_conversation() -> None:
     admin_id = make_admin()
     customer_id = make_legacy_user(full_name="Lee Legacy", profile_picture_url="https://x/a.png")
 
-    result = get_or_create_admin_conversation(customer_id)
+    result = first_contact(customer_id)
 
     assert result.created and result.profile_created
     assert result.conversation.customer.id == customer_id
@@ -36,9 +36,9 @@ def test_customer_without_profile_gets_profile_and_conversation() -> None:
 def test_second_call_returns_the_same_conversation_uncreated() -> None:
     make_admin()
     customer_id = make_user()
-    first = get_or_create_admin_conversation(customer_id)
+    first = first_contact(customer_id)
 
-    second = get_or_create_admin_conversation(customer_id)
+    second = first_contact(customer_id)
 
     assert second.conversation.id == first.conversation.id
     assert (second.created, second.profile_created) == (False, False)
@@ -47,7 +47,7 @@ def test_second_call_returns_the_same_conversation_uncreated() -> None:
 
 def test_new_conversation_starts_with_the_admins_welcome_message() -> None:
     admin_id = make_admin()
-    conversation = get_or_create_admin_conversation(make_user()).conversation
+    conversation = first_contact(make_user()).conversation
 
     page = list_messages(conversation.id)
 
@@ -71,7 +71,7 @@ def test_created_profile_is_named_from_the_users_row(
     make_admin()
     customer_id = make_legacy_user(full_name=full_name, email=email)
 
-    customer = get_or_create_admin_conversation(customer_id).conversation.customer
+    customer = first_contact(customer_id).conversation.customer
 
     assert customer.name == expected
     assert customer.avatar_url == ""
@@ -81,7 +81,7 @@ def test_unknown_customer_gets_customer_not_found_and_nothing_is_written() -> No
     make_admin()
 
     with pytest.raises(CustomerNotFound):
-        get_or_create_admin_conversation(CustomerId(uuid4()))
+        first_contact(CustomerId(uuid4()))
 
     assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (
         1,
@@ -94,7 +94,7 @@ def test_without_an_admin_nothing_at_all_is_written() -> None:
     customer_id = make_legacy_user()
 
     with pytest.raises(NoAdminAvailable):
-        get_or_create_admin_conversation(customer_id)
+        first_contact(customer_id)
 
     assert (count_rows("profiles"), count_rows("conversations"), count_rows("messages")) == (
         0,
@@ -107,7 +107,7 @@ def test_an_admin_is_never_assigned_to_themself() -> None:
     only_admin = make_admin()
 
     with pytest.raises(NoAdminAvailable):
-        get_or_create_admin_conversation(CustomerId(only_admin))
+        first_contact(CustomerId(only_admin))
 
 
 def test_the_oldest_admin_takes_new_conversations() -> None:
@@ -119,7 +119,7 @@ def test_the_oldest_admin_takes_new_conversations() -> None:
             Profile.id == younger
         ).execute()
 
-    conversation = get_or_create_admin_conversation(make_user()).conversation
+    conversation = first_contact(make_user()).conversation
 
     assert conversation.admin.id == oldest
     assert conversation.admin.is_admin
@@ -130,7 +130,7 @@ def test_existing_conversation_costs_one_read_and_no_transaction(
 ) -> None:
     make_admin()
     customer_id = make_user()
-    get_or_create_admin_conversation(customer_id)
+    first_contact(customer_id)
     queries.statements.clear()
     transactions: list[object] = []
     real_begin = database.obj.begin
@@ -138,7 +138,7 @@ def test_existing_conversation_costs_one_read_and_no_transaction(
         database.obj, "begin", lambda *a, **k: transactions.append(a) or real_begin(*a, **k)
     )
 
-    get_or_create_admin_conversation(customer_id)
+    first_contact(customer_id)
 
     assert transactions == []
     assert len(queries.statements) == 1

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import psycopg2
 import pytest
 
-from gql.cli import main
+from gql.ops.cli import main
 from repo.config import Settings
-from repo.conversations import get_or_create_admin_conversation
-from repo.db import close_database, database, open_database
+from repo.database import close_database, database, open_database
 from repo.ids import ProfileId
 from repo.messages import send_message
+from repo.migrate import MIGRATIONS_DIR
 from repo.models import Profile
 from tests.conftest import new_postgres_database
 from tests.factories import (
     count_rows,
+    first_contact,
     make_admin,
     make_legacy_user,
     make_orphaned_conversation,
@@ -47,7 +51,7 @@ def test_a_sound_database_passes_every_check(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_admin()
-    get_or_create_admin_conversation(make_user())
+    first_contact(make_user())
 
     code, out = helpline("integrity", "check", "--json", capsys=capsys)
 
@@ -86,7 +90,7 @@ def test_a_conversation_held_by_a_non_admin_is_a_violation(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     admin = make_admin()
-    get_or_create_admin_conversation(make_user())
+    first_contact(make_user())
     with database.connection_context():
         Profile.update(is_admin=False).where(Profile.id == admin).execute()
 
@@ -204,7 +208,7 @@ def test_adoption_ends_validated_with_no_orphans(
     settings = Settings(database_url=seed_shaped_database)
     open_database(settings)
     try:
-        conversation = get_or_create_admin_conversation(ids["twice"]).conversation  # type: ignore[arg-type]
+        conversation = first_contact(ids["twice"]).conversation  # type: ignore[arg-type]
         assert conversation.id == ids["c1"]
         sent = [  # later migrations applied too: retries with a client message id work
             send_message(
@@ -278,3 +282,44 @@ def test_serve_in_production_without_metrics_protection_exits_2_in_one_line(
     assert main(["serve", "--port", "9"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "METRICS_TOKEN" in line and "METRICS_UNPROTECTED" in line
+
+
+def test_db_migrate_prints_one_line_per_migration_and_nothing_of_its_library(
+    tmp_path: Path,
+) -> None:
+    sqlite_ids = sorted(p.stem for p in (MIGRATIONS_DIR / "sqlite").glob("*.sql"))
+    postgres_ids = sorted(p.stem for p in (MIGRATIONS_DIR / "postgresql").glob("*.sql"))
+    with new_postgres_database("helpline_fresh") as postgres_url:
+        for url, ids in (
+            (f"sqlite:///{tmp_path / 'fresh.db'}", sqlite_ids),
+            (postgres_url, postgres_ids),
+        ):
+            env = {**os.environ, "DATABASE_URL": url}
+            first, again = (
+                subprocess.run(
+                    [sys.executable, "-m", "gql.ops.cli", "db", "migrate"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                )
+                for _ in range(2)
+            )
+            assert (first.stdout, first.stderr) == (
+                "".join(f"applied migration {i}\n" for i in ids),
+                "",
+            )
+            assert (again.stdout, again.stderr) == ("migrations: up to date\n", "")
+    seeded = subprocess.run(  # what `make run` runs first, on a new database
+        [sys.executable, "-m", "repo", "seed-demo"],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = seeded.stdout.splitlines()
+    assert lines[: len(sqlite_ids)] == [f"applied migration {i}" for i in sqlite_ids]
+    assert lines[len(sqlite_ids)] == "demo data: 3 user(s) added"
+    assert seeded.stderr == ""

@@ -15,11 +15,10 @@ import pytest
 
 from repo import conversations
 from repo.config import Settings
-from repo.conversations import get_or_create_admin_conversation
-from repo.db import database
+from repo.database import database
 from repo.errors import HelplineError, IntegrityViolation, NoAdminAvailable
 from repo.views import AdminConversation
-from tests.factories import count_rows, make_admin, make_legacy_user, make_user
+from tests.factories import count_rows, first_contact, make_admin, make_legacy_user, make_user
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -82,7 +81,7 @@ def test_a_first_contact_is_one_transaction_that_locks_before_it_inserts(sent: S
     customer = make_user()
     sent.clear()
 
-    result = get_or_create_admin_conversation(customer)
+    result = first_contact(customer)
 
     assert result.created
     assert steps(sent) == [
@@ -105,10 +104,10 @@ def test_a_conversation_found_under_the_lock_is_returned_and_nothing_inserted(
 ) -> None:
     make_admin()
     customer = make_legacy_user()
-    first = get_or_create_admin_conversation(customer)
+    first = first_contact(customer)
     sent.clear()
 
-    again = get_or_create_admin_conversation(customer, known_missing=True)
+    again = first_contact(customer, known_missing=True)
 
     assert (again.conversation.id, again.created) == (first.conversation.id, False)
     assert steps(sent) == [
@@ -126,7 +125,7 @@ def test_no_admin_rolls_the_whole_block_back(sent: Sent) -> None:
     sent.clear()
 
     with pytest.raises(NoAdminAvailable):
-        get_or_create_admin_conversation(customer)
+        first_contact(customer)
 
     assert steps(sent)[-3:] == [
         "insert the conversation unless one exists",
@@ -168,7 +167,7 @@ def test_the_profile_lock_is_what_keeps_racing_first_contacts_apart(
     created = 0
     for _ in range(3):  # bounded: a few customers, 16 racers each
         customer = make_user()
-        outcomes = race([lambda customer=customer: get_or_create_admin_conversation(customer)] * 16)
+        outcomes = race([lambda customer=customer: first_contact(customer)] * 16)
         failures += [o for o in outcomes if isinstance(o, Exception)]
         created += sum(1 for o in outcomes if isinstance(o, AdminConversation) and o.created)
     assert count_rows("conversations") == 3

@@ -8,18 +8,17 @@ from uuid import UUID
 
 import pytest
 
-from gql.realtime import Hub, follow, live_messages
-from repo.conversations import get_or_create_admin_conversation
+from gql.graphql.live import Hub, follow, live_messages
 from repo.ids import ConversationId
 from repo.messages import newest_position, send_message
-from tests.factories import make_admin, make_user
+from tests.factories import first_contact, make_admin, make_user
 
 pytestmark = [pytest.mark.usefixtures("db"), pytest.mark.timeout(30)]
 
 
 def test_out_of_order_notifications_lose_nothing_when_the_hub_is_unordered() -> None:
     make_admin()
-    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    conversation = first_contact(make_user()).conversation.id
     start = newest_position(conversation)
     first = send_message(conversation, "A", sender_id=None)
     second = send_message(conversation, "B", sender_id=None)
@@ -42,7 +41,7 @@ def test_out_of_order_notifications_lose_nothing_when_the_hub_is_unordered() -> 
 
 def test_a_message_committed_while_a_subscription_registers_is_caught_up_once() -> None:
     make_admin()
-    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    conversation = first_contact(make_user()).conversation.id
 
     def position_then_a_commit(conversation_id: ConversationId) -> tuple[datetime, UUID] | None:
         position = newest_position(conversation_id)  # where the subscription starts ...

@@ -7,8 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from repo.conversations import get_or_create_admin_conversation
-from repo.db import database, is_sqlite
+from repo.database import database, is_sqlite
 from repo.integrity import (
     count_orphaned_conversations,
     find_orphaned_conversations,
@@ -19,6 +18,7 @@ from repo.views import ProfileCoverage
 from tests.factories import (
     constraints_bypassed,
     count_rows,
+    first_contact,
     make_admin,
     make_legacy_user,
     make_orphaned_conversation,
@@ -41,7 +41,7 @@ def run_seed_sql(name: str) -> list[tuple[object, ...]]:
 def legacy_orphans() -> dict[str, object]:
     """One orphan whose customer has a users row (healable), one whose customer has none."""
     admin_id = make_admin()
-    healthy = get_or_create_admin_conversation(make_user()).conversation.id
+    healthy = first_contact(make_user()).conversation.id
     healable_customer = make_user(full_name="Hal Healable")
     healable = make_orphaned_conversation(healable_customer, admin_id)
     lost_customer = uuid4()
@@ -122,7 +122,7 @@ def test_apply_heals_orphans_with_users_and_reports_the_rest(
 def test_get_or_create_heals_an_orphaned_conversation_on_first_contact(
     legacy_orphans: dict[str, object],
 ) -> None:
-    result = get_or_create_admin_conversation(legacy_orphans["healable_customer"])  # type: ignore[arg-type]
+    result = first_contact(legacy_orphans["healable_customer"])  # type: ignore[arg-type]
 
     assert result.conversation.id == legacy_orphans["healable"]
     assert (result.created, result.profile_created) == (False, True)

@@ -8,12 +8,11 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
-import psycopg2
 import pytest
 
 from repo import events
-from repo.conversations import find_conversation, get_or_create_admin_conversation
-from repo.db import is_sqlite, postgres_connect_kwargs, settings
+from repo.conversations import find_conversation
+from repo.database import is_sqlite
 from repo.errors import (
     ClientMessageIdReused,
     ConversationNotFound,
@@ -24,7 +23,7 @@ from repo.ids import ConversationId, MessageId, ProfileId
 from repo.messages import MAX_MESSAGE_LENGTH, encode_cursor, list_messages, send_message
 from repo.views import ConversationView
 from tests.conftest import QueryLog
-from tests.factories import count_rows, make_admin, make_user
+from tests.factories import count_rows, first_contact, make_admin, make_user, own_connection
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("db")
 @pytest.fixture
 def conversation() -> ConversationView:
     make_admin()
-    return get_or_create_admin_conversation(make_user()).conversation
+    return first_contact(make_user()).conversation
 
 
 def test_message_is_sent_by_the_customer_and_bumps_the_conversation(
@@ -188,7 +187,7 @@ def test_the_same_client_message_id_with_other_content_is_refused_and_nothing_st
 def test_the_same_client_message_id_elsewhere_or_from_someone_else_is_another_message(
     conversation: ConversationView,
 ) -> None:
-    other = get_or_create_admin_conversation(make_user()).conversation
+    other = first_contact(make_user()).conversation
     customer, admin = conversation.customer.id, conversation.admin.id
 
     sent = [
@@ -272,7 +271,7 @@ def announced() -> Iterator[list[tuple[ConversationId, MessageId]]]:
         finally:
             events.remove_local_listener(listener)
         return
-    conn = psycopg2.connect(**postgres_connect_kwargs(settings().database_url))
+    conn = own_connection()
     conn.autocommit = True
     try:
         with conn.cursor() as cursor:

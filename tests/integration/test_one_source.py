@@ -11,15 +11,20 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from gql.cli import main
+from gql.ops.cli import main
 from repo.config import Settings
-from repo.conversations import get_or_create_admin_conversation
-from repo.db import database
+from repo.database import database
 from repo.integrity import repair_orphaned_conversations
 from repo.migrate import migrate
 from repo.models import Profile
 from tests.conftest import new_postgres_database
-from tests.factories import make_admin, make_legacy_user, make_orphaned_conversation, make_user
+from tests.factories import (
+    first_contact,
+    make_admin,
+    make_legacy_user,
+    make_orphaned_conversation,
+    make_user,
+)
 
 CATALOG = """
 SELECT 'constraint', conrelid::regclass::text, conname, pg_get_constraintdef(oid)
@@ -79,7 +84,7 @@ def test_a_users_row_gets_the_same_profile_name_every_way(
     make_orphaned_conversation(through_repair, admin)
     assert repair_orphaned_conversations(dry_run=False).profiles_created == 1
     through_first_contact = make_legacy_user(email=email.format(3), full_name=full_name)
-    assert get_or_create_admin_conversation(through_first_contact).profile_created
+    assert first_contact(through_first_contact).profile_created
 
     assert [profile_name(c) for c in (through_trigger, through_repair, through_first_contact)] == [
         name.format(email=email.format(n)) for n in (1, 2, 3)

@@ -11,10 +11,10 @@ import psycopg2
 import pytest
 
 from repo.config import Settings
-from repo.conversations import find_conversation, get_or_create_admin_conversation
-from repo.db import database, open_database
+from repo.conversations import find_conversation
+from repo.database import database, open_database
 from repo.messages import decode_cursor, list_messages, send_message
-from tests.factories import count_rows, make_admin, make_legacy_user, make_user
+from tests.factories import count_rows, first_contact, make_admin, make_legacy_user, make_user
 from tests.integration.test_races import run_at_once
 from tests.pgbouncer import SESSION_TIME_ZONE, PgBouncer
 
@@ -36,8 +36,8 @@ def test_get_or_create_through_pgbouncer_creates_once_then_finds() -> None:
     make_admin()
     customer = make_legacy_user()
 
-    first = get_or_create_admin_conversation(customer)
-    again = get_or_create_admin_conversation(customer)
+    first = first_contact(customer)
+    again = first_contact(customer)
 
     assert (first.created, first.profile_created) == (True, True)
     assert (again.created, again.conversation.id) == (False, first.conversation.id)
@@ -50,7 +50,7 @@ def test_concurrent_first_calls_through_pgbouncer_create_one_conversation() -> N
     customer = make_legacy_user()
 
     # 16 callers share PgBouncer's 4 server connections, one transaction at a time each.
-    results = run_at_once([lambda: get_or_create_admin_conversation(customer)] * 16)
+    results = run_at_once([lambda: first_contact(customer)] * 16)
 
     assert len({r.conversation.id for r in results}) == 1
     assert sum(r.created for r in results) == 1
@@ -65,7 +65,7 @@ def test_timestamps_are_utc_whatever_the_session_time_zone() -> None:
         (session_zone,) = database.execute_sql("SHOW timezone").fetchone()
     assert session_zone == SESSION_TIME_ZONE  # +05:45: what a pooled session may well be in
     make_admin()
-    conversation_id = get_or_create_admin_conversation(make_user()).conversation.id
+    conversation_id = first_contact(make_user()).conversation.id
 
     sent = send_message(conversation_id, "What time is it?", sender_id=None)
     (listed, _welcome) = list_messages(conversation_id).messages

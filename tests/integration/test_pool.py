@@ -7,9 +7,9 @@ import os
 import psycopg2
 
 from repo.config import Settings
-from repo.conversations import find_admin_conversation, get_or_create_admin_conversation
-from repo.db import close_database, open_database, pool_connections_idle
-from tests.factories import make_admin, make_user
+from repo.conversations import find_admin_conversation
+from repo.database import close_database, open_database, pool_connections_idle
+from tests.factories import first_contact, make_admin, make_user
 
 
 def test_idle_connections_the_server_dropped_are_replaced_without_a_failed_request(
@@ -17,7 +17,7 @@ def test_idle_connections_the_server_dropped_are_replaced_without_a_failed_reque
 ) -> None:
     make_admin()
     customer = make_user()
-    get_or_create_admin_conversation(customer)
+    first_contact(customer)
     pooled = pool_connections_idle()
     assert pooled >= 1
     conn = psycopg2.connect(postgres.database_url)
@@ -43,7 +43,7 @@ def test_a_process_with_more_than_1024_open_files_still_checks_its_connections(
     spare = [os.dup(0) for _ in range(1100)]  # as a server holding many sockets
     try:
         open_database(postgres)  # its connections get descriptors above select()'s 1023
-        get_or_create_admin_conversation(customer)  # opens one, returns it to the pool
+        first_contact(customer)  # opens one, returns it to the pool
         assert pool_connections_idle() >= 1
 
         assert find_admin_conversation(customer) is not None  # checked out again: polled

@@ -6,12 +6,12 @@ from uuid import uuid4
 
 import pytest
 
-from repo.conversations import conversation_query, get_or_create_admin_conversation
-from repo.db import database
+from repo.conversations import conversation_query
+from repo.database import database
 from repo.messages import message_query, send_message
 from repo.models import Conversation, Message
 from repo.prepared import PreparedSelect
-from tests.factories import make_admin, make_user
+from tests.factories import first_contact, make_admin, make_user
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -20,7 +20,7 @@ def test_a_prepared_select_matches_peewee_row_for_row() -> None:
     make_admin()
     customers = [make_user(full_name=f"Customer {i}") for i in range(3)]
     for customer in customers[:2]:
-        get_or_create_admin_conversation(customer)
+        first_contact(customer)
     by_customer = PreparedSelect(lambda c: conversation_query().where(Conversation.customer == c))
 
     with database.connection_context():
@@ -40,7 +40,7 @@ def test_every_id_must_be_a_parameter_of_the_query() -> None:
 
 def test_prepared_rows_match_peewee_at_every_limit() -> None:
     make_admin()
-    conversation = get_or_create_admin_conversation(make_user()).conversation.id
+    conversation = first_contact(make_user()).conversation.id
     for i in range(4):
         send_message(conversation, f"m{i}", sender_id=None)
     newest = PreparedSelect(

@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 
 from repo import presence
-from repo.db import database
+from repo.database import database
 from repo.ids import ProfileId
 from repo.models import Presence, Profile
 from tests.factories import make_admin

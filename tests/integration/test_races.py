@@ -10,10 +10,10 @@ from typing import TypeVar
 
 import pytest
 
-from repo.conversations import find_conversation, get_or_create_admin_conversation
-from repo.db import database
+from repo.conversations import find_conversation
+from repo.database import database
 from repo.messages import list_messages, send_message
-from tests.factories import count_rows, make_admin, make_legacy_user, make_user
+from tests.factories import count_rows, first_contact, make_admin, make_legacy_user, make_user
 
 pytestmark = [pytest.mark.usefixtures("db"), pytest.mark.timeout(60)]
 
@@ -40,7 +40,7 @@ def test_concurrent_first_calls_create_one_conversation(has_profile: bool) -> No
     make_admin()
     customer_id = make_user() if has_profile else make_legacy_user()
 
-    results = run_at_once([lambda: get_or_create_admin_conversation(customer_id)] * 32)
+    results = run_at_once([lambda: first_contact(customer_id)] * 32)
 
     assert len({r.conversation.id for r in results}) == 1
     assert sum(r.created for r in results) == 1
@@ -59,7 +59,7 @@ def test_concurrent_calls_over_many_customers_finish_without_deadlock() -> None:
 
     def caller(seed: int) -> list[object]:
         order = random.Random(seed).sample(customers, len(customers))
-        return [get_or_create_admin_conversation(c).conversation.id for c in order]
+        return [first_contact(c).conversation.id for c in order]
 
     results = run_at_once([lambda seed=seed: caller(seed) for seed in range(12)])
 
@@ -73,7 +73,7 @@ def test_concurrent_calls_over_many_customers_finish_without_deadlock() -> None:
 @pytest.mark.parametrize("sender", ["customer", "service"])
 def test_concurrent_sends_with_one_client_message_id_store_one_message(sender: str) -> None:
     make_admin()
-    conversation = get_or_create_admin_conversation(make_user()).conversation
+    conversation = first_contact(make_user()).conversation
     sender_id = conversation.customer.id if sender == "customer" else None
 
     sent = run_at_once(

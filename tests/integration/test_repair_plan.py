@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from repo.config import Settings
-from repo.db import database
+from repo.database import database
 from repo.integrity import _orphans_after
 from repo.models import Conversation
 from tests.factories import make_admin, make_orphaned_conversation, make_user

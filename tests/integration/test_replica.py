@@ -15,12 +15,11 @@ import psycopg2
 import pytest
 from starlette.testclient import TestClient
 
-from gql.app import create_app
-from gql.cli import main
+from gql.http.app import create_app
+from gql.ops.cli import main
 from repo.checks import VIOLATION, run_checks
 from repo.config import Settings
-from repo.conversations import get_or_create_admin_conversation
-from repo.db import open_database, settings
+from repo.database import bound_settings, open_database
 from repo.ids import ConversationId
 from repo.integrity import (
     count_orphaned_conversations,
@@ -31,7 +30,7 @@ from repo.integrity import (
 from repo.migrate import migrate
 from tests.conftest import TABLES, new_postgres_database
 from tests.e2e.conftest import service_token
-from tests.factories import make_admin, make_orphaned_conversation, make_user
+from tests.factories import first_contact, make_admin, make_orphaned_conversation, make_user
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -52,7 +51,7 @@ def replica_orphan(db: Settings, replica_url: str) -> Iterator[ConversationId]:
     with bound_to(replica_url):
         orphan = make_orphaned_conversation(make_user(), make_admin())
     make_admin()
-    get_or_create_admin_conversation(make_user())
+    first_contact(make_user())
     try:
         yield orphan
     finally:
@@ -64,7 +63,7 @@ def replica_orphan(db: Settings, replica_url: str) -> Iterator[ConversationId]:
 @contextmanager
 def bound_to(url: str) -> Iterator[None]:
     """The repository on ``url`` alone for a while, then back where it was."""
-    before = settings()
+    before = bound_settings()
     open_database(replace(before, database_url=url, replica_database_url=None))
     try:
         yield

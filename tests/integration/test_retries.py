@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from repo.db import database, open_database, unit_of_work, unit_of_work_once, write_transaction
+from repo.database import database, open_database
 from repo.errors import DatabaseUnavailable, IntegrityViolation
 from repo.ids import CustomerId
 from repo.models import Profile
+from repo.units import unit_of_work, unit_of_work_once, write_transaction
 from tests.factories import make_user
 
 

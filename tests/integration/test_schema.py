@@ -9,7 +9,7 @@ import peewee
 import pytest
 
 from repo.config import Settings
-from repo.db import database, is_sqlite
+from repo.database import database, is_sqlite
 from repo.migrate import migrate
 from repo.models import Conversation, Message, Profile, User
 from tests.factories import constraints_bypassed, count_rows, make_admin, make_user

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from repo.conversations import get_or_create_admin_conversation
-from repo.db import database
+from repo.database import database
 from repo.ids import MessageId, ProfileId
 from repo.messages import send_message
-from tests.factories import make_admin, make_legacy_user, make_user
+from tests.factories import first_contact, make_admin, make_legacy_user, make_user
 from tests.integration.test_races import run_at_once
 
 pytestmark = [
@@ -38,7 +37,7 @@ def test_sixteen_threads_opening_and_writing_never_find_the_database_locked() ->
     admin = make_admin()
     existing = [make_user() for _ in range(8)]
     for customer in existing:
-        get_or_create_admin_conversation(customer)
+        first_contact(customer)
     new = [make_legacy_user() for _ in range(12)] + [make_user() for _ in range(12)]
     customers = existing + new
 
@@ -48,7 +47,7 @@ def test_sixteen_threads_opening_and_writing_never_find_the_database_locked() ->
         sent: dict[MessageId, str] = {}
         for n in range(OPERATIONS_EACH):
             customer = rng.choice(customers)
-            conversation = get_or_create_admin_conversation(customer).conversation.id
+            conversation = first_contact(customer).conversation.id
             writer = rng.choice([None, admin, ProfileId(customer), ProfileId(customer)])
             if writer is None:
                 continue  # opening only, as a widget that is opened and closed

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from repo.config import ConfigError, Settings
-from repo.db import database, open_database, unit_of_work
+from repo.database import database, open_database
 from repo.errors import DatabaseUnavailable
+from repo.units import unit_of_work
 
 
 @unit_of_work

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from gql import metrics
-from gql.schema import build_schema
+from gql.graphql import metrics
+from gql.graphql.schema import build_schema
 from repo.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gql.export_schema import export
+from gql.ops.export_schema import export
 
 SDL = Path(__file__).resolve().parents[2] / "schema" / "schema.graphql"
 

@@ -1,4 +1,4 @@
-"""`python -m gql.tokens`: tokens the server accepts, and the development secret."""
+"""`python -m gql.ops.tokens`: tokens the server accepts, and the development secret."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from uuid import uuid4
 import jwt
 import pytest
 
-from gql import tokens
-from gql.auth import Authenticator
+from gql.graphql.auth import Authenticator
+from gql.ops import tokens
 from repo.config import Settings
 
 

@@ -7,8 +7,8 @@ from uuid import uuid4
 
 import pytest
 
-from gql.auth import AUTHENTICATED, LEEWAY_SECONDS, AuthenticationFailed, Authenticator
-from gql.tokens import mint
+from gql.graphql.auth import AUTHENTICATED, LEEWAY_SECONDS, AuthenticationFailed, Authenticator
+from gql.ops.tokens import mint
 from repo.config import Settings
 
 SECRET = "unit-secret-" + "x" * 40

@@ -20,20 +20,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import peewee
-import psycopg2
-import psycopg2.errors
 import uvicorn
 from tqdm import tqdm
 
-from gql.logs import LOG_CONFIG
+from gql.graphql.logs import LOG_CONFIG
 from repo import admins, checks
 from repo.adopt import STOPPED, Step, adopt
 from repo.config import ConfigError, Settings
-from repo.db import close_database, open_database, sqlite_path
-from repo.errors import DatabaseUnavailable, HelplineError
+from repo.database import close_database, open_database, sqlite_path
+from repo.errors import DatabaseRefused, DatabaseUnavailable, HelplineError
 from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
-from repo.migrate import migrate
+from repo.migrate import migrate, report_applied
+from repo.units import command_errors
 from repo.views import RepairReport
 
 OK, FOUND, CANNOT_RUN = 0, 1, 2
@@ -49,22 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         settings = Settings.from_env()
-        return int(args.run(settings, args))
+        with command_errors():
+            return int(args.run(settings, args))
     except (ConfigError, CannotRun) as exc:
         print(f"helpline: {exc}", file=sys.stderr)
         return CANNOT_RUN
-    except (peewee.DatabaseError, psycopg2.Error) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = (
-            "; is the schema there? (helpline db migrate, or db adopt)" if _no_schema(exc) else ""
-        )
-        print(f"helpline: the database refused: {reason}{hint}", file=sys.stderr)
+    except DatabaseUnavailable as exc:
+        print(f"helpline: database unavailable: {exc}", file=sys.stderr)
         return CANNOT_RUN
-
-
-def _no_schema(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "no such table" in text or "does not exist" in text
+    except DatabaseRefused as exc:
+        hint = "; is the schema there? (helpline db migrate, or db adopt)" if exc.no_schema else ""
+        print(f"helpline: the database refused: {exc}{hint}", file=sys.stderr)
+        return CANNOT_RUN
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -197,12 +191,15 @@ def _print_repair(report: RepairReport) -> None:
 
 def _db_migrate(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        applied = _guarded(lambda: migrate(settings))
-    except psycopg2.errors.DuplicateTable as exc:
+        with command_errors():
+            applied = _guarded(lambda: migrate(settings))
+    except DatabaseRefused as exc:
+        if not exc.foreign_schema:
+            raise
         raise CannotRun(
             "the tables exist but were not created by Helpline: run `helpline db adopt`"
         ) from exc
-    print(f"applied {', '.join(applied)}" if applied else "migrations: up to date")
+    report_applied(applied)
     return OK
 
 
@@ -233,7 +230,7 @@ def _guarded(run: Callable[[], Any]) -> Any:
     """Run a command that opens its own connections; connection failures mean exit 2."""
     try:
         return run()
-    except (psycopg2.OperationalError, DatabaseUnavailable) as exc:
+    except DatabaseUnavailable as exc:
         raise CannotRun(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
     except HelplineError as exc:
         raise CannotRun(str(exc)) from exc
@@ -257,7 +254,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 prefix="helpline-metrics-"
             )
     uvicorn.run(
-        "gql.app:create_app",
+        "gql.http.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,

@@ -1,7 +1,7 @@
 """Live messages: one listener per process feeds a hub that fans out to local subscribers.
 
-PostgreSQL: a single LISTEN connection per process (never one per subscriber), read without
-blocking the event loop (psycopg2's asynchronous notifications on the connection's socket).
+PostgreSQL: a single LISTEN connection per process (never one per subscriber; repo/listener.py
+owns it), read without blocking the event loop (its socket is watched by the loop).
 If it drops, it reconnects by itself and every subscriber catches up from the database, so
 nothing is lost and nothing arrives twice. SQLite (one process): after-commit callbacks.
 """
@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from uuid import UUID, uuid4
 
-import psycopg2
-import psycopg2.extensions
-from starlette.concurrency import run_in_threadpool
+from anyio import to_thread
 
-from gql.auth import Caller
-from gql.errors import ApiError
+from gql.graphql.auth import Caller
+from gql.graphql.errors import ApiError
 from repo import events, presence
-from repo.db import postgres_connect_kwargs
+from repo.errors import DatabaseUnavailable
 from repo.ids import ConversationId, MessageId, ProfileId
+from repo.listener import ListenConnection
 from repo.messages import find_message, messages_after, newest_position
 from repo.views import MessageView
 
@@ -124,7 +123,7 @@ class Hub:
             if not followers and not self.everyone:
                 continue
             try:
-                message = await run_in_threadpool(find_message, message_id)
+                message = await to_thread.run_sync(find_message, message_id)
             except Exception:
                 log.exception("could not load message %s; subscribers will catch up", message_id)
                 message = None
@@ -157,18 +156,12 @@ class LocalListener:
 
 
 class PostgresListener:
-    """One LISTEN connection per process; reconnects with backoff when it drops."""
+    """Reads the process's one LISTEN connection (repo/listener.py) from the event loop without
+    blocking it, and reconnects with backoff when it drops."""
 
     def __init__(self, hub: Hub, database_url: str) -> None:
         self.hub = hub
-        self.connect_kwargs = postgres_connect_kwargs(database_url) | {
-            "application_name": "helpline-listener",
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-        }
-        self.conn: Any = None
+        self.connection = ListenConnection(database_url)
         self.fd: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.reconnecting: asyncio.Task[None] | None = None
@@ -179,8 +172,8 @@ class PostgresListener:
         self.loop = asyncio.get_running_loop()
         try:
             await self._connect()
-        except psycopg2.Error as exc:
-            log.warning("listener could not connect (%s); retrying", type(exc).__name__)
+        except DatabaseUnavailable as exc:
+            log.warning("listener could not connect (%s); retrying", exc)
             self._schedule_reconnect()
 
     async def stop(self) -> None:
@@ -191,42 +184,25 @@ class PostgresListener:
 
     @property
     def backend_pid(self) -> int | None:
-        return None if self.conn is None else int(self.conn.get_backend_pid())
+        return self.connection.backend_pid
 
     async def _connect(self) -> None:
-        conn = await run_in_threadpool(self._open)
+        fd = await to_thread.run_sync(self.connection.open)
         assert self.loop is not None
-        self.conn, self.fd = conn, conn.fileno()
-        self.loop.add_reader(self.fd, self._on_readable)
+        self.fd = fd
+        self.loop.add_reader(fd, self._on_readable)
         self.connected.set()
         log.info("listening on %s", events.CHANNEL)
 
-    def _open(self) -> Any:
-        conn = psycopg2.connect(**self.connect_kwargs)
-        try:
-            conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-            with conn.cursor() as cursor:
-                cursor.execute(f"LISTEN {events.CHANNEL}")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
     def _on_readable(self) -> None:
-        try:
-            self.conn.poll()
-            lost = bool(self.conn.closed)  # a terminated backend can leave the socket readable
-        except (psycopg2.Error, OSError):
-            lost = True
-        if lost:
+        heard = self.connection.drain()
+        if heard is None:
             log.warning("listener connection lost; reconnecting")
             self._drop()
             self._schedule_reconnect()
             return
-        while self.conn.notifies:
-            notification = self.conn.notifies.pop(0)
-            if ids := events.decode(notification.payload):
-                self.hub.notify(*ids)
+        for ids in heard:
+            self.hub.notify(*ids)
 
     def _drop(self) -> None:
         self.connected.clear()
@@ -234,10 +210,7 @@ class PostgresListener:
             # by the descriptor kept at connect time: a closed connection has no fileno()
             self.loop.remove_reader(self.fd)
             self.fd = None
-        if self.conn is not None:
-            with contextlib.suppress(Exception):
-                self.conn.close()
-            self.conn = None
+        self.connection.close()
 
     def _schedule_reconnect(self) -> None:
         if not self.stopped and (self.reconnecting is None or self.reconnecting.done()):
@@ -250,7 +223,7 @@ class PostgresListener:
             await asyncio.sleep(delay)
             try:
                 await self._connect()
-            except psycopg2.Error:
+            except DatabaseUnavailable:
                 delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
                 continue
             self.hub.resync()  # whatever was sent while we were away comes from the database
@@ -277,12 +250,12 @@ async def follow(
         if item == OVERFLOW:
             raise SubscriberTooSlow
         if item == RESYNC:
-            batch = await run_in_threadpool(messages_after, conversation_id, cursor)
+            batch = await to_thread.run_sync(messages_after, conversation_id, cursor)
             while batch:
                 for message in batch:
                     cursor = (message.created_at, message.id)
                     yield message
-                batch = await run_in_threadpool(messages_after, conversation_id, cursor)
+                batch = await to_thread.run_sync(messages_after, conversation_id, cursor)
             continue
         assert isinstance(item, MessageView)
         if cursor is None or (item.created_at, item.id) > cursor:
@@ -302,7 +275,7 @@ async def live_messages(
     Read where the conversation stands, then register, then catch up from that point: a
     message committed in between is neither lost nor delivered twice.
     """
-    cursor = await run_in_threadpool(position, conversation_id)
+    cursor = await to_thread.run_sync(position, conversation_id)
     with hub.subscribe(conversation_id) as subscriber:
         subscriber.offer(RESYNC)
         async for message in follow(subscriber, conversation_id, cursor):
@@ -358,7 +331,7 @@ class Presence:
         async with self.turn:
             self.sockets.clear()
             try:
-                await run_in_threadpool(presence.depart, self.process_id)
+                await to_thread.run_sync(presence.depart, self.process_id)
             except Exception as exc:  # the rows expire on the other processes' heartbeats
                 log.warning("presence not cleared at shutdown: %s", type(exc).__name__)
 
@@ -367,7 +340,7 @@ class Presence:
         if caller.user_id is None:
             return False
         try:
-            if not await run_in_threadpool(lambda: caller.is_admin):
+            if not await to_thread.run_sync(lambda: caller.is_admin):
                 return False
         except Exception as exc:  # the socket works on; only its presence goes uncounted
             log.warning("presence not counted: %s", type(exc).__name__)
@@ -388,7 +361,7 @@ class Presence:
             else:
                 self.sockets.pop(profile, None)
             try:
-                await run_in_threadpool(presence.record, self.process_id, profile, sockets)
+                await to_thread.run_sync(presence.record, self.process_id, profile, sockets)
             except Exception as exc:  # the next heartbeat writes the counts again
                 log.warning("presence not updated: %s", type(exc).__name__)
 
@@ -396,8 +369,13 @@ class Presence:
         while True:
             async with self.turn:
                 try:
-                    await run_in_threadpool(
-                        presence.heartbeat, self.process_id, dict(self.sockets), ttl_s=self.ttl_s
+                    await to_thread.run_sync(
+                        functools.partial(
+                            presence.heartbeat,
+                            self.process_id,
+                            dict(self.sockets),
+                            ttl_s=self.ttl_s,
+                        )
                     )
                 except Exception as exc:
                     log.warning("presence heartbeat failed: %s", type(exc).__name__)

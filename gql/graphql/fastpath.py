@@ -5,18 +5,25 @@ several times that in Python for each request (BENCHMARKS.md). Most traffic is o
 small documents (the widget's `adminConversation`), so each document text is compiled once
 into a plan, and requests whose document has a plan skip the executor:
 
-- A plan exists only for a valid document with one operation whose single root field is in
-  ``FAST_ROOTS`` (the very functions the resolvers call), taking at most the ``customerId``
-  argument from a variable, and selecting only fields that are plain attributes (no
-  resolver, no arguments), with no fragments and no directives. Anything else: no plan.
-- Running a plan: coerce the variables with the schema's own scalars, call the root
-  function, and project the result through the selections with the schema's own
-  serializers, so values render exactly as the executor renders them.
-- Whatever a plan cannot answer plainly goes to the generic path: a variable that does not
-  coerce, any error raised (the generic path reports it, with its code), a null where the
-  schema says non-null. Those runs only read, or repeat an idempotent get-or-create.
+- What is planned: a valid document (the executor's own rules and token limit) with one
+  operation, no directives, whose single root field is one of ``fast_roots`` (gql/graphql/
+  schema.py: the very functions the resolvers call), taking at most that root's one argument
+  (``customerId``, ``id``), literal or variable. Below it: fields that are plain attributes,
+  ``__typename``, and, in queries only, the resolver fields of ``FAST_RESOLVERS`` (the
+  messages page), with their arguments. No fragments, no repeated response keys, no
+  interfaces, unions or enums. Anything else: no plan, the executor answers.
+- Running a plan: coerce the variables with graphql-core's own functions, call the root
+  function, and project the result with the schema's own serializers, so values render
+  exactly as the executor renders them.
+- A root that raises is answered here as the executor answers it (reported, coded, masked),
+  never by running a mutation again; whatever else a plan cannot answer plainly (a variable
+  that does not coerce, a null where the schema says non-null in a read) goes to the executor.
+- Schema extensions: plans skip Strawberry's extension hooks, so each extension the schema
+  runs must be listed in ``COVERED_EXTENSIONS`` with why a plan answers as if it had run;
+  an unlisted one stops the server at start-up (UncoveredExtension).
 
-tests/e2e/test_fastpath.py runs every document through both paths and compares responses.
+tests/e2e/test_fastpath.py compares both paths on hand-picked cases and on documents that
+Hypothesis generates (tests/e2e/test_fastpath_property.py).
 """
 
 from __future__ import annotations
@@ -46,11 +53,13 @@ from graphql import (
     validate,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
+from strawberry.extensions import MaxTokensLimiter, SchemaExtension
 
-from gql.auth import Caller
-from gql.errors import root_field_error
-from gql.logs import request_id_var
-from gql.metrics import operation_label
+from gql.graphql.auth import Caller
+from gql.graphql.errors import CodedInputErrors, StreamErrorCodes, root_field_error
+from gql.graphql.logs import request_id_var
+from gql.graphql.metrics import OperationLabel, operation_label
+from gql.graphql.rules import SmallDocumentParserCache, SmallDocumentValidationCache
 
 MAX_PLANS = 256  # distinct documents remembered (with or without a plan): at most ~1 MB
 MAX_DOCUMENT_LENGTH = 4000  # longer documents are never hot ones
@@ -172,6 +181,22 @@ def _project(value: object, selections: tuple[Selection, ...], variables: Any) -
     return out
 
 
+class UncoveredExtension(Exception):
+    """The schema runs an extension that the fast path would skip on hot documents."""
+
+
+# What each schema extension does, and why a plan answers as if it had run. An extension
+# not listed here stops the server at start-up: a plan would silently skip it.
+COVERED_EXTENSIONS: dict[type[SchemaExtension], str] = {
+    CodedInputErrors: "plans validate with the same rules",
+    MaxTokensLimiter: "plans parse with the same token limit (or a lower one)",
+    OperationLabel: "plans carry the same metric label",
+    SmallDocumentParserCache: "a cache: plans are compiled once per document",
+    SmallDocumentValidationCache: "a cache: plans are compiled once per document",
+    StreamErrorCodes: "subscriptions only: plans answer queries and mutations",
+}
+
+
 class FastPaths:
     """Plans by document text and operation name, compiled once (bounded, least recent out)."""
 
@@ -182,8 +207,18 @@ class FastPaths:
         *,
         rules: Sequence[type[ASTValidationRule]],
         max_tokens: int,
+        extensions: Sequence[SchemaExtension],
     ) -> None:
-        """``rules`` and ``max_tokens``: the executor's own, so no limit is bypassed here."""
+        """``rules``, ``max_tokens`` and ``extensions``: the executor's own, so no limit is
+        bypassed here; UncoveredExtension when an extension would not run on hot documents."""
+        kinds = {type(extension) for extension in extensions}
+        uncovered = sorted(kind.__name__ for kind in kinds - COVERED_EXTENSIONS.keys())
+        if uncovered:
+            raise UncoveredExtension(
+                f"the fast path would skip the schema extension(s) {', '.join(uncovered)}: "
+                "make plans do what they do and list them in COVERED_EXTENSIONS "
+                "(gql/graphql/fastpath.py), or serve without the fast path"
+            )
         self.schema = schema
         self.roots = roots
         self.rules = rules

@@ -13,7 +13,7 @@ from graphql import ASTValidationRule, GraphQLError, GraphQLSyntaxError, ValuesO
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from gql.metrics import FOREIGN_KEY_VIOLATIONS
+from gql.graphql.metrics import FOREIGN_KEY_VIOLATIONS
 from repo.errors import (
     ClientMessageIdReused,
     ConversationNotFound,
@@ -226,7 +226,7 @@ def root_field_error(
     exc: Exception, *, key: str, location: dict[str, int], request_id: str | None
 ) -> dict[str, Any]:
     """The error the executor answers when a root field's resolver raised ``exc``: reported,
-    coded and masked the same way (gql/fastpath.py answers its roots' failures with it)."""
+    coded and masked the same way (gql/graphql/fastpath.py answers its roots' failures with it)."""
     error = GraphQLError(str(exc), path=[key], original_error=exc)
     report_error(error, request_id)
     coded = _with_code(error, request_id)

@@ -4,9 +4,10 @@ A hot request (a small JSON POST to /graphql) costs one indexed read in the data
 its way through Starlette it also paid for the routing, the error and exception middleware,
 the body-size middleware and Starlette's Request and Response objects: together about a third
 of the server's CPU per request (BENCHMARKS.md). So this middleware, the first of the app's,
-reads the small body itself, runs the document's plan (gql/fastpath.py) in a worker thread and
-answers with two ASGI messages. Whatever it cannot answer goes on to the app unchanged, with
-the body it read replayed, so the generic path sees the request exactly as the client sent it.
+reads the small body itself, runs the document's plan (gql/graphql/fastpath.py) in a worker
+thread and answers with two ASGI messages. Whatever it cannot answer goes on to the app
+unchanged, with the body it read replayed, so the generic path sees the request exactly as the
+client sent it.
 """
 
 from __future__ import annotations
@@ -18,19 +19,19 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gql.auth import ANON, AuthenticationFailed, Authenticator
-from gql.errors import RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAUTHENTICATED
-from gql.fastpath import Fallback, FastPaths, RootFailed
-from gql.logs import RequestLog, request_id_var
-from gql.metrics import REFUSED_OPERATION, record_operation
-from gql.view import (
+from gql.graphql.auth import ANON, AuthenticationFailed, Authenticator
+from gql.graphql.errors import SERVICE_UNAVAILABLE
+from gql.graphql.fastpath import Fallback, FastPaths, RootFailed
+from gql.graphql.logs import request_id_var
+from gql.graphql.metrics import REFUSED_OPERATION
+from gql.http.responses import (
     GRAPHQL_RESPONSE_JSON,
-    WWW_AUTHENTICATE,
-    in_worker_thread,
+    Finisher,
     request_id_from,
-    timed_out,
+    status_of,
     wants_graphql_response,
 )
+from gql.http.view import in_worker_thread, timed_out
 
 MAX_FAST_BODY_BYTES = 8192  # hot requests are small; larger ones are parsed once, by the executor
 _WANTED = (b"content-type", b"content-length", b"authorization", b"accept", b"x-request-id")
@@ -51,7 +52,7 @@ class FastFront:
         authenticator: Authenticator,
         max_body_bytes: int,
         cors: bool,
-        request_log: RequestLog,
+        finish: Finisher,
         request_timeout_s: float,
         path: str = "/graphql",
     ) -> None:
@@ -60,7 +61,7 @@ class FastFront:
         self.authenticator = authenticator
         self.max_body_bytes = min(max_body_bytes, MAX_FAST_BODY_BYTES)
         self.cors = cors
-        self.request_log = request_log
+        self.finish = finish
         self.request_timeout_s = request_timeout_s
         self.path = path
 
@@ -129,13 +130,12 @@ class FastFront:
             operation = plan.label if plan is not None else REFUSED_OPERATION
             name = plan.name if plan is not None else operation_name
         codes = [str(e["extensions"]["code"]) for e in response.get("errors", ())]
-        status, extra = _status_of(codes)
+        status, extra = status_of(codes)
         self.fast_paths.answered += 1
         graphql_response = wants_graphql_response(_text(headers.get(b"accept")) or "")
         content = json.dumps(response, separators=(",", ":")).encode()
         seconds = time.perf_counter() - started
-        record_operation(operation, seconds, codes)
-        self.request_log(
+        self.finish(
             request_id=request_id,
             operation=operation,
             operation_name=name,
@@ -151,7 +151,7 @@ class FastFront:
                 (b"content-length", str(len(content)).encode()),
                 (b"content-type", media_type.encode()),
                 (b"x-request-id", request_id.encode()),
-                *extra,
+                *((name.lower().encode(), value.encode()) for name, value in extra.items()),
             ],
         }
         return start, {"type": "http.response.body", "body": content}
@@ -179,15 +179,6 @@ class FastFront:
             return plan.label, plan.name, {"data": plan.run(caller, variables)}
         except RootFailed as exc:
             return plan.label, plan.name, exc.response
-
-
-def _status_of(codes: list[str]) -> tuple[int, list[tuple[bytes, bytes]]]:
-    """The HTTP status and extra headers the generic path gives a response with these codes."""
-    if UNAUTHENTICATED in codes:
-        return 401, [(b"www-authenticate", WWW_AUTHENTICATE.encode())]
-    if SERVICE_UNAVAILABLE in codes:
-        return 503, [(b"retry-after", str(RETRY_AFTER_S).encode())]
-    return 200, []
 
 
 def _first_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

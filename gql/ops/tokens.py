@@ -1,8 +1,8 @@
 """Mint Supabase-style tokens for local use and tests.
 
-    python -m gql.tokens --role authenticated --sub <uuid> [--email a@b.c] [--expires-in 3600]
-    python -m gql.tokens --role service_role
-    python -m gql.tokens --demo [--url http://127.0.0.1:8000/graphql]
+    python -m gql.ops.tokens --role authenticated --sub <uuid> [--email a@b.c] [--expires-in 3600]
+    python -m gql.ops.tokens --role service_role
+    python -m gql.ops.tokens --demo [--url http://127.0.0.1:8000/graphql]
 
 The secret is JWT_SECRET, or in development the git-ignored DEV_SECRET_FILE, which --demo
 creates on first use so `make run` works out of the box.
@@ -21,7 +21,7 @@ from uuid import UUID
 
 import jwt
 
-from gql.auth import AUTHENTICATED, SERVICE_ROLE
+from gql.graphql.auth import AUTHENTICATED, SERVICE_ROLE
 from repo.demo import ADMIN, CUSTOMER, LEGACY_CUSTOMER, DemoUser
 
 DEV_SECRET_FILE = Path(".helpline-dev-secret")
@@ -103,7 +103,7 @@ def demo_text(secret: str, url: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gql.tokens",
+        prog="python -m gql.ops.tokens",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

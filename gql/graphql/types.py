@@ -8,7 +8,7 @@ from typing import Annotated, Any, cast
 from uuid import UUID
 
 import strawberry
-from starlette.concurrency import run_in_threadpool
+from anyio import to_thread
 
 from repo import inbox, integrity, messages
 from repo.checks import Check, run_checks
@@ -140,7 +140,7 @@ class Conversation:
             return MessageConnection.from_page(page)
 
         if on_event_loop():  # a subscription's result (HTTP operations run in a worker thread)
-            awaitable: Any = run_in_threadpool(load)  # graphql-core awaits it; the loop stays free
+            awaitable: Any = to_thread.run_sync(load)  # graphql-core awaits it; the loop stays free
             return cast(MessageConnection, awaitable)
         return load()
 

@@ -1,4 +1,4 @@
-"""Print the schema's SDL: `python -m gql.export_schema > schema/schema.graphql`."""
+"""Print the schema's SDL: `python -m gql.ops.export_schema > schema/schema.graphql`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 from strawberry.printer import print_schema
 
-from gql.schema import build_schema
+from gql.graphql.schema import build_schema
 from repo.config import Settings
 
 

@@ -39,7 +39,7 @@ LOG_CONFIG: dict[str, Any] = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         }
     },
-    "filters": {"request_id": {"()": "gql.logs.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "gql.graphql.logs.RequestIdFilter"}},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 from uuid import UUID
 
 import strawberry
+from anyio import to_thread
 from graphql import ASTValidationRule, NoSchemaIntrospectionCustomRule, specified_rules
-from starlette.concurrency import run_in_threadpool
 from strawberry.extensions import MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
-from gql import authz
-from gql.auth import Caller
-from gql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
-from gql.limits import OperationLimits, SmallDocumentParserCache, SmallDocumentValidationCache
-from gql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED, OperationLabel
-from gql.realtime import follow_all, live_messages
-from gql.types import (
+from gql.graphql import authz
+from gql.graphql.auth import Caller
+from gql.graphql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
+from gql.graphql.live import follow_all, live_messages
+from gql.graphql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED, OperationLabel
+from gql.graphql.rules import (
+    OperationLimits,
+    SmallDocumentParserCache,
+    SmallDocumentValidationCache,
+)
+from gql.graphql.types import (
     AdminConversationPayload,
     Conversation,
     InboxConnection,
@@ -58,7 +63,7 @@ def caller_of(info: Info[Any, Any]) -> Caller:
     return caller
 
 
-def open_conversation(
+def find_conversation_to_open(
     caller: Caller, customer_id: UUID | None
 ) -> tuple[CustomerId, ConversationView | None]:
     """Whose admin conversation the caller may open, and that conversation if it exists.
@@ -78,13 +83,16 @@ def open_conversation(
 
 def read_admin_conversation(caller: Caller, customer_id: UUID | None) -> Conversation | None:
     """Query.adminConversation, for a caller (the resolver and the fast path both run it)."""
-    _, found = open_conversation(caller, customer_id)
+    _, found = find_conversation_to_open(caller, customer_id)
     return Conversation.from_view(found) if found else None
 
 
-def open_admin_conversation(caller: Caller, customer_id: UUID | None) -> AdminConversationPayload:
-    """Mutation.adminConversation, for a caller (the resolver and the fast path both run it)."""
-    customer, found = open_conversation(caller, customer_id)
+def open_admin_conversation(
+    caller: Caller, customer_id: UUID | None, *, welcome_message: str
+) -> AdminConversationPayload:
+    """Mutation.adminConversation, for a caller (the resolver and the fast path both run it);
+    ``welcome_message``: the admin's first message in a conversation it creates."""
+    customer, found = find_conversation_to_open(caller, customer_id)
     if found is not None:  # the hot path: it exists, one read in all
         return AdminConversationPayload.from_result(
             AdminConversation(found, created=False, profile_created=False)
@@ -92,7 +100,7 @@ def open_admin_conversation(caller: Caller, customer_id: UUID | None) -> AdminCo
     signing_up = caller.user_id == customer and caller.email is not None
     new_user = NewUser(caller.email, caller.full_name) if signing_up and caller.email else None
     result = conversations.get_or_create_admin_conversation(
-        customer, new_user=new_user, known_missing=True
+        customer, welcome_message=welcome_message, new_user=new_user, known_missing=True
     )
     if result.created:
         CONVERSATIONS_CREATED.inc()
@@ -109,13 +117,19 @@ def read_conversation(caller: Caller, conversation_id: UUID) -> Conversation | N
     return Conversation.from_view(found) if found else None
 
 
-# Root fields the fast path may answer (gql/fastpath.py): by operation type and field name,
-# the function the resolver runs and the name of its one argument.
-FAST_ROOTS: dict[tuple[str, str], tuple[Callable[[Caller, Any], object], str | None]] = {
-    ("query", "adminConversation"): (read_admin_conversation, "customerId"),
-    ("mutation", "adminConversation"): (open_admin_conversation, "customerId"),
-    ("query", "conversation"): (read_conversation, "id"),
-}
+def fast_roots(
+    settings: Settings,
+) -> dict[tuple[str, str], tuple[Callable[[Caller, Any], object], str | None]]:
+    """Root fields the fast path may answer (gql/graphql/fastpath.py): by operation type and field
+    name, the function the resolver runs (with this server's settings) and its one argument."""
+    return {
+        ("query", "adminConversation"): (read_admin_conversation, "customerId"),
+        ("mutation", "adminConversation"): (
+            functools.partial(open_admin_conversation, welcome_message=settings.welcome_message),
+            "customerId",
+        ),
+        ("query", "conversation"): (read_conversation, "id"),
+    }
 
 
 @strawberry.type
@@ -156,7 +170,9 @@ class Mutation:
     def admin_conversation(
         self, info: Info[Any, Any], customer_id: CustomerIdArgument = None
     ) -> AdminConversationPayload:
-        return open_admin_conversation(caller_of(info), customer_id)
+        return open_admin_conversation(
+            caller_of(info), customer_id, welcome_message=info.context["welcome_message"]
+        )
 
     @strawberry.mutation(
         description="Send a message (1 to 4,000 characters) as the caller; "
@@ -205,7 +221,7 @@ class Subscription:
     ) -> AsyncGenerator[Message, None]:
         caller, hub = caller_of(info), info.context["hub"]
         conversation = ConversationId(conversation_id)
-        found = await run_in_threadpool(
+        found = await to_thread.run_sync(
             authz.readable_conversation,
             caller,
             lambda: conversations.find_conversation(conversation),
@@ -215,7 +231,7 @@ class Subscription:
         as_admin = authz.reads_as_admin(caller, found)
         async for message in live_messages(hub, conversation):
             if as_admin:  # one indexed read per message, for admins' subscriptions only
-                await run_in_threadpool(authz.require_still_admin, caller)
+                await to_thread.run_sync(authz.require_still_admin, caller)
             yield Message.from_view(message)
 
     @strawberry.subscription(
@@ -225,7 +241,7 @@ class Subscription:
     )
     async def inbox_updated(self, info: Info[Any, Any]) -> AsyncGenerator[InboxItem, None]:
         caller = caller_of(info)
-        await run_in_threadpool(authz.inbox_reader, caller)
+        await to_thread.run_sync(authz.inbox_reader, caller)
 
         def still_readable(conversation_id: ConversationId) -> inbox.InboxItem | None:
             # the role again for each update: an admin demoted since subscribing stops here
@@ -233,7 +249,7 @@ class Subscription:
 
         with info.context["hub"].subscribe(None) as subscriber:
             async for conversation_id in follow_all(subscriber):
-                item = await run_in_threadpool(still_readable, conversation_id)
+                item = await to_thread.run_sync(still_readable, conversation_id)
                 if item is not None:
                     yield InboxItem.from_item(item)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 log = logging.getLogger("helpline")
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "playground" / "node_modules"
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "playground" / "node_modules"
 ASSETS_URL = "/graphql-assets"
 REQUIRED_ASSETS = (
     "react/umd/react.production.min.js",

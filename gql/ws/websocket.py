@@ -41,10 +41,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
-from gql.auth import ANON, LEEWAY_SECONDS, AuthenticationFailed, Caller
-from gql.authz import KNOWN_ROLES
-from gql.errors import BAD_REQUEST, coded_errors
-from gql.realtime import SubscriberTooSlow
+from gql.graphql.auth import ANON, LEEWAY_SECONDS, AuthenticationFailed, Caller
+from gql.graphql.authz import KNOWN_ROLES
+from gql.graphql.errors import BAD_REQUEST, coded_errors
+from gql.graphql.live import SubscriberTooSlow
 
 UNAUTHORIZED, FORBIDDEN, TRY_AGAIN_LATER = 4401, 4403, 1013
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"

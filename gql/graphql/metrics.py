@@ -34,7 +34,7 @@ from prometheus_client import (
 )
 from strawberry.extensions import SchemaExtension
 
-from repo.db import pool_connections_in_use
+from repo.database import pool_connections_in_use
 from repo.integrity import count_orphaned_conversations
 
 ORPHANS_REFRESH_SECONDS = 60.0

@@ -1,4 +1,4 @@
-"""The ASGI application: `uvicorn --factory gql.app:create_app`."""
+"""The ASGI application: `uvicorn --factory gql.http.app:create_app`."""
 
 from __future__ import annotations
 
@@ -20,25 +20,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from gql.auth import Authenticator
-from gql.fastfront import FastFront
-from gql.fastpath import FastPaths
-from gql.limits import BodySizeLimit, ConcurrencyLimit, InFlight
-from gql.logs import RequestLog
-from gql.metrics import exposition, forget_this_process, refresh_orphan_gauge
-from gql.playground import ASSETS_DIR, ASSETS_URL, assets_available
-from gql.realtime import Hub, LocalListener, PostgresListener, Presence
-from gql.schema import FAST_ROOTS, build_schema, validation_rules
-from gql.view import HelplineGraphQL, refusal
-from gql.websocket import SubscriptionGate
+from gql.graphql.auth import Authenticator
+from gql.graphql.fastpath import FastPaths
+from gql.graphql.live import Hub, LocalListener, PostgresListener, Presence
+from gql.graphql.logs import RequestLog
+from gql.graphql.metrics import exposition, forget_this_process, refresh_orphan_gauge
+from gql.graphql.schema import build_schema, fast_roots, validation_rules
+from gql.http.fastfront import FastFront
+from gql.http.middleware import BodySizeLimit, ConcurrencyLimit, InFlight
+from gql.http.playground import ASSETS_DIR, ASSETS_URL, assets_available
+from gql.http.responses import Finisher, refusal
+from gql.http.view import HelplineGraphQL
+from gql.ws.websocket import SubscriptionGate
 from repo.config import ConfigError, Settings
-from repo.db import (
-    check_database,
-    claim_sqlite_server,
-    close_database,
-    open_database,
-    pool_connections_in_use,
-)
+from repo.database import check_database, close_database, open_database, pool_connections_in_use
+from repo.sqlite_claim import claim_sqlite_server
 from repo.users import is_admin
 
 log = logging.getLogger("helpline")
@@ -94,7 +90,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     """Build the app; settings come from the environment unless given (bad ones, or ones a
     server must not run with, exit in words).
 
-    ``fast_path``: answer the hot documents without the generic executor (gql/fastpath.py);
+    ``fast_path``: answer the hot documents without the generic executor (gql/graphql/fastpath.py);
     the tests turn it off to compare both paths.
     """
     try:
@@ -135,15 +131,20 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     schema = build_schema(settings)
     authenticator = Authenticator(settings, admin_lookup=is_admin)
     rules = validation_rules(settings)
-    fast_paths = FastPaths(
-        schema._schema,
-        FAST_ROOTS,
-        rules=rules,
-        max_tokens=settings.max_tokens,
+    fast_paths = (
+        FastPaths(
+            schema._schema,
+            fast_roots(settings),
+            rules=rules,
+            max_tokens=settings.max_tokens,
+            extensions=schema.get_extensions(),
+        )
+        if fast_path
+        else None
     )
     in_flight = InFlight(limit=settings.max_concurrent_requests)
     gate = SubscriptionGate(schema._schema, rules=rules, max_tokens=settings.max_tokens)
-    request_log = RequestLog(successes=settings.access_log == "all")
+    finish = Finisher(RequestLog(successes=settings.access_log == "all"))
     view = HelplineGraphQL(
         schema,
         authenticator=authenticator,
@@ -151,9 +152,10 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         presence=presence,
         max_sockets=settings.ws_max_connections,
         send_timeout_s=settings.ws_send_timeout_s,
-        request_log=request_log,
+        finish=finish,
         request_timeout_s=settings.request_timeout_s,
         subscription_gate=gate,
+        welcome_message=settings.welcome_message,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",
@@ -173,7 +175,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         ],
         middleware=[
             Middleware(ConcurrencyLimit, in_flight=in_flight),
-            # Next, so a hot request skips the rest of the stack (gql/fastfront.py says why).
+            # Next, so a hot request skips the rest of the stack (gql/http/fastfront.py says why).
             *(
                 [
                     Middleware(
@@ -182,11 +184,11 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
                         authenticator=authenticator,
                         max_body_bytes=settings.max_body_bytes,
                         cors=bool(settings.cors_origins),
-                        request_log=request_log,
+                        finish=finish,
                         request_timeout_s=settings.request_timeout_s,
                     )
                 ]
-                if fast_path
+                if fast_paths is not None
                 else []
             ),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
-from uuid import uuid4
 
 import anyio
 import anyio.to_thread
 from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -25,42 +23,35 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gql.auth import AuthenticationFailed, Authenticator, Caller
-from gql.errors import (
+from gql.graphql.auth import AuthenticationFailed, Authenticator, Caller
+from gql.graphql.errors import (
     BAD_REQUEST,
-    RETRY_AFTER_S,
-    SERVICE_UNAVAILABLE,
-    UNAUTHENTICATED,
     add_codes,
 )
-from gql.logs import RequestLog, request_id_var
-from gql.metrics import (
+from gql.graphql.live import Hub, Presence
+from gql.graphql.logs import request_id_var
+from gql.graphql.metrics import (
     INVALID_OPERATION,
     REFUSED_OPERATION,
     WEBSOCKET_CONNECTIONS,
-    record_operation,
 )
-from gql.playground import localize
-from gql.realtime import Hub, Presence
-from gql.websocket import HelplineTransportWSHandler, SubscriptionGate
+from gql.http.playground import localize
+from gql.http.responses import (
+    GRAPHQL_RESPONSE_JSON,
+    HTTP_CODES,
+    REQUEST_ID_HEADER,
+    RETRY_AFTER,
+    WWW_AUTHENTICATE,
+    Finisher,
+    refusal,
+    request_id_from,
+    status_of,
+    wants_graphql_response,
+)
+from gql.ws.websocket import HelplineTransportWSHandler, SubscriptionGate
 
 log = logging.getLogger("helpline")
 T = TypeVar("T")
-
-REQUEST_ID_HEADER = "X-Request-ID"
-GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
-_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-WWW_AUTHENTICATE = 'Bearer realm="helpline"'
-
-_HTTP_CODES = {
-    400: BAD_REQUEST,
-    401: UNAUTHENTICATED,
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    503: SERVICE_UNAVAILABLE,
-}
 
 
 class Refusal(HTTPException):
@@ -89,9 +80,10 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         presence: Presence,
         max_sockets: int,
         send_timeout_s: float,
-        request_log: RequestLog,
+        finish: Finisher,
         request_timeout_s: float,
         subscription_gate: SubscriptionGate,
+        welcome_message: str,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
@@ -100,9 +92,10 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self.presence = presence
         self.max_sockets = max_sockets
         self.send_timeout_s = send_timeout_s
-        self.request_log = request_log
+        self.finish = finish
         self.request_timeout_s = request_timeout_s
         self.subscription_gate = subscription_gate
+        self.welcome_message = welcome_message  # what resolvers open new conversations with
         self.sockets = 0
         self._page: str | None = None
 
@@ -123,14 +116,14 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             if accepts_graphql_response(request):
                 response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
             request_id = response.headers.setdefault(REQUEST_ID_HEADER, client_request_id(request))
-            if not scope.get("helpline.logged"):  # refused before execute_single logged it
-                self.request_log(
+            if not scope.get("helpline.logged"):  # refused before execute_single finished it
+                self.finish(
                     request_id=request_id,
                     operation=REFUSED_OPERATION,
                     operation_name=None,
                     seconds=time.perf_counter() - started,
                     status=status,
-                    codes=[_HTTP_CODES.get(status, BAD_REQUEST)],
+                    codes=[HTTP_CODES.get(status, BAD_REQUEST)],
                 )
         await response(scope, receive, send)
 
@@ -190,6 +183,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             "response": response,
             "request_id": request_id,
             "hub": self.hub,
+            "welcome_message": self.welcome_message,
         }
 
     async def execute_single(
@@ -210,20 +204,25 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             result = await self._execute(request, context, root_value, request_data)
             add_codes(result, context["request_id"])
             codes = [str((e.extensions or {}).get("code")) for e in result.errors or []]
-            self._set_status(result, sub_response)
+            status, headers = status_of(
+                codes,
+                request_error_is_400=sub_response.media_type == GRAPHQL_RESPONSE_JSON
+                and is_request_error(result),
+            )
+            if status != 200:
+                sub_response.status_code = status
+                sub_response.headers.update(headers)
             return result
         except HTTPException as exc:
-            status, codes = exc.status_code, [_HTTP_CODES.get(exc.status_code, BAD_REQUEST)]
+            status, codes = exc.status_code, [HTTP_CODES.get(exc.status_code, BAD_REQUEST)]
             raise
         finally:
             seconds = time.perf_counter() - started
             status = sub_response.status_code or status
-            operation = context.get("operation_label", REFUSED_OPERATION)
-            record_operation(operation, seconds, codes)
             request.scope["helpline.logged"] = True
-            self.request_log(
+            self.finish(
                 request_id=context["request_id"],
-                operation=operation,
+                operation=context.get("operation_label", REFUSED_OPERATION),
                 operation_name=context.get("operation_name", request_data.operation_name),
                 seconds=seconds,
                 status=status,
@@ -279,18 +278,6 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             operation_extensions=request_data.extensions,
         )
 
-    @staticmethod
-    def _set_status(result: ExecutionResult, sub_response: Response) -> None:
-        codes = {(e.extensions or {}).get("code") for e in result.errors or []}
-        if UNAUTHENTICATED in codes:
-            sub_response.status_code = 401
-            sub_response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
-        elif SERVICE_UNAVAILABLE in codes:  # retry the request (what is safe to: README)
-            sub_response.status_code = 503
-            sub_response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        elif sub_response.media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):
-            sub_response.status_code = 400
-
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
@@ -306,9 +293,6 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         if sub_response.media_type:
             response.headers["content-type"] = sub_response.media_type
         return response
-
-
-RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_S)}
 
 
 async def in_worker_thread(work: Callable[[], T], *, deadline_s: float) -> T:
@@ -337,26 +321,8 @@ def client_request_id(request: Any) -> str:
     return request_id
 
 
-def request_id_from(header: str | None) -> str:
-    """The client's X-Request-ID when it is sane, else a new one."""
-    return header if header and _CLIENT_REQUEST_ID.fullmatch(header) else uuid4().hex
-
-
 def accepts_graphql_response(request: Request) -> bool:
     return wants_graphql_response(request.headers.get("accept", ""))
-
-
-def wants_graphql_response(accept: str) -> bool:
-    """Whether an Accept header lists the GraphQL-over-HTTP media type (q above 0)."""
-    for item in accept.split(","):
-        media_type, *params = (part.strip().lower() for part in item.split(";"))
-        if media_type == GRAPHQL_RESPONSE_JSON:
-            weights = [p.removeprefix("q=") for p in params if p.startswith("q=")]
-            try:
-                return not weights or float(weights[0]) > 0
-            except ValueError:
-                return False
-    return False
 
 
 def request_method(request: Request) -> Literal["GET", "POST"]:
@@ -368,10 +334,3 @@ def is_request_error(result: ExecutionResult) -> bool:
     """Parse, validation or variable errors: execution never started."""
     errors = result.errors or []
     return result.data is None and bool(errors) and all(e.path is None for e in errors)
-
-
-def refusal(status_code: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    """A request refused before execution, as a GraphQL error body with a code."""
-    code = _HTTP_CODES.get(status_code, BAD_REQUEST)
-    body = {"errors": [{"message": reason, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status_code, headers=headers)

@@ -1,0 +1,1 @@
+"""The WebSocket transport: graphql-transport-ws, subscriptions only."""

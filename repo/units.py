@@ -1,0 +1,188 @@
+"""Units of work: one function, one pooled connection, its failures mapped to repo errors.
+
+A serialization failure or a deadlock runs the unit again (with jittered backoff); connection
+loss, timeouts, lock waits and an exhausted pool are DatabaseUnavailable; constraint failures
+are IntegrityViolation with the constraint's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
+
+import peewee
+import psycopg2
+import psycopg2.errors
+from playhouse.pool import MaxConnectionsExceeded
+
+from repo.database import _Bound, _replica_in_use, database, is_sqlite
+from repo.errors import DatabaseRefused, DatabaseUnavailable, IntegrityViolation
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def write_transaction() -> Any:
+    """An atomic block that takes the write lock up front on SQLite (BEGIN IMMEDIATE)."""
+    if is_sqlite():
+        return database.atomic(lock_type="IMMEDIATE")
+    return database.atomic()
+
+
+def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run ``fn`` on a pooled connection; map failures to the repository's errors.
+
+    Constraint failures become IntegrityViolation; connection loss, timeouts, lock waits and
+    an exhausted pool become DatabaseUnavailable (retryable by the client). A serialization
+    failure or a deadlock (40001, 40P01) rolled the whole transaction back, so the unit runs
+    again, up to DB_RETRY_ATTEMPTS times in all, after a short jittered pause; nothing else
+    is retried. A unit called inside another one leaves retrying to the outer one.
+    """
+    return _unit_of_work(fn, retry=True)
+
+
+def unit_of_work_once(fn: Callable[P, T]) -> Callable[P, T]:
+    """A unit of work that is never run again: for one that commits as it goes (a batched
+    repair), where running it again would report only its last run."""
+    return _unit_of_work(fn, retry=False)
+
+
+def _unit_of_work(fn: Callable[P, T], *, retry: bool) -> Callable[P, T]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        outermost = database.is_closed()
+        attempts = _Bound.retry_attempts if outermost and retry else 1
+        attempt = 1
+        while True:
+            try:
+                with database.connection_context():
+                    return fn(*args, **kwargs)
+            except peewee.IntegrityError as exc:
+                violation = _integrity_violation(exc)
+                log.error(
+                    "integrity violation in %s: constraint=%s sqlstate=%s",
+                    fn.__qualname__,
+                    violation.constraint,
+                    violation.sqlstate,
+                )
+                raise violation from exc
+            except (
+                peewee.OperationalError,
+                peewee.InterfaceError,
+                peewee.InternalError,
+                MaxConnectionsExceeded,
+            ) as exc:
+                sqlstate = _sqlstate(exc)
+                if sqlstate in RETRIED_SQLSTATES and not outermost:
+                    raise  # the outer unit's transaction was rolled back: it runs again
+                if sqlstate in RETRIED_SQLSTATES and attempt < attempts:
+                    log.warning(
+                        "%s in %s (attempt %d of %d): retrying",
+                        RETRIED_SQLSTATES[sqlstate],
+                        fn.__qualname__,
+                        attempt,
+                        attempts,
+                    )
+                    time.sleep(_backoff_s(attempt))
+                    attempt += 1
+                    continue
+                if not _is_unavailable(exc):
+                    raise
+                log.warning(
+                    "database unavailable in %s: %s%s",
+                    fn.__qualname__,
+                    type(exc.__cause__ or exc).__name__,
+                    f" (sqlstate {sqlstate})" if sqlstate else "",  # none when a connection broke
+                )
+                raise DatabaseUnavailable("the database is unavailable; retry shortly") from exc
+
+    return wrapper
+
+
+RETRIED_SQLSTATES = {"40001": "serialization failure", "40P01": "deadlock"}
+_BACKOFF_BASE_S = 0.02
+_BACKOFF_CAP_S = 0.5
+
+
+def _backoff_s(attempt: int) -> float:
+    """Full jitter: racing transactions that failed together do not retry together."""
+    return random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    cause = exc.__cause__ or exc.__context__
+    return getattr(cause, "pgcode", None)
+
+
+def replica_unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
+    """A unit of work that only reads, run on the read replica when one is configured.
+
+    For reads that may lag the primary by the replica's delay (the integrity counts). Never
+    write inside one: a replica refuses writes.
+    """
+    work = unit_of_work(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        token = _replica_in_use.set(_Bound.replica)
+        try:
+            return work(*args, **kwargs)
+        finally:
+            _replica_in_use.reset(token)
+
+    return wrapper
+
+
+_SQLITE_BUSY = ("database is locked", "database is busy")
+
+
+def _is_unavailable(exc: Exception) -> bool:
+    """Connection loss, timeouts, lock waits, busy SQLite, an exhausted pool: worth a retry."""
+    if isinstance(exc, MaxConnectionsExceeded | peewee.InterfaceError):
+        return True
+    if _sqlstate(exc) == "25P03":  # the server ended a session idle in its transaction
+        return True
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, sqlite3.Error):
+        return str(cause).lower().startswith(_SQLITE_BUSY)
+    return isinstance(cause, psycopg2.OperationalError)
+
+
+def _integrity_violation(exc: peewee.IntegrityError) -> IntegrityViolation:
+    # peewee re-raises the driver's exception as its own while handling it.
+    cause = exc.__cause__ or exc.__context__ or exc
+    diag = getattr(cause, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    sqlstate = getattr(cause, "pgcode", None)
+    if sqlstate is None:
+        sqlstate = getattr(cause, "sqlite_errorname", None)
+    return IntegrityViolation(constraint, sqlstate)
+
+
+@contextlib.contextmanager
+def command_errors() -> Iterator[None]:
+    """For operations commands, which open connections of their own (migrate, adopt): the
+    driver's errors as the repository's, so a command reports them without knowing drivers."""
+    try:
+        yield
+    except psycopg2.OperationalError as exc:
+        raise DatabaseUnavailable(_first_line(exc)) from exc
+    except psycopg2.errors.DuplicateTable as exc:
+        raise DatabaseRefused(_first_line(exc), foreign_schema=True) from exc
+    except (peewee.DatabaseError, psycopg2.Error, sqlite3.Error) as exc:
+        text = str(exc).lower()
+        missing = "no such table" in text or "does not exist" in text
+        raise DatabaseRefused(_first_line(exc), no_schema=missing) from exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
