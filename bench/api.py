@@ -52,7 +52,7 @@ from bench.common import (
     wait_until_serving,
     write_section,
 )
-from gql.tokens import mint
+from gql.ops.tokens import mint
 from repo.config import DEFAULT_WELCOME_MESSAGE, Settings
 from repo.migrate import migrate
 
@@ -523,10 +523,6 @@ def run(args: argparse.Namespace) -> str:
                     baseline(url, ports["baseline"], args.workers, tmp)
                 ),
             }
-            if "function" in contenders:
-                servers["function"] = stack.enter_context(
-                    function_contender(url, ports["function"], args.workers, tmp)
-                )
             if args.postgraphile:
                 postgraphile.prepare(url)
                 peer = stack.enter_context(
@@ -541,7 +537,15 @@ def run(args: argparse.Namespace) -> str:
                     for name in order:
                         if name == "function" and workload.name != "cold":
                             continue  # it differs from Helpline on the cold path only
-                        result = measure(name, servers, workload, files, url, tmp, args)
+                        if name == "function":  # served only while measured: its pool and
+                            # pgbench's clients need not fit in max_connections at once
+                            with function_contender(
+                                url, ports["function"], args.workers, tmp
+                            ) as server:
+                                serving_now = {**servers, name: server}
+                                result = measure(name, serving_now, workload, files, url, tmp, args)
+                        else:
+                            result = measure(name, servers, workload, files, url, tmp, args)
                         series.setdefault((workload.name, name), Series()).results.append(result)
                     print(
                         f"round {round_ + 1}: {workload.name}: "
@@ -602,8 +606,6 @@ def check_answers(servers: dict[str, Server], data: Dataset) -> None:
     for workload, value in ((WORKLOADS[0], customer), (WORKLOADS[2], conversation)):
         answers = []
         for name, server in servers.items():
-            if name == "function":
-                continue  # the cold path's contender: checked by the created conversations
             query = PEER_QUERIES[workload.name] if name == "postgraphile" else workload.query
             response = httpx.post(
                 f"{server.base}/graphql",
