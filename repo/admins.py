@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from repo.errors import CustomerNotFound
-from repo.ids import CustomerId
-from repo.models import Profile, User
+from repo.ids import CustomerId, ProfileId
+from repo.models import AdminConversationCount, Profile, User
 from repo.rows import profile_columns, profile_from
 from repo.units import unit_of_work, write_transaction
 from repo.users import ensure_profile
@@ -26,3 +26,14 @@ def make_admin(email: str) -> ProfileView:
             Profile.select(*profile_columns(Profile)).where(Profile.id == user_id).tuples().get()
         )
     return profile_from(row, 0)
+
+
+@unit_of_work
+def assigned_conversation_count(profile_id: ProfileId) -> int:
+    """How many conversations the profile holds as their admin (0 for none)."""
+    count = (
+        AdminConversationCount.select(AdminConversationCount.conversation_count)
+        .where(AdminConversationCount.admin == profile_id)
+        .scalar()
+    )
+    return int(count or 0)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from peewee import fn
+from peewee import JOIN, Value, fn
 
-from repo.database import is_sqlite
+from repo.database import database, is_sqlite
 from repo.errors import CustomerNotFound, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
-from repo.models import Conversation, Profile, User
+from repo.models import AdminConversationCount, Conversation, Profile, User
 from repo.prepared import PreparedQuery, PreparedSelect
 from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
 from repo.units import unit_of_work, write_transaction
@@ -20,6 +20,7 @@ from repo.views import AdminConversation, ConversationView
 
 Customer = Profile.alias("customer")
 Admin = Profile.alias("admin")
+Count = AdminConversationCount
 
 
 @unit_of_work
@@ -32,10 +33,10 @@ def get_or_create_admin_conversation(
 ) -> AdminConversation:
     """Return the customer's admin conversation, creating profile and conversation if missing.
 
-    One atomic block, the same statements on both backends: ensure the profile, lock it, then
-    one INSERT ... SELECT that looks for the conversation under the lock and, when there is
-    none, inserts it with the admin it chooses; the admin's ``welcome_message`` (the first
-    message of every new conversation); the conversation's read.
+    One atomic block, the same statements on both backends: ensure the profile, lock it, look
+    for the conversation under the lock; when there is none, choose the admin (the fewest
+    conversations, online admins first) and count it, insert the conversation and the admin's
+    ``welcome_message`` (the first message of every new conversation). Then, committed, read it.
     ``new_user`` (from a verified sign-up token) creates the users row when there is none.
     ``known_missing``: the caller has just looked it up and found none, so go straight to
     the locked block (which looks again under the lock, so a racing creator is still seen).
@@ -48,14 +49,16 @@ def get_or_create_admin_conversation(
             if new_user is None or not _ensure_user(customer_id, new_user):
                 raise CustomerNotFound(f"customer {customer_id} not found: no users row")
             profile_created = _lock_profile(customer_id)  # its trigger made the profile
-        inserted = _insert_conversation_unless_one_exists(customer_id)
-        if inserted is not None:
-            conversation_id, admin_id = inserted
+        # A separate statement: under READ COMMITTED one that waited for the lock would still
+        # see its old snapshot of conversations, and so miss a racer's commit.
+        created = _CONVERSATION_OF.first(customer_id) is None
+        if created:
+            admin_id = _choose_admin(customer_id)
+            conversation_id = _insert_conversation(customer_id, admin_id)
             post_message(conversation_id, admin_id, welcome_message)
-        found = _find_conversation_of(customer_id)
-        if found is None:  # none existed, and none could be inserted
-            raise NoAdminAvailable("no admin is available to take the conversation")
-    return AdminConversation(found, created=inserted is not None, profile_created=profile_created)
+    found = _find_conversation_of(customer_id)  # committed: the conversation is there
+    assert found is not None
+    return AdminConversation(found, created=created, profile_created=profile_created)
 
 
 @unit_of_work
@@ -145,24 +148,44 @@ def _lock_query(customer: CustomerId) -> Any:
 
 
 _LOCK_PROFILE = PreparedSelect(_lock_query)
-_INSERT_CONVERSATION = PreparedQuery(
-    lambda customer: Conversation.insert_from(
-        Profile.select(Customer.id, Admin.id)
-        .from_(Customer, Admin)
-        .where(
-            Customer.id == customer,
-            # looked for under the lock, by this statement itself: a statement that starts
-            # after the lock was granted sees what a racer committed (READ COMMITTED)
-            ~fn.EXISTS(Conversation.select(1).where(Conversation.customer == Customer.id)),
-            # the oldest admin who is not the customer, chosen inside the insert
-            Admin.is_admin,
-            Admin.id != Customer.id,
-        )
-        .order_by(Admin.created_at, Admin.id)
-        .limit(1),
-        fields=[Conversation.customer, Conversation.admin],
-    ).returning(Conversation.id, Conversation.admin)
+_CONVERSATION_OF = PreparedSelect(
+    lambda customer: Conversation.select(Conversation.id).where(Conversation.customer == customer)
 )
+# The admin a first contact goes to: the fewest conversations among admins who are online,
+# else among all admins; ties to the oldest profile, then the lowest id; never the customer.
+# One statement chooses the admin and counts the conversation it is about to get.
+_CHOOSE_ADMIN = PreparedQuery(
+    lambda customer: (
+        AdminConversationCount.insert_from(
+            Admin.select(Admin.id, Value(1))
+            .join(Count, JOIN.LEFT_OUTER, on=(Count.admin == Admin.id))
+            .where(Admin.is_admin, Admin.id != customer)
+            .order_by(
+                Admin.is_online.desc(),
+                fn.COALESCE(Count.conversation_count, 0),
+                Admin.created_at,
+                Admin.id,
+            )
+            .limit(1),
+            fields=[AdminConversationCount.admin, AdminConversationCount.conversation_count],
+        )
+        .on_conflict(
+            conflict_target=[AdminConversationCount.admin],
+            update={Count.conversation_count: Count.conversation_count + 1},
+        )
+        .returning(AdminConversationCount.admin)
+    )
+)
+_INSERT_CONVERSATION = PreparedQuery(
+    lambda customer, admin: Conversation.insert(customer=customer, admin=admin).returning(
+        Conversation.id
+    )
+)
+# PostgreSQL: first contacts of different customers choose one after the other, so two never
+# both see the same admin as the least loaded. A transaction-level advisory lock, taken as late
+# as the choice and released at commit; it locks no row (SQLite's BEGIN IMMEDIATE already
+# serializes writers). Duplicates are kept out by the customer's FOR UPDATE, not by this.
+ADMIN_CHOICE_LOCK = 0x68656C70  # "help"
 
 
 def _lock_profile(customer_id: CustomerId) -> bool:
@@ -175,13 +198,17 @@ def _lock_profile(customer_id: CustomerId) -> bool:
     return _LOCK_PROFILE.first(customer_id) is not None
 
 
-def _insert_conversation_unless_one_exists(
-    customer_id: CustomerId,
-) -> tuple[ConversationId, ProfileId] | None:
-    """Under the profile's lock: insert the customer's conversation with the oldest admin,
-    unless the customer has one; the new conversation's id and admin, or None."""
-    inserted = _INSERT_CONVERSATION.rows(customer_id)
-    if not inserted:
-        return None
-    ((conversation_id, admin_id),) = inserted
-    return ConversationId(UUID(str(conversation_id))), ProfileId(UUID(str(admin_id)))
+def _choose_admin(customer_id: CustomerId) -> ProfileId:
+    """The admin the rule gives the customer's new conversation, counted already."""
+    if not is_sqlite():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADMIN_CHOICE_LOCK,))
+    chosen = _CHOOSE_ADMIN.rows(customer_id)
+    if not chosen:
+        raise NoAdminAvailable("no admin is available to take the conversation")
+    ((admin_id,),) = chosen
+    return ProfileId(UUID(str(admin_id)))
+
+
+def _insert_conversation(customer_id: CustomerId, admin_id: ProfileId) -> ConversationId:
+    ((conversation_id,),) = _INSERT_CONVERSATION.rows(customer_id, admin_id)
+    return ConversationId(UUID(str(conversation_id)))

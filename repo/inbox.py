@@ -46,15 +46,22 @@ def _activity() -> Any:
 
 @unit_of_work
 def inbox_page(
-    reader_id: ProfileId | None, *, first: int = 20, after: str | None = None
+    reader_id: ProfileId | None,
+    *,
+    first: int = 20,
+    after: str | None = None,
+    assigned_to: ProfileId | None = None,
 ) -> InboxPage:
     """Conversations newest activity first; unread counts are for ``reader_id``.
 
-    ``reader_id`` None (a service caller) counts for each conversation's assigned admin.
+    ``reader_id`` None (a service caller) counts for each conversation's assigned admin;
+    ``assigned_to``: only the conversations that admin holds.
     """
     if not 1 <= first <= MAX_PAGE_SIZE:
         raise InvalidInput(f"first must be between 1 and {MAX_PAGE_SIZE}, got {first}")
     query = conversation_query()
+    if assigned_to is not None:
+        query = query.where(Conversation.admin == assigned_to)
     if after is not None:
         activity, conversation_id = decode_cursor(after)
         query = query.where(

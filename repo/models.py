@@ -99,6 +99,16 @@ class Conversation(BaseModel):
         table_name = "conversations"
 
 
+class AdminConversationCount(BaseModel):
+    """How many conversations an admin holds: what a first contact balances."""
+
+    admin = peewee.ForeignKeyField(Profile, column_name="admin_id", primary_key=True, backref="+")
+    conversation_count = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "admin_conversation_counts"
+
+
 class Message(BaseModel):
     id = CanonicalUUIDField(primary_key=True)
     conversation = peewee.ForeignKeyField(Conversation, column_name="conversation_id", backref="+")
@@ -134,4 +144,12 @@ class Presence(BaseModel):
         primary_key = peewee.CompositeKey("profile", "process_id")
 
 
-ALL_MODELS = (User, Profile, Conversation, Message, ConversationRead, Presence)
+ALL_MODELS = (
+    User,
+    Profile,
+    Conversation,
+    AdminConversationCount,
+    Message,
+    ConversationRead,
+    Presence,
+)

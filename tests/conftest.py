@@ -30,7 +30,15 @@ POSTGRES_SERVER_URL = os.environ.get(
 )
 TEST_WELCOME_MESSAGE = "Welcome to Helpline support!"
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
-TABLES = ("presence", "conversation_reads", "messages", "conversations", "profiles", "users")
+TABLES = (
+    "admin_conversation_counts",
+    "presence",
+    "conversation_reads",
+    "messages",
+    "conversations",
+    "profiles",
+    "users",
+)
 UNREACHABLE = pytest.StashKey[str | None]()
 
 

@@ -31,7 +31,8 @@ def _known(caller: Caller) -> None:
         raise Forbidden(f"role {caller.role[:32]!r} may not use this API")
 
 
-def _is_staff(caller: Caller) -> bool:
+def is_staff(caller: Caller) -> bool:
+    """Admins and service_role (may read every conversation and the team's figures)."""
     return caller.is_service or caller.is_admin
 
 
@@ -40,7 +41,7 @@ def customer_to_open(caller: Caller, customer_id: UUID | None) -> CustomerId:
     _known(caller)
     if customer_id is not None and customer_id == caller.user_id:
         return caller.user_id  # their own, named: theirs to open as customer or as admin
-    if _is_staff(caller):
+    if is_staff(caller):
         if customer_id is None:
             raise BadUserInput("customerId is required for admin and service callers")
         return CustomerId(customer_id)
@@ -69,7 +70,7 @@ def readable_conversation(
     conversation = load()
     if conversation is not None and conversation.customer.id == caller.user_id:
         caller.learn_admin_status(conversation.customer.is_admin)  # no second read for it
-    if _is_staff(caller):
+    if is_staff(caller):
         return conversation
     if conversation is None or conversation.customer.id != caller.user_id:
         raise Forbidden("you may only read your own conversation")
@@ -105,7 +106,7 @@ def sender_in(caller: Caller, owner_of: Callable[[], CustomerId | None]) -> Prof
 def require_operator(caller: Caller) -> None:
     """Integrity reads and dry-run repairs: admins and service callers."""
     _known(caller)
-    if not _is_staff(caller):
+    if not is_staff(caller):
         raise Forbidden("integrity checks are for admins and operators")
 
 
@@ -120,6 +121,15 @@ def inbox_reader(caller: Caller) -> ProfileId | None:
     """Whose unread counts the inbox shows: an admin's own; a service caller's assigned admins."""
     require_operator(caller)
     return None if caller.is_service else ProfileId(caller.user_id)  # type: ignore[arg-type]
+
+
+def own_queue(caller: Caller, *, assigned_to_me: bool) -> ProfileId | None:
+    """The admin whose conversations an inbox shows with ``assignedToMe`` (None: all)."""
+    if not assigned_to_me:
+        return None
+    if caller.is_service or caller.user_id is None:
+        raise BadUserInput("assignedToMe is for admins: service_role holds no conversations")
+    return ProfileId(caller.user_id)
 
 
 def admin_reader(caller: Caller) -> ProfileId:

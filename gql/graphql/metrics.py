@@ -60,6 +60,11 @@ REQUESTS_SHED = Counter(
 CONVERSATIONS_CREATED = Counter(
     "helpline_conversations_created_total", "Admin conversations created on first contact"
 )
+CONVERSATIONS_ASSIGNED = Counter(
+    "helpline_conversations_assigned_total",
+    "Conversations given to an admin, by reason (first_contact: the balancing rule chose them)",
+    ["reason"],
+)
 PROFILES_SELF_HEALED = Counter(
     "helpline_profiles_self_healed_total",
     "Profiles created for customers who had none: each is a time the post-mortem's bug would "

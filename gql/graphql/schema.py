@@ -18,7 +18,12 @@ from gql.graphql import authz
 from gql.graphql.auth import Caller
 from gql.graphql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
 from gql.graphql.live import follow_all, live_messages
-from gql.graphql.metrics import CONVERSATIONS_CREATED, PROFILES_SELF_HEALED, OperationLabel
+from gql.graphql.metrics import (
+    CONVERSATIONS_ASSIGNED,
+    CONVERSATIONS_CREATED,
+    PROFILES_SELF_HEALED,
+    OperationLabel,
+)
 from gql.graphql.rules import (
     OperationLimits,
     SmallDocumentParserCache,
@@ -45,6 +50,13 @@ CustomerIdArgument = Annotated[
     strawberry.argument(
         name="customerId",
         description="Defaults to the caller; required for admin and service callers.",
+    ),
+]
+AssignedToMeArgument = Annotated[
+    bool,
+    strawberry.argument(
+        name="assignedToMe",
+        description="Only the conversations assigned to the caller (admins; not service_role).",
     ),
 ]
 ClientMessageIdArgument = Annotated[
@@ -104,6 +116,7 @@ def open_admin_conversation(
     )
     if result.created:
         CONVERSATIONS_CREATED.inc()
+        CONVERSATIONS_ASSIGNED.labels("first_contact").inc()
     if result.profile_created:
         PROFILES_SELF_HEALED.inc()
     return AdminConversationPayload.from_result(result)
@@ -150,10 +163,18 @@ class Query:
 
     @strawberry.field(description="The admins' inbox: conversations, newest activity first.")
     def inbox(
-        self, info: Info[Any, Any], first: int = 20, after: str | None = None
+        self,
+        info: Info[Any, Any],
+        first: int = 20,
+        after: str | None = None,
+        assigned_to_me: AssignedToMeArgument = False,
     ) -> InboxConnection:
-        reader = authz.inbox_reader(caller_of(info))
-        return InboxConnection.from_page(inbox.inbox_page(reader, first=first, after=after))
+        caller = caller_of(info)
+        reader = authz.inbox_reader(caller)
+        mine = authz.own_queue(caller, assigned_to_me=assigned_to_me)
+        return InboxConnection.from_page(
+            inbox.inbox_page(reader, first=first, after=after, assigned_to=mine)
+        )
 
     @strawberry.field(description="Data integrity checks, for admins and operators.")
     def integrity(self, info: Info[Any, Any]) -> IntegrityReport:
@@ -239,9 +260,12 @@ class Subscription:
         "(admins and operators). After a server-side interruption it ends with RESUBSCRIBE: "
         "refetch the inbox and subscribe again."
     )
-    async def inbox_updated(self, info: Info[Any, Any]) -> AsyncGenerator[InboxItem, None]:
+    async def inbox_updated(
+        self, info: Info[Any, Any], assigned_to_me: AssignedToMeArgument = False
+    ) -> AsyncGenerator[InboxItem, None]:
         caller = caller_of(info)
         await to_thread.run_sync(authz.inbox_reader, caller)
+        mine = authz.own_queue(caller, assigned_to_me=assigned_to_me)
 
         def still_readable(conversation_id: ConversationId) -> inbox.InboxItem | None:
             # the role again for each update: an admin demoted since subscribing stops here
@@ -250,7 +274,7 @@ class Subscription:
         with info.context["hub"].subscribe(None) as subscriber:
             async for conversation_id in follow_all(subscriber):
                 item = await to_thread.run_sync(still_readable, conversation_id)
-                if item is not None:
+                if item is not None and mine in (None, item.conversation.admin.id):
                     yield InboxItem.from_item(item)
 
 

@@ -9,10 +9,12 @@ from uuid import UUID
 
 import strawberry
 from anyio import to_thread
+from strawberry.types import Info
 
-from repo import inbox, integrity, messages
+from gql.graphql import authz
+from repo import admins, inbox, integrity, messages
 from repo.checks import Check, run_checks
-from repo.ids import ConversationId
+from repo.ids import ConversationId, ProfileId
 from repo.views import (
     AdminConversation,
     ConversationView,
@@ -46,6 +48,23 @@ class Profile:
     avatar_url: str
     is_admin: bool
     is_online: bool
+
+    @strawberry.field(
+        description="Conversations this profile holds as their admin (what a first contact "
+        "balances); null unless the caller is staff (an admin or service_role)."
+    )
+    def assigned_conversation_count(self, info: Info[Any, Any]) -> int | None:
+        caller = info.context["caller"]
+
+        def load() -> int | None:
+            if not authz.is_staff(caller):
+                return None
+            return admins.assigned_conversation_count(ProfileId(self.id))
+
+        if on_event_loop():  # a subscription's result: the database is read off the loop
+            awaitable: Any = to_thread.run_sync(load)
+            return cast(int | None, awaitable)
+        return load()
 
     @classmethod
     def from_view(cls, view: ProfileView) -> Profile:

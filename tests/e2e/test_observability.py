@@ -77,6 +77,7 @@ def test_metrics_move_with_traffic_and_logs_are_json_without_secrets(server: Ser
             ("helpline_graphql_requests_total", {"operation": FIRST_CONTACT}),
             ("helpline_graphql_requests_total", {"operation": "invalid"}),
             ("helpline_conversations_created_total", {}),
+            ("helpline_conversations_assigned_total", {"reason": "first_contact"}),
             ("helpline_profiles_self_healed_total", {}),
             ("helpline_graphql_errors_total", {"code": "GRAPHQL_VALIDATION_FAILED"}),
         ]
@@ -85,6 +86,7 @@ def test_metrics_move_with_traffic_and_logs_are_json_without_secrets(server: Ser
         ("helpline_graphql_requests_total", FIRST_CONTACT): 2,
         ("helpline_graphql_requests_total", "invalid"): 1,
         ("helpline_conversations_created_total",): 2,
+        ("helpline_conversations_assigned_total", "first_contact"): 2,
         ("helpline_profiles_self_healed_total",): 1,
         ("helpline_graphql_errors_total", "GRAPHQL_VALIDATION_FAILED"): 1,
     }

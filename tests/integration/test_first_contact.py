@@ -61,11 +61,13 @@ def kind(statement: str) -> str:
         ("create the users row", r'^INSERT INTO "users"'),
         ("ensure the profile", r'^INSERT INTO "profiles" .* ON CONFLICT .* DO NOTHING'),
         ("lock the profile", r'^SELECT "t1"."id" FROM "profiles" AS "t1" WHERE .* FOR UPDATE$'),
+        ("look for the conversation", r'^SELECT "t1"."id" FROM "conversations" AS "t1" WHERE'),
+        ("serialize the choice of admin", r"^SELECT pg_advisory_xact_lock\("),
         (
-            "insert the conversation unless one exists",
-            r'^INSERT INTO "conversations" .* SELECT .* NOT EXISTS\(SELECT .* FROM "conversations"'
-            r".* RETURNING",
+            "choose the admin and count the conversation",
+            r'^INSERT INTO "admin_conversation_counts" .* SELECT .* ON CONFLICT .* RETURNING',
         ),
+        ("insert the conversation", r'^INSERT INTO "conversations" .* VALUES .* RETURNING'),
         ("store the welcome message", r"^WITH stored AS \( INSERT INTO messages"),
         ("read the conversation", r'^SELECT .* FROM "conversations" AS "t\d+" INNER JOIN'),
     ]
@@ -89,12 +91,13 @@ def test_a_first_contact_is_one_transaction_that_locks_before_it_inserts(sent: S
         "BEGIN",
         "ensure the profile",
         "lock the profile",
-        # one statement, after the lock: it sees a racer's commit, looks for the conversation
-        # and, finding none, inserts it with the admin it chooses
-        "insert the conversation unless one exists",
+        "look for the conversation",  # under the lock: a racer's commit is seen
+        "serialize the choice of admin",  # first contacts of other customers choose in turn
+        "choose the admin and count the conversation",
+        "insert the conversation",
         "store the welcome message",
-        "read the conversation",
         "COMMIT",
+        "read the conversation",  # committed
     ]
     assert len({connection for connection, _ in sent}) == 1
 
@@ -114,9 +117,9 @@ def test_a_conversation_found_under_the_lock_is_returned_and_nothing_inserted(
         "BEGIN",
         "ensure the profile",
         "lock the profile",
-        "insert the conversation unless one exists",  # inserts nothing: one exists
-        "read the conversation",
+        "look for the conversation",
         "COMMIT",
+        "read the conversation",
     ]
 
 
@@ -128,8 +131,8 @@ def test_no_admin_rolls_the_whole_block_back(sent: Sent) -> None:
         first_contact(customer)
 
     assert steps(sent)[-3:] == [
-        "insert the conversation unless one exists",
-        "read the conversation",
+        "serialize the choice of admin",
+        "choose the admin and count the conversation",  # none to choose
         "ROLLBACK",
     ]
     assert (count_rows("profiles"), count_rows("conversations")) == (0, 0)

@@ -20,6 +20,7 @@ EXPORTED = {
         metrics.LATENCY,
         metrics.ERRORS,
         metrics.CONVERSATIONS_CREATED,
+        metrics.CONVERSATIONS_ASSIGNED,
         metrics.PROFILES_SELF_HEALED,
         metrics.FOREIGN_KEY_VIOLATIONS,
         metrics.ORPHANED_CONVERSATIONS,

@@ -1,0 +1,187 @@
+"""A support team over the API: balanced first contacts across server processes, online admins
+first, each admin's own queue, and the balanced count visible to staff only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx2 as httpx
+import pytest
+
+from repo.config import Settings
+from repo.database import database
+from repo.models import Conversation, Profile
+from tests.e2e.conftest import GraphQLClient, running_server, user_token
+from tests.e2e.test_subscriptions import send_over_http
+from tests.e2e.wsclient import Subscription, until_flowing
+from tests.factories import first_contact, make_admin, make_user
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+OPEN = "mutation { adminConversation { conversation { id admin { id } } } }"
+COUNTS = """query ($c: UUID!) { adminConversation(customerId: $c) {
+  admin { id assignedConversationCount } customer { assignedConversationCount } } }"""
+MY_INBOX = """query ($mine: Boolean!) { inbox(first: 50, assignedToMe: $mine) {
+  edges { node { conversation { id admin { id } } } } } }"""
+
+
+def admins_in_database() -> list[UUID]:
+    with database.connection_context():
+        return [p for (p,) in Profile.select(Profile.id).where(Profile.is_admin).tuples()]
+
+
+def per_admin() -> Counter[UUID]:
+    with database.connection_context():
+        return Counter(a for (a,) in Conversation.select(Conversation.admin).tuples())
+
+
+def test_first_contacts_racing_through_two_processes_stay_balanced(
+    postgres: Settings, tmp_path: Path
+) -> None:
+    with running_server(postgres, tmp_path / "server.log", workers=2) as server:
+        for i in range(3):
+            make_admin(f"Admin {i}")
+        admins = admins_in_database()  # the demo data's admin too
+        before = per_admin()
+        assert all(before[a] == before[admins[0]] for a in admins)  # level to start with
+        customers = [make_user() for _ in range(24)]
+
+        def open_chat(customer: UUID) -> int:
+            response = httpx.post(
+                server.url,
+                json={"query": OPEN},
+                headers={"authorization": f"Bearer {user_token(customer)}"},
+                timeout=30,
+            )
+            assert "errors" not in response.json(), response.text
+            return response.status_code
+
+        with ThreadPoolExecutor(max_workers=12) as pool:  # bounded: 24 requests, 12 at once
+            assert set(pool.map(open_chat, customers)) == {200}
+
+    gained = per_admin() - before
+    assert sum(gained.values()) == 24
+    assert sorted(gained[a] for a in admins) == [24 // len(admins)] * len(admins)
+
+
+def test_an_admin_holding_a_socket_is_online_and_takes_the_next_customers(
+    db: Settings, tmp_path: Path
+) -> None:
+    with running_server(db, tmp_path / "server.log", PRESENCE_HEARTBEAT_SECONDS="0.5") as server:
+        newcomer = make_admin("Newcomer")  # the demo admin is older and holds no more than it
+
+        async def scenario() -> list[str]:
+            socket = await Subscription.open(server.url, user_token(newcomer))
+            deadline = asyncio.get_running_loop().time() + 10
+            while not online(newcomer):  # a real socket makes them online
+                assert asyncio.get_running_loop().time() < deadline, "never online"
+                await asyncio.sleep(0.05)
+            chosen = [await asyncio.to_thread(open_for, server.url, make_user()) for _ in range(3)]
+            await socket.close()
+            return chosen
+
+        assert asyncio.run(scenario()) == [str(newcomer)] * 3
+
+
+def online(profile: UUID) -> bool:
+    with database.connection_context():
+        return bool(Profile.get_by_id(profile).is_online)
+
+
+def open_for(url: str, customer: UUID) -> str:
+    body = httpx.post(
+        url,
+        json={"query": OPEN},
+        headers={"authorization": f"Bearer {user_token(customer)}"},
+        timeout=30,
+    ).json()
+    return str(body["data"]["adminConversation"]["conversation"]["admin"]["id"])
+
+
+def test_staff_see_how_many_conversations_an_admin_holds_customers_do_not(
+    client: GraphQLClient,
+) -> None:
+    admin = make_admin()
+    customers = [make_user() for _ in range(3)]
+    for customer in customers:
+        first_contact(customer)
+
+    as_staff = client.data(COUNTS, c=str(customers[0]))["adminConversation"]
+    as_admin = client.as_(user_token(admin)).data(COUNTS, c=str(customers[0]))
+    as_customer = client.as_(user_token(customers[0])).data(COUNTS, c=str(customers[0]))
+
+    assert as_staff["admin"] == {"id": str(admin), "assignedConversationCount": 3}
+    assert as_staff["customer"] == {"assignedConversationCount": 0}
+    assert as_admin["adminConversation"]["admin"]["assignedConversationCount"] == 3
+    assert as_customer["adminConversation"]["admin"] == {
+        "id": str(admin),
+        "assignedConversationCount": None,
+    }
+
+
+def test_an_admin_can_list_only_their_own_queue(client: GraphQLClient) -> None:
+    first_admin, second_admin = make_admin("First"), make_admin("Second")
+    for _ in range(4):
+        first_contact(make_user())  # two each, by the rule
+
+    mine = client.as_(user_token(second_admin)).data(MY_INBOX, mine=True)["inbox"]["edges"]
+    everyone = client.as_(user_token(second_admin)).data(MY_INBOX, mine=False)["inbox"]["edges"]
+
+    assert {e["node"]["conversation"]["admin"]["id"] for e in mine} == {str(second_admin)}
+    assert len(mine) == 2
+    assert Counter(e["node"]["conversation"]["admin"]["id"] for e in everyone) == {
+        str(first_admin): 2,
+        str(second_admin): 2,
+    }
+    error = client.error(MY_INBOX, mine=True)  # service_role holds no conversations
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_an_inbox_subscription_for_my_queue_hears_only_my_conversations(
+    db: Settings, tmp_path: Path
+) -> None:
+    with running_server(db, tmp_path / "server.log") as server:
+        admins = admins_in_database()  # the demo admin
+        second = make_admin("Second")
+        mine, theirs = [], []
+        for _ in range(4):
+            customer = make_user()
+            chat = first_contact(customer).conversation
+            (mine if chat.admin.id == second else theirs).append((customer, chat.id))
+        assert mine and theirs and admins
+
+        async def scenario() -> list[str]:
+            sub = await Subscription.open(server.url, user_token(second))
+            query = "subscription { inboxUpdated(assignedToMe: true) { lastMessage { content } } }"
+            await sub.socket.send(
+                json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}})
+            )
+            customer, conversation = mine[0]
+
+            def is_probe(frame: dict[str, Any]) -> bool:
+                return bool(frame["payload"]["data"]["inboxUpdated"]["lastMessage"])
+
+            await until_flowing(
+                sub,
+                lambda: send_over_http(
+                    server.url, user_token(customer), str(conversation), "probe"
+                ),
+                is_probe=is_probe,
+            )
+            other, other_conversation = theirs[0]
+            await send_over_http(server.url, user_token(other), str(other_conversation), "x")
+            await send_over_http(server.url, user_token(customer), str(conversation), "mine")
+            heard = []
+            while len(heard) < 1:
+                frame = await sub.receive()
+                heard.append(frame["payload"]["data"]["inboxUpdated"]["lastMessage"]["content"])
+            await sub.close()
+            return heard
+
+        assert asyncio.run(scenario()) == ["mine"]  # "x" went to another admin's queue

@@ -1,0 +1,143 @@
+"""A first contact goes to the admin with the fewest conversations, online admins first; ties
+to the oldest profile, then the lowest id; the balance holds when first contacts race."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from repo.database import database
+from repo.ids import ProfileId
+from repo.models import AdminConversationCount, Conversation, Profile
+from tests.factories import first_contact, make_admin, make_user, own_connection
+
+OPS_SQL = Path(__file__).resolve().parents[2] / "schema" / "ops"
+
+pytestmark = [pytest.mark.usefixtures("db"), pytest.mark.timeout(60)]
+
+
+def admins_made_in_order(count: int) -> list[ProfileId]:
+    """Admins whose profiles are a second apart (SQLite keeps milliseconds: no ties by time)."""
+    admins = [make_admin(f"Admin {i}") for i in range(count)]
+    with database.connection_context():
+        start = Profile.get_by_id(admins[0]).created_at
+        for i, admin in enumerate(admins):
+            Profile.update(created_at=start + timedelta(seconds=i)).where(
+                Profile.id == admin
+            ).execute()
+    return admins
+
+
+def set_online(*admins: UUID) -> None:
+    with database.connection_context():
+        Profile.update(is_online=True).where(Profile.id.in_(admins)).execute()
+
+
+def conversations_per_admin() -> Counter[UUID]:
+    with database.connection_context():
+        return Counter(admin for (admin,) in Conversation.select(Conversation.admin).tuples())
+
+
+def counted() -> dict[UUID, int]:
+    with database.connection_context():
+        return {
+            UUID(str(admin)): count
+            for admin, count in AdminConversationCount.select(
+                AdminConversationCount.admin, AdminConversationCount.conversation_count
+            ).tuples()
+        }
+
+
+def test_first_contacts_go_round_the_team_by_fewest_conversations() -> None:
+    admins = admins_made_in_order(3)
+
+    chosen = [first_contact(make_user()).conversation.admin.id for _ in range(7)]
+
+    # fewest first; ties to the oldest profile: 0, 1, 2, then round again
+    assert chosen == [admins[i % 3] for i in range(7)]
+    assert counted() == {admins[0]: 3, admins[1]: 2, admins[2]: 2}
+
+
+def test_online_admins_take_new_conversations_before_offline_ones() -> None:
+    busy, idle = admins_made_in_order(2)
+    first_contact(make_user())  # to busy, the oldest
+    set_online(busy)
+
+    chosen = [first_contact(make_user()).conversation.admin.id for _ in range(3)]
+
+    assert chosen == [busy, busy, busy]  # online wins over fewer conversations
+    set_online(idle)
+    assert first_contact(make_user()).conversation.admin.id == idle  # then fewest among online
+
+
+def test_equal_times_tie_to_the_lowest_id_and_nobody_gets_themself() -> None:
+    admins = [make_admin(f"Admin {i}") for i in range(3)]
+    with database.connection_context():
+        same = Profile.get_by_id(admins[0]).created_at
+        Profile.update(created_at=same).where(Profile.id.in_(admins)).execute()
+    lowest, *_ = sorted(admins, key=str)
+
+    assert first_contact(make_user()).conversation.admin.id == lowest
+    for admin in admins:  # an admin's own first contact goes to a colleague
+        assert first_contact(admin).conversation.admin.id != admin
+
+
+def test_a_new_admin_takes_new_customers_until_level_with_the_others() -> None:
+    veteran = make_admin("Veteran")
+    for _ in range(3):
+        first_contact(make_user())
+    newcomer = make_admin("Newcomer")
+
+    chosen = [first_contact(make_user()).conversation.admin.id for _ in range(4)]
+
+    assert chosen == [newcomer, newcomer, newcomer, veteran]  # level at 3, then the oldest
+
+
+def run_at_once(calls: list[Callable[[], object]]) -> list[object]:
+    barrier = threading.Barrier(len(calls))
+
+    def released(call: Callable[[], object]) -> object:
+        with database.connection_context():
+            database.execute_sql("SELECT 1")
+            barrier.wait(timeout=10)
+            return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(released, calls))
+
+
+def test_racing_first_contacts_stay_balanced() -> None:
+    admins = admins_made_in_order(3)
+    customers = [make_user() for _ in range(20)]
+
+    run_at_once([lambda c=c: first_contact(c) for c in customers])
+
+    per_admin = conversations_per_admin()
+    assert sorted(per_admin.values()) == [6, 7, 7]  # floor(20/3) or ceil(20/3) each
+    assert set(per_admin) == set(admins)
+    assert counted() == dict(per_admin)  # the counters agree with the conversations
+
+
+def test_the_recount_script_puts_the_counts_back_in_line_with_the_conversations() -> None:
+    admins = admins_made_in_order(2)
+    for _ in range(3):
+        first_contact(make_user())
+    with database.connection_context():  # as a previous release left them: nothing counted
+        AdminConversationCount.delete().execute()
+    script = (OPS_SQL / "recount_admin_conversations.sql").read_text()
+
+    connection = own_connection()
+    try:
+        connection.cursor().execute(script)
+        connection.commit()
+    finally:
+        connection.close()
+
+    assert counted() == {admins[0]: 2, admins[1]: 1} == dict(conversations_per_admin())
