@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
-from repo.errors import CustomerNotFound
+from peewee import JOIN, fn
+
+from repo import conversations
+from repo.errors import AdminHoldsConversations, CustomerNotFound, LastAdmin
 from repo.ids import CustomerId, ProfileId
-from repo.models import AdminConversationCount, Profile, User
+from repo.models import AdminConversationCount, Conversation, Profile, User
 from repo.rows import profile_columns, profile_from
 from repo.units import unit_of_work, write_transaction
 from repo.users import ensure_profile
@@ -37,3 +43,103 @@ def assigned_conversation_count(profile_id: ProfileId) -> int:
         .scalar()
     )
     return int(count or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSummary:
+    id: ProfileId
+    email: str
+    name: str
+    is_online: bool
+    assigned_conversation_count: int
+
+
+@unit_of_work
+def list_admins() -> list[AdminSummary]:
+    """Every admin with their email, presence and how many conversations they hold."""
+    rows: Any = (
+        Profile.select(
+            Profile.id,
+            User.email,
+            Profile.name,
+            Profile.is_online,
+            fn.COALESCE(AdminConversationCount.conversation_count, 0),
+        )
+        .join(User, on=(User.id == Profile.id))
+        .switch(Profile)
+        .join(
+            AdminConversationCount,
+            JOIN.LEFT_OUTER,
+            on=(AdminConversationCount.admin == Profile.id),
+        )
+        .where(Profile.is_admin)
+        .order_by(Profile.created_at, Profile.id)
+        .tuples()
+    )
+    return [
+        AdminSummary(ProfileId(UUID(str(pid))), email, name, bool(online), int(count))
+        for pid, email, name, online, count in rows
+    ]
+
+
+def remove_admin(
+    email: str,
+    *,
+    reassign: bool,
+    batch_size: int = 100,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Take admin rights from the user with ``email``; the conversations handed over.
+
+    Refuses (nothing changed) when they are the last admin, or hold conversations and
+    ``reassign`` is false. With ``reassign`` their conversations go to the other admins by
+    the first contact's rule, ``batch_size`` per transaction, so an interrupted run can be
+    run again; ``is_admin`` is cleared last. A user who is no admin: 0, nothing to do.
+    """
+    admin = _admin_to_remove(email, reassign=reassign)
+    if admin is None:
+        return 0
+    moved = 0
+    while True:
+        while batch := conversations.hand_over_conversations_of(admin, batch_size=batch_size):
+            moved += batch
+            if progress is not None:
+                progress(moved)
+        if _clear_admin_when_empty(admin):  # a first contact may have chosen them meanwhile
+            return moved
+
+
+@unit_of_work
+def _admin_to_remove(email: str, *, reassign: bool) -> ProfileId | None:
+    row = (
+        Profile.select(Profile.id, Profile.is_admin)
+        .join(User, on=(User.id == Profile.id))
+        .where(User.email == email)
+        .tuples()
+        .first()
+    )
+    if row is None:
+        if User.select().where(User.email == email).exists():
+            return None  # a user with no profile is no admin
+        raise CustomerNotFound(f"no user with email {email!r}")
+    profile_id, is_admin = ProfileId(UUID(str(row[0]))), bool(row[1])
+    if not is_admin:
+        return None
+    others = Profile.select().where(Profile.is_admin, Profile.id != profile_id).count()
+    if others == 0:
+        raise LastAdmin(f"{email} is the last admin: add another first (helpline admin add)")
+    held = Conversation.select().where(Conversation.admin == profile_id).count()
+    if held and not reassign:
+        raise AdminHoldsConversations(held)
+    return profile_id
+
+
+@unit_of_work
+def _clear_admin_when_empty(admin: ProfileId) -> bool:
+    """Clear is_admin unless a conversation arrived meanwhile (then: False, hand it over)."""
+    with write_transaction():
+        conversations.serialize_admin_choice()  # no first contact chooses them meanwhile
+        if Conversation.select().where(Conversation.admin == admin).exists():
+            return False
+        Profile.update(is_admin=False).where(Profile.id == admin).execute()
+    return True

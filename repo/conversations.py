@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from peewee import JOIN, Value, fn
 
+from repo import events
 from repo.database import database, is_sqlite
-from repo.errors import CustomerNotFound, NoAdminAvailable
+from repo.errors import ConversationNotFound, CustomerNotFound, InvalidInput, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
 from repo.models import AdminConversationCount, Conversation, Profile, User
 from repo.prepared import PreparedQuery, PreparedSelect
 from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
-from repo.units import unit_of_work, write_transaction
+from repo.units import unit_of_work, unit_of_work_once, write_transaction
 from repo.users import NewUser, ensure_profile
 from repo.views import AdminConversation, ConversationView
 
@@ -155,11 +158,11 @@ _CONVERSATION_OF = PreparedSelect(
 # else among all admins; ties to the oldest profile, then the lowest id; never the customer.
 # One statement chooses the admin and counts the conversation it is about to get.
 _CHOOSE_ADMIN = PreparedQuery(
-    lambda customer: (
+    lambda customer, leaving: (
         AdminConversationCount.insert_from(
             Admin.select(Admin.id, Value(1))
             .join(Count, JOIN.LEFT_OUTER, on=(Count.admin == Admin.id))
-            .where(Admin.is_admin, Admin.id != customer)
+            .where(Admin.is_admin, Admin.id != customer, Admin.id != leaving)
             .order_by(
                 Admin.is_online.desc(),
                 fn.COALESCE(Count.conversation_count, 0),
@@ -198,11 +201,17 @@ def _lock_profile(customer_id: CustomerId) -> bool:
     return _LOCK_PROFILE.first(customer_id) is not None
 
 
-def _choose_admin(customer_id: CustomerId) -> ProfileId:
-    """The admin the rule gives the customer's new conversation, counted already."""
+def serialize_admin_choice() -> None:
+    """Inside a transaction: no other first contact chooses an admin until it ends."""
     if not is_sqlite():
         database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADMIN_CHOICE_LOCK,))
-    chosen = _CHOOSE_ADMIN.rows(customer_id)
+
+
+def _choose_admin(customer_id: CustomerId, *, leaving: ProfileId | None = None) -> ProfileId:
+    """The admin the rule gives the customer's conversation, counted already (never the
+    customer, nor ``leaving``: an admin whose conversations are being handed over)."""
+    serialize_admin_choice()
+    chosen = _CHOOSE_ADMIN.rows(customer_id, leaving or customer_id)
     if not chosen:
         raise NoAdminAvailable("no admin is available to take the conversation")
     ((admin_id,),) = chosen
@@ -212,3 +221,93 @@ def _choose_admin(customer_id: CustomerId) -> ProfileId:
 def _insert_conversation(customer_id: CustomerId, admin_id: ProfileId) -> ConversationId:
     ((conversation_id,),) = _INSERT_CONVERSATION.rows(customer_id, admin_id)
     return ConversationId(UUID(str(conversation_id)))
+
+
+_COUNT_ONE_LESS = PreparedQuery(
+    lambda admin: AdminConversationCount.update(
+        conversation_count=AdminConversationCount.conversation_count - 1
+    ).where(AdminConversationCount.admin == admin, AdminConversationCount.conversation_count > 0)
+)
+_COUNT_ONE_MORE = PreparedQuery(
+    lambda admin: AdminConversationCount.insert(admin=admin, conversation_count=1).on_conflict(
+        conflict_target=[AdminConversationCount.admin],
+        update={Count.conversation_count: Count.conversation_count + 1},
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reassignment:
+    conversation: ConversationView
+    previous_admin: ProfileId  # the same as the conversation's admin when nothing moved
+
+    @property
+    def moved(self) -> bool:
+        return self.previous_admin != self.conversation.admin.id
+
+
+@unit_of_work
+def assign_conversation(conversation_id: ConversationId, admin_id: ProfileId) -> Reassignment:
+    """Give the conversation to ``admin_id`` (an admin's profile); a no-op when it has it.
+
+    The conversation's row is locked, the counts move with it, and both admins' inboxes hear
+    of it once the transaction commits. Earlier messages keep their senders.
+    """
+    with write_transaction():
+        previous = _conversation_admin(conversation_id)
+        if not _is_admin(admin_id):
+            raise InvalidInput(f"adminId {admin_id} is not an admin's profile")
+        if previous != admin_id:
+            _hand_over(conversation_id, previous, admin_id)
+    found = _find_conversation(conversation_id)
+    assert found is not None
+    return Reassignment(found, previous)
+
+
+def _conversation_admin(conversation_id: ConversationId) -> ProfileId:
+    query = Conversation.select(Conversation.admin).where(Conversation.id == conversation_id)
+    admin = (query if is_sqlite() else query.for_update()).scalar()
+    if admin is None:
+        raise ConversationNotFound(f"conversation {conversation_id} not found")
+    return ProfileId(UUID(str(admin)))
+
+
+def _is_admin(profile_id: ProfileId) -> bool:
+    return bool(Profile.select(Profile.is_admin).where(Profile.id == profile_id).scalar())
+
+
+def _hand_over(conversation_id: ConversationId, previous: ProfileId, admin_id: ProfileId) -> None:
+    """Inside a transaction that locked the conversation: move it and its count."""
+    (
+        Conversation.update(admin=admin_id, updated_at=datetime.now(UTC))
+        .where(Conversation.id == conversation_id)
+        .execute()
+    )
+    _COUNT_ONE_LESS.execute(previous)
+    _COUNT_ONE_MORE.execute(admin_id)
+    events.conversation_reassigned(conversation_id, previous, admin_id)
+
+
+@unit_of_work_once
+def hand_over_conversations_of(admin_id: ProfileId, *, batch_size: int) -> int:
+    """Give up to ``batch_size`` of the admin's conversations to the others, by the rule, in
+    one transaction; how many moved (0: none left). Run it until it returns 0."""
+    with write_transaction():
+        query = (
+            Conversation.select(Conversation.id, Conversation.customer)
+            .where(Conversation.admin == admin_id)
+            .order_by(Conversation.id)
+            .limit(batch_size)
+        )
+        rows: Any = (query if is_sqlite() else query.for_update()).tuples()
+        batch: list[tuple[Any, Any]] = list(rows)
+        for conversation_id, customer_id in batch:
+            chosen = _choose_admin(CustomerId(customer_id), leaving=admin_id)
+            _COUNT_ONE_LESS.execute(admin_id)
+            (
+                Conversation.update(admin=chosen, updated_at=datetime.now(UTC))
+                .where(Conversation.id == conversation_id)
+                .execute()
+            )
+            events.conversation_reassigned(ConversationId(conversation_id), admin_id, chosen)
+    return len(batch)

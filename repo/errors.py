@@ -61,3 +61,15 @@ class DatabaseRefused(HelplineError):
         super().__init__(reason)
         self.no_schema = no_schema
         self.foreign_schema = foreign_schema
+
+
+class LastAdmin(HelplineError):
+    """Removing this admin would leave no admin to take conversations; nothing was changed."""
+
+
+class AdminHoldsConversations(HelplineError):
+    """The admin still holds conversations; hand them over first (nothing was changed)."""
+
+    def __init__(self, held: int) -> None:
+        super().__init__(f"holds {held} conversation(s)")
+        self.held = held

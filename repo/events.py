@@ -1,8 +1,9 @@
-"""Announcing stored messages to listeners, only once their transaction commits.
+"""Announcing what changed to listeners, only once its transaction commits: a message stored,
+a conversation given to another admin.
 
-PostgreSQL: `pg_notify` inside the storing transaction (delivered on commit, to every process
-that LISTENs). SQLite (one process): an after-commit callback to in-process listeners.
-Payloads are ids only; listeners load what they need.
+PostgreSQL: `pg_notify` inside the transaction (delivered on commit, to every process that
+LISTENs). SQLite (one process): an after-commit callback to in-process listeners. Both carry
+the same payload, ids only (``encode``/``decode``); listeners load what they need.
 """
 
 from __future__ import annotations
@@ -10,13 +11,30 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from uuid import UUID
 
 from repo.database import database, is_sqlite
-from repo.ids import ConversationId, MessageId
+from repo.ids import ConversationId, MessageId, ProfileId
 
 CHANNEL = "helpline_messages"
-Listener = Callable[[ConversationId, MessageId], None]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStored:
+    conversation_id: ConversationId
+    message_id: MessageId
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationReassigned:
+    conversation_id: ConversationId
+    previous_admin: ProfileId
+    new_admin: ProfileId
+
+
+Event = MessageStored | ConversationReassigned
+Listener = Callable[[Event], None]
 
 log = logging.getLogger(__name__)
 _listeners: list[Listener] = []
@@ -24,13 +42,23 @@ _lock = threading.Lock()
 
 
 def message_stored(conversation_id: ConversationId, message_id: MessageId) -> None:
-    """Call inside the transaction that stores the message."""
+    """Call inside the transaction that stores the message (SQLite; PostgreSQL's message store
+    notifies in its own statement, with ``encode``)."""
+    _announce(MessageStored(conversation_id, message_id))
+
+
+def conversation_reassigned(
+    conversation_id: ConversationId, previous_admin: ProfileId, new_admin: ProfileId
+) -> None:
+    """Call inside the transaction that gives the conversation to ``new_admin``."""
+    _announce(ConversationReassigned(conversation_id, previous_admin, new_admin))
+
+
+def _announce(event: Event) -> None:
     if is_sqlite():
-        database.after_commit(lambda: _tell_local_listeners(conversation_id, message_id))
+        database.after_commit(lambda: _tell_local_listeners(event))
     else:
-        database.execute_sql(
-            "SELECT pg_notify(%s, %s)", (CHANNEL, encode(conversation_id, message_id))
-        )
+        database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, encode_event(event)))
 
 
 def add_local_listener(listener: Listener) -> None:
@@ -44,24 +72,37 @@ def remove_local_listener(listener: Listener) -> None:
             _listeners.remove(listener)
 
 
-def _tell_local_listeners(conversation_id: ConversationId, message_id: MessageId) -> None:
+def _tell_local_listeners(event: Event) -> None:
     with _lock:
         listeners = list(_listeners)
     for listener in listeners:
         try:
-            listener(conversation_id, message_id)
+            listener(event)
         except Exception:
             log.exception("message listener failed")
 
 
 def encode(conversation_id: UUID, message_id: UUID) -> str:
+    """A stored message's payload: ``<conversation>:<message>``."""
     return f"{conversation_id}:{message_id}"
 
 
-def decode(payload: str) -> tuple[ConversationId, MessageId] | None:
-    """The ids of a notification payload, or None for anything malformed."""
+def encode_event(event: Event) -> str:
+    """``<conversation>:<message>``, or ``<conversation>:<previous admin>><new admin>``."""
+    if isinstance(event, MessageStored):
+        return encode(event.conversation_id, event.message_id)
+    return f"{event.conversation_id}:{event.previous_admin}>{event.new_admin}"
+
+
+def decode(payload: str) -> Event | None:
+    """The event of a notification payload, or None for anything malformed."""
     try:
-        conversation, message = payload.split(":")
-        return ConversationId(UUID(conversation)), MessageId(UUID(message))
+        conversation, rest = payload.split(":")
+        if ">" in rest:
+            previous, new = rest.split(">")
+            return ConversationReassigned(
+                ConversationId(UUID(conversation)), ProfileId(UUID(previous)), ProfileId(UUID(new))
+            )
+        return MessageStored(ConversationId(UUID(conversation)), MessageId(UUID(rest)))
     except ValueError:
         return None

@@ -15,10 +15,9 @@ import psycopg2.extensions
 
 from repo import events
 from repo.errors import DatabaseUnavailable
-from repo.ids import ConversationId, MessageId
 from repo.pool import postgres_connect_kwargs
 
-Notification = tuple[ConversationId, MessageId]
+Notification = events.Event
 
 
 class ListenConnection:
@@ -65,8 +64,8 @@ class ListenConnection:
             return None
         heard = []
         while self.conn.notifies:
-            if ids := events.decode(self.conn.notifies.pop(0).payload):
-                heard.append(ids)
+            if event := events.decode(self.conn.notifies.pop(0).payload):
+                heard.append(event)
         return heard
 
     def close(self) -> None:

@@ -103,11 +103,11 @@ def sender_in(caller: Caller, owner_of: Callable[[], CustomerId | None]) -> Prof
     raise Forbidden("you may only write in your own conversation")
 
 
-def require_operator(caller: Caller) -> None:
-    """Integrity reads and dry-run repairs: admins and service callers."""
+def require_operator(caller: Caller, *, what: str = "integrity checks") -> None:
+    """Integrity reads, dry-run repairs, assignment: admins and service callers."""
     _known(caller)
     if not is_staff(caller):
-        raise Forbidden("integrity checks are for admins and operators")
+        raise Forbidden(f"{what} are for admins and operators")
 
 
 def require_repair(caller: Caller, *, dry_run: bool) -> None:

@@ -32,7 +32,7 @@ log = logging.getLogger("helpline.realtime")
 
 RESYNC = "resync"  # the listener reconnected: catch up from the database
 OVERFLOW = "overflow"  # the subscriber fell too far behind: end its subscription
-Item = MessageView | str
+Item = MessageView | str | events.ConversationReassigned
 MAX_RECONNECT_DELAY_S = 5.0
 INBOUND_LIMIT = 10_000
 
@@ -69,7 +69,7 @@ class Hub:
         self.ordered = ordered
         self.by_conversation: dict[ConversationId, set[Subscriber]] = {}
         self.everyone: set[Subscriber] = set()
-        self.inbound: asyncio.Queue[tuple[ConversationId, MessageId]] = asyncio.Queue(INBOUND_LIMIT)
+        self.inbound: asyncio.Queue[events.Event] = asyncio.Queue(INBOUND_LIMIT)
         self.worker: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -103,8 +103,12 @@ class Hub:
 
     def notify(self, conversation_id: ConversationId, message_id: MessageId) -> None:
         """A message was committed (called on the event loop)."""
+        self.take(events.MessageStored(conversation_id, message_id))
+
+    def take(self, event: events.Event) -> None:
+        """Something was committed (called on the event loop): delivered in commit order."""
         try:
-            self.inbound.put_nowait((conversation_id, message_id))
+            self.inbound.put_nowait(event)
         except asyncio.QueueFull:
             log.warning("notification backlog full; subscribers will catch up from the database")
             self.resync()
@@ -118,7 +122,12 @@ class Hub:
 
     async def _deliver_forever(self) -> None:
         while True:
-            conversation_id, message_id = await self.inbound.get()
+            event = await self.inbound.get()
+            if isinstance(event, events.ConversationReassigned):  # for the inboxes only
+                for subscriber in list(self.everyone):
+                    subscriber.offer(event)
+                continue
+            conversation_id, message_id = event.conversation_id, event.message_id
             followers = list(self.by_conversation.get(conversation_id, ()))
             if not followers and not self.everyone:
                 continue
@@ -150,9 +159,9 @@ class LocalListener:
     async def stop(self) -> None:
         events.remove_local_listener(self._on_commit)
 
-    def _on_commit(self, conversation_id: ConversationId, message_id: MessageId) -> None:
+    def _on_commit(self, event: events.Event) -> None:
         if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.hub.notify, conversation_id, message_id)
+            self.loop.call_soon_threadsafe(self.hub.take, event)
 
 
 class PostgresListener:
@@ -201,8 +210,8 @@ class PostgresListener:
             self._drop()
             self._schedule_reconnect()
             return
-        for ids in heard:
-            self.hub.notify(*ids)
+        for event in heard:
+            self.hub.take(event)
 
     def _drop(self) -> None:
         self.connected.clear()
@@ -291,16 +300,22 @@ class Resubscribe(ApiError):
         super().__init__("live updates were interrupted; refetch the inbox and subscribe again")
 
 
-async def follow_all(subscriber: Subscriber) -> AsyncIterator[ConversationId]:
-    """The conversation of every stored message, as it comes."""
+async def follow_all(
+    subscriber: Subscriber,
+) -> AsyncIterator[tuple[ConversationId, ProfileId | None]]:
+    """The conversation of every stored message or reassignment, as it comes, with the admin
+    a reassignment took it from (None for a message)."""
     while True:
         item = await subscriber.next()
         if item == OVERFLOW:
             raise SubscriberTooSlow
         if item == RESYNC:
             raise Resubscribe
-        assert isinstance(item, MessageView)
-        yield item.conversation_id
+        if isinstance(item, events.ConversationReassigned):
+            yield item.conversation_id, item.previous_admin
+        else:
+            assert isinstance(item, MessageView)
+            yield item.conversation_id, None
         await asyncio.sleep(0)
 
 

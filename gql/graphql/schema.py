@@ -41,7 +41,7 @@ from gql.graphql.types import (
 from repo import conversations, inbox, integrity, messages
 from repo.config import Settings
 from repo.errors import ConversationNotFound
-from repo.ids import ConversationId, CustomerId
+from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.users import NewUser
 from repo.views import AdminConversation, ConversationView
 
@@ -216,6 +216,22 @@ class Mutation:
         )
         return Message.from_view(sent)
 
+    @strawberry.mutation(
+        description="Give the conversation to another admin (admins and service_role); to its "
+        "own admin, a no-op. Both admins' inboxUpdated hear of it; earlier messages keep their "
+        "senders."
+    )
+    def assign_conversation(
+        self, info: Info[Any, Any], conversation_id: UUID, admin_id: UUID
+    ) -> Conversation:
+        authz.require_operator(caller_of(info), what="conversation assignments")
+        result = conversations.assign_conversation(
+            ConversationId(conversation_id), ProfileId(admin_id)
+        )
+        if result.moved:
+            CONVERSATIONS_ASSIGNED.labels("reassigned").inc()
+        return Conversation.from_view(result.conversation)
+
     @strawberry.mutation(description="Everything in the conversation so far is read (admins).")
     def mark_read(self, info: Info[Any, Any], conversation_id: UUID) -> InboxItem:
         reader = authz.admin_reader(caller_of(info))
@@ -272,9 +288,10 @@ class Subscription:
             return inbox.inbox_item(conversation_id, authz.inbox_reader(caller.rechecked()))
 
         with info.context["hub"].subscribe(None) as subscriber:
-            async for conversation_id in follow_all(subscriber):
+            async for conversation_id, taken_from in follow_all(subscriber):
                 item = await to_thread.run_sync(still_readable, conversation_id)
-                if item is not None and mine in (None, item.conversation.admin.id):
+                # with assignedToMe: the caller's own, and one that just left their queue
+                if item is not None and mine in (None, item.conversation.admin.id, taken_from):
                     yield InboxItem.from_item(item)
 
 

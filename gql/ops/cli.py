@@ -28,7 +28,12 @@ from repo import admins, checks
 from repo.adopt import STOPPED, Step, adopt
 from repo.config import ConfigError, Settings
 from repo.database import close_database, open_database, sqlite_path
-from repo.errors import DatabaseRefused, DatabaseUnavailable, HelplineError
+from repo.errors import (
+    AdminHoldsConversations,
+    DatabaseRefused,
+    DatabaseUnavailable,
+    HelplineError,
+)
 from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
 from repo.migrate import migrate, report_applied
 from repo.units import command_errors
@@ -91,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     add = admin.add_parser("add", help="make the user with this email an admin")
     add.add_argument("email")
     add.set_defaults(run=_admin_add)
+    listing = admin.add_parser("list", help="every admin, online or not, with their conversations")
+    listing.add_argument("--json", action="store_true", help="print one JSON object")
+    listing.set_defaults(run=_admin_list)
+    remove = admin.add_parser("remove", help="take admin rights from the user with this email")
+    remove.add_argument("email")
+    remove.add_argument(
+        "--reassign",
+        action="store_true",
+        help="hand their conversations to the other admins first (by the assignment rule)",
+    )
+    remove.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N")
+    remove.set_defaults(run=_admin_remove)
 
     serve = groups.add_parser("serve", help="serve the API with uvicorn")
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -223,6 +240,51 @@ def _admin_add(settings: Settings, args: argparse.Namespace) -> int:
             print(f"helpline: {exc}", file=sys.stderr)
             return FOUND
     print(f"{profile.name} ({args.email}, {profile.id}) is an admin")
+    return OK
+
+
+def _admin_list(settings: Settings, args: argparse.Namespace) -> int:
+    with _database(settings):
+        team = admins.list_admins()
+    if args.json:
+        rows = [
+            {
+                "id": str(a.id),
+                "email": a.email,
+                "name": a.name,
+                "online": a.is_online,
+                "assignedConversationCount": a.assigned_conversation_count,
+            }
+            for a in team
+        ]
+        print(json.dumps({"admins": rows}))
+        return OK
+    for a in team:
+        presence = "online " if a.is_online else "offline"
+        print(f"{presence}  {a.assigned_conversation_count:6}  {a.email}  {a.id}  {a.name}")
+    print(f"{len(team)} admin(s)")
+    return OK
+
+
+def _admin_remove(settings: Settings, args: argparse.Namespace) -> int:
+    def progress(moved: int) -> None:
+        print(f"handed over {moved} conversation(s)", flush=True)
+
+    with _database(settings):
+        try:
+            moved = admins.remove_admin(
+                args.email, reassign=args.reassign, batch_size=args.batch_size, progress=progress
+            )
+        except AdminHoldsConversations as exc:
+            print(
+                f"helpline: {args.email} {exc}: rerun with --reassign to hand them over",
+                file=sys.stderr,
+            )
+            return FOUND
+        except HelplineError as exc:  # no such user, the last admin
+            print(f"helpline: {exc}", file=sys.stderr)
+            return FOUND
+    print(f"{args.email} is not an admin (handed over {moved} conversation(s))")
     return OK
 
 

@@ -147,11 +147,14 @@ OPERATIONS: dict[str, str] = {
     "integrity": "{ integrity { orphanedConversationCount } }",
     "repair dry run": "mutation { repairOrphanedConversations { dryRun } }",
     "repair apply": "mutation { repairOrphanedConversations(dryRun: false) { dryRun } }",
+    "assign": "mutation ($id: UUID!, $a: UUID!) "
+    "{ assignConversation(conversationId: $id, adminId: $a) { id } }",
+    "own queue": "{ inbox(first: 5, assignedToMe: true) { pageInfo { hasNextPage } } }",
 }
 OK, FORBIDDEN, BAD_INPUT, UNAUTH = "ok", "FORBIDDEN", "BAD_USER_INPUT", "UNAUTHENTICATED"
-CUSTOMER_ROW = [OK, OK, OK, OK, OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN]
+CUSTOMER_ROW = [OK, OK, OK, OK, OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]
 EXPECTED: dict[str, list[str]] = {
-    "anonymous": [UNAUTH] * 9,
+    "anonymous": [UNAUTH] * 11,
     "customer": CUSTOMER_ROW,
     "customer-rs256": CUSTOMER_ROW,
     "customer-es256": CUSTOMER_ROW,
@@ -165,14 +168,16 @@ EXPECTED: dict[str, list[str]] = {
         FORBIDDEN,
         FORBIDDEN,
         FORBIDDEN,
+        FORBIDDEN,
+        FORBIDDEN,
     ],
-    "admin": [BAD_INPUT, OK, OK, BAD_INPUT, OK, OK, OK, OK, FORBIDDEN],
-    "service": [BAD_INPUT, OK, OK, BAD_INPUT, OK, OK, OK, OK, OK],
-    "expired": [UNAUTH] * 9,
-    "wrong-signature": [UNAUTH] * 9,
-    "alg-none": [UNAUTH] * 9,
-    "wrong-audience": [UNAUTH] * 9,
-    "hs256-public-key": [UNAUTH] * 9,
+    "admin": [BAD_INPUT, OK, OK, BAD_INPUT, OK, OK, OK, OK, FORBIDDEN, OK, OK],
+    "service": [BAD_INPUT, OK, OK, BAD_INPUT, OK, OK, OK, OK, OK, OK, BAD_INPUT],
+    "expired": [UNAUTH] * 11,
+    "wrong-signature": [UNAUTH] * 11,
+    "alg-none": [UNAUTH] * 11,
+    "wrong-audience": [UNAUTH] * 11,
+    "hs256-public-key": [UNAUTH] * 11,
 }
 CASES = [
     pytest.param(caller, operation, outcome, id=f"{caller}/{operation}")
@@ -186,7 +191,7 @@ def test_the_roles_table(
     app_client: GraphQLClient, world: World, caller: str, operation: str, expected: str
 ) -> None:
     token = world.token(caller)
-    variables = {"c": str(world.customer), "id": str(world.conversation)}
+    variables = {"c": str(world.customer), "id": str(world.conversation), "a": str(world.admin)}
     query = OPERATIONS[operation]
     used = {k: v for k, v in variables.items() if f"${k}" in query}
 

@@ -9,7 +9,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx2 as httpx
 import pytest
@@ -185,3 +185,97 @@ def test_an_inbox_subscription_for_my_queue_hears_only_my_conversations(
             return heard
 
         assert asyncio.run(scenario()) == ["mine"]  # "x" went to another admin's queue
+
+
+ASSIGN = """mutation ($c: UUID!, $a: UUID!) { assignConversation(conversationId: $c, adminId: $a)
+  { id admin { id assignedConversationCount } customer { id }
+    messages(first: 5) { edges { node { content sender { id } } } } } }"""
+
+
+def test_staff_hand_a_conversation_over_and_the_counts_follow(client: GraphQLClient) -> None:
+    first, second = make_admin("First"), make_admin("Second")
+    customer = make_user()
+    chat = first_contact(customer).conversation
+    assert chat.admin.id == first
+
+    moved = client.data(ASSIGN, c=str(chat.id), a=str(second))["assignConversation"]
+    again = client.as_(user_token(second)).data(ASSIGN, c=str(chat.id), a=str(second))
+
+    assert moved["admin"] == {"id": str(second), "assignedConversationCount": 1}
+    assert again["assignConversation"]["admin"]["id"] == str(second)  # a no-op that succeeds
+    (welcome,) = moved["messages"]["edges"]
+    assert welcome["node"]["sender"]["id"] == str(first)  # earlier messages keep their sender
+    counts = client.data(COUNTS, c=str(customer))["adminConversation"]["admin"]
+    assert counts == {"id": str(second), "assignedConversationCount": 1}
+    assert first_contact(make_user()).conversation.admin.id == first  # level again: the oldest
+
+
+@pytest.mark.parametrize(
+    ("who", "target", "code"),
+    [
+        ("customer", "admin", "FORBIDDEN"),
+        ("anonymous", "admin", "UNAUTHENTICATED"),
+        ("service", "customer", "BAD_USER_INPUT"),  # not an admin's profile
+        ("admin", "nobody", "BAD_USER_INPUT"),
+        ("service", "no conversation", "NOT_FOUND"),
+    ],
+)
+def test_who_may_assign_and_to_whom(
+    client: GraphQLClient, who: str, target: str, code: str
+) -> None:
+    admin = make_admin()
+    customer = make_user()
+    chat = first_contact(customer).conversation
+    caller = {
+        "customer": user_token(customer),
+        "anonymous": None,
+        "service": client.token,
+        "admin": user_token(admin),
+    }[who]
+    admin_id = {"admin": admin, "customer": customer, "nobody": uuid4()}.get(target, admin)
+    conversation = uuid4() if target == "no conversation" else chat.id
+
+    error = client.as_(caller).request(ASSIGN, c=str(conversation), a=str(admin_id)).json()
+
+    assert [e["extensions"]["code"] for e in error["errors"]] == [code]
+    assert first_contact(customer).conversation.admin.id == admin  # nothing moved
+
+
+def test_both_admins_inboxes_hear_of_a_handover(db: Settings, tmp_path: Path) -> None:
+    with running_server(db, tmp_path / "server.log") as server:
+        first = make_admin("First")
+        (demo_admin,) = [a for a in admins_in_database() if a != first]
+        customer = make_user()
+        chat = first_contact(customer).conversation
+        giver = chat.admin.id
+        taker = first if giver == demo_admin else demo_admin
+
+        async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+            query = (
+                "subscription { inboxUpdated(assignedToMe: true) "
+                "{ conversation { id admin { id } } } }"
+            )
+            subs = []
+            for admin in (giver, taker):
+                sub = await Subscription.open(server.url, user_token(admin))
+                await sub.socket.send(
+                    json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}})
+                )
+                subs.append(sub)
+            await asyncio.sleep(1)  # a subscription has no ack; both are registered by now
+            await asyncio.to_thread(
+                httpx.post,
+                server.url,
+                json={"query": ASSIGN, "variables": {"c": str(chat.id), "a": str(taker)}},
+                headers={"authorization": f"Bearer {user_token(giver)}"},
+                timeout=30,
+            )
+            heard = [await sub.receive() for sub in subs]
+            for sub in subs:
+                await sub.close()
+            return heard[0], heard[1]
+
+        for_giver, for_taker = asyncio.run(scenario())
+    for heard in (for_giver, for_taker):  # the item says who holds it now
+        item = heard["payload"]["data"]["inboxUpdated"]["conversation"]
+        assert item == {"id": str(chat.id), "admin": {"id": str(taker)}}

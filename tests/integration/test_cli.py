@@ -13,12 +13,13 @@ import psycopg2
 import pytest
 
 from gql.ops.cli import main
+from repo import admins
 from repo.config import Settings
 from repo.database import close_database, database, open_database
 from repo.ids import ProfileId
 from repo.messages import send_message
 from repo.migrate import MIGRATIONS_DIR
-from repo.models import Profile
+from repo.models import Conversation, Profile
 from tests.conftest import new_postgres_database
 from tests.factories import (
     count_rows,
@@ -323,3 +324,72 @@ def test_db_migrate_prints_one_line_per_migration_and_nothing_of_its_library(
     assert lines[: len(sqlite_ids)] == [f"applied migration {i}" for i in sqlite_ids]
     assert lines[len(sqlite_ids)] == "demo data: 3 user(s) added"
     assert seeded.stderr == ""
+
+
+def test_admin_list_shows_the_team_with_presence_and_counts(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = make_admin("First")
+    make_user(email="second@example.com")
+    assert helpline("admin", "add", "second@example.com", capsys=capsys)[0] == 0
+    first_contact(make_user())
+
+    code, out = helpline("admin", "list", "--json", capsys=capsys)
+
+    assert code == 0
+    team = json.loads(out)["admins"]
+    assert [(a["email"], a["assignedConversationCount"], a["online"]) for a in team] == [
+        (f"{first}@example.com", 1, False),
+        ("second@example.com", 0, False),
+    ]
+    code, out = helpline("admin", "list", capsys=capsys)
+    assert code == 0 and out.splitlines()[-1] == "2 admin(s)"
+
+
+def test_admin_remove_refuses_while_they_hold_conversations_then_hands_them_over(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leaving = make_admin("Leaving")
+    staying = make_admin("Staying")
+    chats = [first_contact(make_user()).conversation for _ in range(5)]
+    email = f"{leaving}@example.com"
+    held = sum(c.admin.id == leaving for c in chats)
+
+    assert main(["admin", "remove", email]) == 1
+    assert f"holds {held} conversation(s)" in capsys.readouterr().err
+
+    def interrupted(moved: int) -> None:
+        raise KeyboardInterrupt  # the operator's Ctrl-C after the first batch
+
+    open_database(env)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            admins.remove_admin(email, reassign=True, batch_size=1, progress=interrupted)
+    finally:
+        close_database()
+    assert sum(conversations_of_admin(leaving)) == held - 1  # one batch committed
+    code = main(["admin", "remove", email, "--reassign", "--batch-size", "2"])  # run again
+
+    assert code == 0
+    assert sum(conversations_of_admin(leaving)) == 0
+    assert sum(conversations_of_admin(staying)) == 5
+    with database.connection_context():
+        assert not Profile.get_by_id(leaving).is_admin
+    assert main(["admin", "remove", email]) == 0  # once more: nothing to do
+
+
+def conversations_of_admin(admin: UUID) -> list[int]:
+    with database.connection_context():
+        return [1 for _ in Conversation.select().where(Conversation.admin == admin)]
+
+
+def test_admin_remove_refuses_the_last_admin_and_an_unknown_user(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    only = make_admin("Only")
+
+    assert main(["admin", "remove", f"{only}@example.com", "--reassign"]) == 1
+    assert "last admin" in capsys.readouterr().err
+    assert main(["admin", "remove", "nobody@example.com"]) == 1
+    with database.connection_context():
+        assert Profile.get_by_id(only).is_admin

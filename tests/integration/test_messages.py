@@ -262,8 +262,9 @@ def announced() -> Iterator[list[tuple[ConversationId, MessageId]]]:
     heard: list[tuple[ConversationId, MessageId]] = []
     if is_sqlite():  # after-commit callbacks, in this process
 
-        def listener(conversation_id: ConversationId, message_id: MessageId) -> None:
-            heard.append((conversation_id, message_id))
+        def listener(event: events.Event) -> None:
+            assert isinstance(event, events.MessageStored)
+            heard.append((event.conversation_id, event.message_id))
 
         events.add_local_listener(listener)
         try:
@@ -285,9 +286,9 @@ def announced() -> Iterator[list[tuple[ConversationId, MessageId]]]:
                 payload = conn.notifies.pop(0).payload
                 if payload == "end":
                     return
-                ids = events.decode(payload)
-                assert ids is not None
-                heard.append(ids)
+                event = events.decode(payload)
+                assert isinstance(event, events.MessageStored)
+                heard.append((event.conversation_id, event.message_id))
             assert select.select([conn], [], [], 10)[0], "the end marker never arrived"
     finally:
         conn.close()
