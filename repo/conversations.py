@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,8 @@ from repo.units import unit_of_work, unit_of_work_once, write_transaction
 from repo.users import NewUser, ensure_profile
 from repo.views import AdminConversation, ConversationView
 
+log = logging.getLogger(__name__)
+
 Customer = Profile.alias("customer")
 Admin = Profile.alias("admin")
 Count = AdminConversationCount
@@ -36,29 +39,42 @@ def get_or_create_admin_conversation(
 ) -> AdminConversation:
     """Return the customer's admin conversation, creating profile and conversation if missing.
 
-    One atomic block, the same statements on both backends: ensure the profile, lock it, look
-    for the conversation under the lock; when there is none, choose the admin (the fewest
-    conversations, online admins first) and count it, insert the conversation and the admin's
-    ``welcome_message`` (the first message of every new conversation). Then, committed, read it.
+    The admin is chosen first, in a short transaction of its own that serializes the choice
+    and counts it (the fewest conversations, online admins first). Then one atomic block, the
+    same statements on both backends: ensure the profile, lock it, look for the conversation
+    under the lock; when there is none, insert it and the admin's ``welcome_message`` (the
+    first message of every new conversation); when a racer made it, give the choice back. A
+    block that fails gives the choice back too. Then, committed, the conversation is read.
     ``new_user`` (from a verified sign-up token) creates the users row when there is none.
     ``known_missing``: the caller has just looked it up and found none, so go straight to
-    the locked block (which looks again under the lock, so a racing creator is still seen).
+    the choice and the locked block (which looks again under the lock).
     """
     if not known_missing and (found := _find_conversation_of(customer_id)):
         return AdminConversation(found, created=False, profile_created=False)
-    with write_transaction():  # SQLite: BEGIN IMMEDIATE, its one write lock
-        profile_created = ensure_profile(customer_id)
-        if not _lock_profile(customer_id):  # no users row: a verified sign-up may add it
-            if new_user is None or not _ensure_user(customer_id, new_user):
-                raise CustomerNotFound(f"customer {customer_id} not found: no users row")
-            profile_created = _lock_profile(customer_id)  # its trigger made the profile
-        # A separate statement: under READ COMMITTED one that waited for the lock would still
-        # see its old snapshot of conversations, and so miss a racer's commit.
-        created = _CONVERSATION_OF.first(customer_id) is None
-        if created:
-            admin_id = _choose_admin(customer_id)
-            conversation_id = _insert_conversation(customer_id, admin_id)
-            post_message(conversation_id, admin_id, welcome_message)
+    try:
+        admin_id = choose_admin(customer_id)  # before anything is written
+    except NoAdminAvailable:
+        if new_user is None and not _has_users_row(customer_id):  # the customer's error first
+            raise CustomerNotFound(f"customer {customer_id} not found: no users row") from None
+        raise
+    try:
+        with write_transaction():  # SQLite: BEGIN IMMEDIATE, its one write lock
+            profile_created = ensure_profile(customer_id)
+            if not _lock_profile(customer_id):  # no users row: a verified sign-up may add it
+                if new_user is None or not _ensure_user(customer_id, new_user):
+                    raise CustomerNotFound(f"customer {customer_id} not found: no users row")
+                profile_created = _lock_profile(customer_id)  # its trigger made the profile
+            # A separate statement: under READ COMMITTED one that waited for the lock would
+            # still see its old snapshot of conversations, and so miss a racer's commit.
+            created = _CONVERSATION_OF.first(customer_id) is None
+            if created:
+                conversation_id = _insert_conversation(customer_id, admin_id)
+                post_message(conversation_id, admin_id, welcome_message)
+            else:  # a racer made it while this call chose
+                _COUNT_ONE_LESS.execute(admin_id)
+    except BaseException:
+        _give_back(admin_id)
+        raise
     found = _find_conversation_of(customer_id)  # committed: the conversation is there
     assert found is not None
     return AdminConversation(found, created=created, profile_created=profile_created)
@@ -208,14 +224,54 @@ def serialize_admin_choice() -> None:
 
 
 def _choose_admin(customer_id: CustomerId, *, leaving: ProfileId | None = None) -> ProfileId:
-    """The admin the rule gives the customer's conversation, counted already (never the
-    customer, nor ``leaving``: an admin whose conversations are being handed over)."""
+    """Inside a transaction: the admin the rule gives the customer's conversation, counted
+    already (never the customer, nor ``leaving``: an admin handing conversations over)."""
     serialize_admin_choice()
-    chosen = _CHOOSE_ADMIN.rows(customer_id, leaving or customer_id)
-    if not chosen:
+    return _chosen(_CHOOSE_ADMIN.rows(customer_id, leaving or customer_id))
+
+
+def choose_admin(customer_id: CustomerId) -> ProfileId:
+    """The admin for the customer's new conversation, chosen and counted in a transaction of
+    its own, so the choice is serialized only while that transaction lasts.
+
+    PostgreSQL: one round trip, three statements in one implicit transaction: its commit
+    waits for no WAL flush (the count steers the balance; the first contact's own commit
+    flushes it, and a crash in between loses only the count, which the recount script
+    restores), the choice lock, then the choice and its count in one statement, whose fresh
+    snapshot sees every count committed before it. The lock is released as soon as that
+    transaction commits, server-side, without waiting for this thread to be scheduled again.
+    SQLite: BEGIN IMMEDIATE around the same choice.
+    """
+    if is_sqlite():
+        with write_transaction():
+            return _choose_admin(customer_id)
+    return _chosen(_CHOOSE_ADMIN.rows(customer_id, customer_id, after=_CHOICE_ALONE))
+
+
+_CHOICE_ALONE = (
+    f"SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock({ADMIN_CHOICE_LOCK}); "
+)
+
+
+def _chosen(rows: list[tuple[Any, ...]]) -> ProfileId:
+    if not rows:
         raise NoAdminAvailable("no admin is available to take the conversation")
-    ((admin_id,),) = chosen
+    ((admin_id,),) = rows
     return ProfileId(UUID(str(admin_id)))
+
+
+def _has_users_row(customer_id: CustomerId) -> bool:
+    return bool(User.select().where(User.id == customer_id).exists())
+
+
+def _give_back(admin_id: ProfileId) -> None:
+    """A choice that made no conversation: its count goes back (best effort; a count left
+    over only steers the balance, and schema/ops/recount_admin_conversations.sql resets it)."""
+    try:
+        with write_transaction():
+            _COUNT_ONE_LESS.execute(admin_id)
+    except Exception:
+        log.warning("the count of admin %s stays one too high", admin_id)
 
 
 def _insert_conversation(customer_id: CustomerId, admin_id: ProfileId) -> ConversationId:

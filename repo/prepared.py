@@ -42,21 +42,23 @@ class PreparedQuery:
         self._build = build
         self._rendered: dict[bool, _Rendered] = {}
 
-    def execute(self, *ids: UUID, limit: int | None = None) -> Any:
-        """Run the statement for these ids; its cursor."""
+    def execute(self, *ids: UUID, limit: int | None = None, after: str = "") -> Any:
+        """Run the statement for these ids; its cursor. ``after``: statements without
+        parameters sent first, in the same round trip (PostgreSQL; the cursor holds the
+        result of this statement, the last)."""
         rendered = self._rendered.get(is_sqlite()) or self._render(len(ids))
         params = [
             limit if p == _LIMIT else str(UUID(str(ids[p]))) if isinstance(p, int) else p[0]
             for p in rendered.params
         ]
-        return database.execute_sql(rendered.sql, params)
+        return database.execute_sql(after + rendered.sql, params)
 
-    def rows(self, *ids: UUID, limit: int | None = None) -> list[tuple[Any, ...]]:
+    def rows(self, *ids: UUID, limit: int | None = None, after: str = "") -> list[tuple[Any, ...]]:
         """The rows it returns, converted as peewee's ``.tuples()`` would."""
         converters = (self._rendered.get(is_sqlite()) or self._render(len(ids))).converters
         return [
             tuple(convert(value) for convert, value in zip(converters, row, strict=True))
-            for row in self.execute(*ids, limit=limit).fetchall()
+            for row in self.execute(*ids, limit=limit, after=after).fetchall()
         ]
 
     def _render(self, arity: int) -> _Rendered:
@@ -88,11 +90,11 @@ class PreparedSelect(PreparedQuery):
         rows = self.rows(*ids, limit=1)
         return rows[0] if rows else None
 
-    def rows(self, *ids: UUID, limit: int | None = None) -> list[tuple[Any, ...]]:
+    def rows(self, *ids: UUID, limit: int | None = None, after: str = "") -> list[tuple[Any, ...]]:
         """Up to ``limit`` rows for these ids, converted as peewee's ``.tuples()`` would."""
         if limit is None:
             raise TypeError("a prepared select needs a row limit")
-        return super().rows(*ids, limit=limit)
+        return super().rows(*ids, limit=limit, after=after)
 
 
 def _converter(node: Any) -> Callable[[Any], Any]:

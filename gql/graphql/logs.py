@@ -1,17 +1,12 @@
-"""Logs: one JSON object per line (python-json-logger), for `helpline serve` and its workers.
-
-Request lines carry the request id, the operation's label (as in the metrics) and the client's
-operation name, duration and error codes; never tokens, variables or message contents.
-"""
+"""Logs: one JSON object per line (python-json-logger), for `helpline serve` and its workers,
+each line logged while a request is served stamped with its id (the access lines themselves:
+gql/http/responses.py). Never tokens, variables or message contents."""
 
 from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
 from typing import Any
-
-access_log = logging.getLogger("helpline.access")
-MAX_NAME_CHARS = 64  # a client's operation name, as logged
 
 # The id of the request being served: set by the view, copied into its worker thread.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -55,38 +50,3 @@ LOG_CONFIG: dict[str, Any] = {
         "peewee": {"level": "WARNING"},
     },
 }
-
-
-class RequestLog:
-    """One line per GraphQL request, or, with ``successes=False`` (ACCESS_LOG=errors), one per
-    request that failed: a JSON line costs about 15 % of a hot request's CPU (BENCHMARKS.md),
-    which a deployment whose load balancer already logs every request need not pay."""
-
-    def __init__(self, *, successes: bool = True) -> None:
-        self.successes = successes
-
-    def __call__(
-        self,
-        *,
-        request_id: str,
-        operation: str,
-        operation_name: object,
-        seconds: float,
-        status: int,
-        codes: list[str],
-    ) -> None:
-        """``operation``: the metric label; ``operation_name``: whatever the client sent."""
-        if status == 200 and not codes and not self.successes:
-            return
-        name = operation_name[:MAX_NAME_CHARS] if isinstance(operation_name, str) else None
-        access_log.info(
-            "graphql request",
-            extra={
-                "request_id": request_id,
-                "operation": operation,
-                "operation_name": name,
-                "duration_ms": round(seconds * 1000, 2),
-                "status": status,
-                "error_codes": codes,
-            },
-        )

@@ -23,7 +23,6 @@ from starlette.staticfiles import StaticFiles
 from gql.graphql.auth import Authenticator
 from gql.graphql.fastpath import FastPaths
 from gql.graphql.live import Hub, LocalListener, PostgresListener, Presence
-from gql.graphql.logs import RequestLog
 from gql.graphql.metrics import exposition, forget_this_process, refresh_orphan_gauge
 from gql.graphql.schema import build_schema, fast_roots, validation_rules
 from gql.http.fastfront import FastFront
@@ -144,7 +143,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     )
     in_flight = InFlight(limit=settings.max_concurrent_requests)
     gate = SubscriptionGate(schema._schema, rules=rules, max_tokens=settings.max_tokens)
-    finish = Finisher(RequestLog(successes=settings.access_log == "all"))
+    finish = Finisher(successes=settings.access_log == "all")
     view = HelplineGraphQL(
         schema,
         authenticator=authenticator,

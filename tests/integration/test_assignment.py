@@ -3,10 +3,7 @@ to the oldest profile, then the lowest id; the balance holds when first contacts
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
@@ -17,6 +14,7 @@ from repo.database import database
 from repo.ids import ProfileId
 from repo.models import AdminConversationCount, Conversation, Profile
 from tests.factories import first_contact, make_admin, make_user, own_connection
+from tests.racing import run_at_once
 
 OPS_SQL = Path(__file__).resolve().parents[2] / "schema" / "ops"
 
@@ -98,19 +96,6 @@ def test_a_new_admin_takes_new_customers_until_level_with_the_others() -> None:
     chosen = [first_contact(make_user()).conversation.admin.id for _ in range(4)]
 
     assert chosen == [newcomer, newcomer, newcomer, veteran]  # level at 3, then the oldest
-
-
-def run_at_once(calls: list[Callable[[], object]]) -> list[object]:
-    barrier = threading.Barrier(len(calls))
-
-    def released(call: Callable[[], object]) -> object:
-        with database.connection_context():
-            database.execute_sql("SELECT 1")
-            barrier.wait(timeout=10)
-            return call()
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(released, calls))
 
 
 def test_racing_first_contacts_stay_balanced() -> None:

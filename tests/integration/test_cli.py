@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -330,8 +331,13 @@ def test_admin_list_shows_the_team_with_presence_and_counts(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first = make_admin("First")
-    make_user(email="second@example.com")
+    second = make_user(email="second@example.com")
     assert helpline("admin", "add", "second@example.com", capsys=capsys)[0] == 0
+    with database.connection_context():  # a second later (SQLite keeps milliseconds)
+        created = Profile.get_by_id(first).created_at
+        Profile.update(created_at=created + timedelta(seconds=1)).where(
+            Profile.id == second
+        ).execute()
     first_contact(make_user())
 
     code, out = helpline("admin", "list", "--json", capsys=capsys)

@@ -5,9 +5,7 @@ and the lock as what keeps racing first contacts apart."""
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import psycopg2.extensions
@@ -16,9 +14,10 @@ import pytest
 from repo import conversations
 from repo.config import Settings
 from repo.database import database
-from repo.errors import HelplineError, IntegrityViolation, NoAdminAvailable
+from repo.errors import IntegrityViolation, NoAdminAvailable
 from repo.views import AdminConversation
 from tests.factories import count_rows, first_contact, make_admin, make_legacy_user, make_user
+from tests.racing import outcomes_at_once
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,8 +56,14 @@ def kind(statement: str) -> str:
         ("BEGIN", r"^BEGIN\b"),
         ("COMMIT", r"^COMMIT\b"),
         ("ROLLBACK", r"^ROLLBACK\b"),
+        (
+            "choose the admin and count it, alone in one round trip",
+            r"^SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock\(\d+\); "
+            r'INSERT INTO "admin_conversation_counts" .* SELECT .* ON CONFLICT .* RETURNING',
+        ),
         ("session settings", r"^SET\b"),
         ("create the users row", r'^INSERT INTO "users"'),
+        ("look for the users row", r'^SELECT EXISTS\(SELECT 1 FROM "users"'),
         ("ensure the profile", r'^INSERT INTO "profiles" .* ON CONFLICT .* DO NOTHING'),
         ("lock the profile", r'^SELECT "t1"."id" FROM "profiles" AS "t1" WHERE .* FOR UPDATE$'),
         ("look for the conversation", r'^SELECT "t1"."id" FROM "conversations" AS "t1" WHERE'),
@@ -68,6 +73,7 @@ def kind(statement: str) -> str:
             r'^INSERT INTO "admin_conversation_counts" .* SELECT .* ON CONFLICT .* RETURNING',
         ),
         ("insert the conversation", r'^INSERT INTO "conversations" .* VALUES .* RETURNING'),
+        ("give the choice back", r'^UPDATE "admin_conversation_counts" SET .* - '),
         ("store the welcome message", r"^WITH stored AS \( INSERT INTO messages"),
         ("read the conversation", r'^SELECT .* FROM "conversations" AS "t\d+" INNER JOIN'),
     ]
@@ -88,12 +94,12 @@ def test_a_first_contact_is_one_transaction_that_locks_before_it_inserts(sent: S
     assert result.created
     assert steps(sent) == [
         "read the conversation",  # the hot path's read, outside any transaction
+        # the choice of admin, serialized only while its own implicit transaction lasts
+        "choose the admin and count it, alone in one round trip",
         "BEGIN",
         "ensure the profile",
         "lock the profile",
         "look for the conversation",  # under the lock: a racer's commit is seen
-        "serialize the choice of admin",  # first contacts of other customers choose in turn
-        "choose the admin and count the conversation",
         "insert the conversation",
         "store the welcome message",
         "COMMIT",
@@ -114,46 +120,30 @@ def test_a_conversation_found_under_the_lock_is_returned_and_nothing_inserted(
 
     assert (again.conversation.id, again.created) == (first.conversation.id, False)
     assert steps(sent) == [
+        "choose the admin and count it, alone in one round trip",
         "BEGIN",
         "ensure the profile",
         "lock the profile",
         "look for the conversation",
+        "give the choice back",  # a racer made it: the count goes back
         "COMMIT",
         "read the conversation",
     ]
 
 
-def test_no_admin_rolls_the_whole_block_back(sent: Sent) -> None:
+def test_no_admin_writes_nothing(sent: Sent) -> None:
     customer = make_legacy_user()
     sent.clear()
 
     with pytest.raises(NoAdminAvailable):
         first_contact(customer)
 
-    assert steps(sent)[-3:] == [
-        "serialize the choice of admin",
-        "choose the admin and count the conversation",  # none to choose
-        "ROLLBACK",
+    assert steps(sent) == [
+        "read the conversation",
+        "choose the admin and count it, alone in one round trip",  # none to choose: no write
+        "look for the users row",  # which error to give: the customer's comes first
     ]
     assert (count_rows("profiles"), count_rows("conversations")) == (0, 0)
-
-
-def race(calls: list[Callable[[], object]]) -> list[object]:
-    """Each call in its own thread holding its own connection, released together; the
-    results, or the exceptions raised."""
-    barrier = threading.Barrier(len(calls))
-
-    def released(call: Callable[[], object]) -> object:
-        with database.connection_context():
-            database.execute_sql("SELECT 1")
-            barrier.wait(timeout=10)
-            try:
-                return call()
-            except HelplineError as exc:
-                return exc
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(released, calls))
 
 
 @pytest.mark.parametrize("locked", [True, False], ids=["with-the-lock", "lock-switched-off"])
@@ -170,7 +160,7 @@ def test_the_profile_lock_is_what_keeps_racing_first_contacts_apart(
     created = 0
     for _ in range(3):  # bounded: a few customers, 16 racers each
         customer = make_user()
-        outcomes = race([lambda customer=customer: first_contact(customer)] * 16)
+        outcomes = outcomes_at_once([lambda customer=customer: first_contact(customer)] * 16)
         failures += [o for o in outcomes if isinstance(o, Exception)]
         created += sum(1 for o in outcomes if isinstance(o, AdminConversation) and o.created)
     assert count_rows("conversations") == 3

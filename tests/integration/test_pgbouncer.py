@@ -15,8 +15,8 @@ from repo.conversations import find_conversation
 from repo.database import database, open_database
 from repo.messages import decode_cursor, list_messages, send_message
 from tests.factories import count_rows, first_contact, make_admin, make_legacy_user, make_user
-from tests.integration.test_races import run_at_once
 from tests.pgbouncer import SESSION_TIME_ZONE, PgBouncer
+from tests.racing import run_at_once
 
 on_postgres = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 pytestmark = pytest.mark.timeout(60)

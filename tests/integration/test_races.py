@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import random
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import pytest
 
 from repo.conversations import find_conversation
-from repo.database import database
 from repo.messages import list_messages, send_message
 from tests.factories import count_rows, first_contact, make_admin, make_legacy_user, make_user
+from tests.racing import run_at_once
 
 pytestmark = [pytest.mark.usefixtures("db"), pytest.mark.timeout(60)]
 
 T = TypeVar("T")
-
-
-def run_at_once(calls: list[Callable[[], T]]) -> list[T]:
-    """Run every call in its own thread, released together by a barrier once each thread
-    holds its pooled connection (opening one takes long enough to stagger the callers)."""
-    barrier = threading.Barrier(len(calls))
-
-    def released(call: Callable[[], T]) -> T:
-        with database.connection_context():
-            database.execute_sql("SELECT 1")
-            barrier.wait(timeout=10)
-            return call()
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(released, calls))
 
 
 @pytest.mark.parametrize("has_profile", [False, True], ids=["legacy-user", "signed-up-user"])
