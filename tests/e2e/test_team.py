@@ -249,20 +249,38 @@ def test_both_admins_inboxes_hear_of_a_handover(db: Settings, tmp_path: Path) ->
         chat = first_contact(customer).conversation
         giver = chat.admin.id
         taker = first if giver == demo_admin else demo_admin
+        other_customer = make_user()
+        other_chat = first_contact(other_customer).conversation  # the taker's, by the rule
+        assert other_chat.admin.id == taker
+        query = (
+            "subscription { inboxUpdated(assignedToMe: true) "
+            "{ conversation { id admin { id } } lastMessage { content } } }"
+        )
+
+        async def subscribed(admin: UUID, probe_into: tuple[UUID, UUID]) -> Subscription:
+            """The admin's queue subscription, once it hears a probe in their conversation."""
+            sub = await Subscription.open(server.url, user_token(admin))
+            await sub.socket.send(
+                json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}})
+            )
+            sender, conversation = probe_into
+
+            def is_probe(frame: dict[str, Any]) -> bool:
+                last = frame["payload"]["data"]["inboxUpdated"]["lastMessage"]
+                return bool(last and last["content"] == "probe")
+
+            await until_flowing(
+                sub,
+                lambda: send_over_http(server.url, user_token(sender), str(conversation), "probe"),
+                is_probe=is_probe,
+            )
+            return sub
 
         async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
-            query = (
-                "subscription { inboxUpdated(assignedToMe: true) "
-                "{ conversation { id admin { id } } } }"
-            )
-            subs = []
-            for admin in (giver, taker):
-                sub = await Subscription.open(server.url, user_token(admin))
-                await sub.socket.send(
-                    json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}})
-                )
-                subs.append(sub)
-            await asyncio.sleep(1)  # a subscription has no ack; both are registered by now
+            subs = [
+                await subscribed(giver, (customer, chat.id)),
+                await subscribed(taker, (other_customer, other_chat.id)),
+            ]
             await asyncio.to_thread(
                 httpx.post,
                 server.url,
