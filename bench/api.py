@@ -233,11 +233,17 @@ def function_contender(url: str, port: int, workers: int, tmp: Path) -> Any:
     with psycopg2.connect(url) as conn, conn.cursor() as cursor:
         cursor.execute(function_path.function_sql())
     conn.close()
-    env = {**helpline_env(url, workers), "WEB_CONCURRENCY": str(workers)}
-    command = [
+    command = uvicorn_command("bench.function_path:create_app", port, workers, factory=True)
+    env = helpline_env(url, workers)
+    return serving("function", command, env, port, tmp)
+
+
+def uvicorn_command(app: str, port: int, workers: int, *, factory: bool = False) -> list[str]:
+    """uvicorn serving ``app`` quietly, for a contender that is not `helpline serve`."""
+    return [
         str(Path(sys.executable).parent / "uvicorn"),
-        "bench.function_path:create_app",
-        "--factory",
+        app,
+        *(["--factory"] if factory else []),
         "--port",
         str(port),
         "--workers",
@@ -246,22 +252,11 @@ def function_contender(url: str, port: int, workers: int, tmp: Path) -> Any:
         "--log-level",
         "warning",
     ]
-    return serving("function", command, env, port, tmp)
 
 
 def baseline(url: str, port: int, workers: int, tmp: Path) -> Any:
     env = {**os.environ, "DATABASE_URL": url, "BASELINE_POOL_SIZE": str(POOL_SIZE)}
-    command = [
-        str(Path(sys.executable).parent / "uvicorn"),
-        "bench.baseline:app",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    command = uvicorn_command("bench.baseline:app", port, workers)
     return serving("baseline", command, env, port, tmp)
 
 

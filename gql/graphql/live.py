@@ -23,7 +23,7 @@ from gql.graphql.auth import Caller
 from gql.graphql.errors import ApiError
 from repo import events, presence
 from repo.errors import DatabaseUnavailable
-from repo.ids import ConversationId, MessageId, ProfileId
+from repo.ids import ConversationId, ProfileId
 from repo.listener import ListenConnection
 from repo.messages import find_message, messages_after, newest_position
 from repo.views import MessageView
@@ -100,10 +100,6 @@ class Hub:
     @property
     def subscriber_count(self) -> int:
         return len(self.everyone) + sum(len(group) for group in self.by_conversation.values())
-
-    def notify(self, conversation_id: ConversationId, message_id: MessageId) -> None:
-        """A message was committed (called on the event loop)."""
-        self.take(events.MessageStored(conversation_id, message_id))
 
     def take(self, event: events.Event) -> None:
         """Something was committed (called on the event loop): delivered in commit order."""

@@ -9,6 +9,7 @@ from uuid import UUID
 import pytest
 
 from gql.graphql.live import Hub, follow, live_messages
+from repo.events import MessageStored
 from repo.ids import ConversationId
 from repo.messages import newest_position, send_message
 from tests.factories import first_contact, make_admin, make_user
@@ -28,8 +29,8 @@ def test_out_of_order_notifications_lose_nothing_when_the_hub_is_unordered() -> 
         hub.start()
         try:
             with hub.subscribe(conversation) as subscriber:
-                hub.notify(conversation, second.id)  # B's hand-off overtakes A's
-                hub.notify(conversation, first.id)
+                hub.take(MessageStored(conversation, second.id))  # B's hand-off overtakes A's
+                hub.take(MessageStored(conversation, first.id))
                 messages = follow(subscriber, conversation, start)
                 got = [(await anext(messages)).content for _ in range(2)]
                 return got
@@ -55,7 +56,7 @@ def test_a_message_committed_while_a_subscription_registers_is_caught_up_once() 
             messages = live_messages(hub, conversation, position=position_then_a_commit)
             got = [(await anext(messages)).content]
             after = send_message(conversation, "after", sender_id=None)
-            hub.notify(conversation, after.id)
+            hub.take(MessageStored(conversation, after.id))
             got.append((await anext(messages)).content)
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(anext(messages), 0.3)  # nothing twice
