@@ -101,7 +101,9 @@ def remove_admin(
         return 0
     moved = 0
     while True:
-        while batch := conversations.hand_over_conversations_of(admin, batch_size=batch_size):
+        while batch := conversations.hand_over_conversations_of(
+            admin, batch_size=batch_size, reason=conversations.ADMIN_REMOVED
+        ):
             moved += batch
             if progress is not None:
                 progress(moved)

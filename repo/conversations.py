@@ -15,7 +15,13 @@ from repo.database import database, is_sqlite
 from repo.errors import ConversationNotFound, CustomerNotFound, InvalidInput, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
-from repo.models import AdminConversationCount, Conversation, Profile, User
+from repo.models import (
+    AdminConversationCount,
+    Conversation,
+    ConversationAssignmentTotal,
+    Profile,
+    User,
+)
 from repo.prepared import PreparedQuery, PreparedSelect
 from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
 from repo.units import unit_of_work, unit_of_work_once, write_transaction
@@ -279,6 +285,8 @@ def _insert_conversation(customer_id: CustomerId, admin_id: ProfileId) -> Conver
     return ConversationId(UUID(str(conversation_id)))
 
 
+# conversation_assignment_totals' one reason: handed over by `helpline admin remove --reassign`
+ADMIN_REMOVED = "admin_removed"
 _COUNT_ONE_LESS = PreparedQuery(
     lambda admin: AdminConversationCount.update(
         conversation_count=AdminConversationCount.conversation_count - 1
@@ -345,9 +353,11 @@ def _hand_over(conversation_id: ConversationId, previous: ProfileId, admin_id: P
 
 
 @unit_of_work_once
-def hand_over_conversations_of(admin_id: ProfileId, *, batch_size: int) -> int:
+def hand_over_conversations_of(admin_id: ProfileId, *, batch_size: int, reason: str) -> int:
     """Give up to ``batch_size`` of the admin's conversations to the others, by the rule, in
-    one transaction; how many moved (0: none left). Run it until it returns 0."""
+    one transaction; how many moved (0: none left). Run it until it returns 0. The batch is
+    added to ``reason``'s row of conversation_assignment_totals in the same transaction, so
+    the total counts each conversation moved once, however often the command is rerun."""
     with write_transaction():
         query = (
             Conversation.select(Conversation.id, Conversation.customer)
@@ -366,4 +376,19 @@ def hand_over_conversations_of(admin_id: ProfileId, *, batch_size: int) -> int:
                 .execute()
             )
             events.conversation_reassigned(ConversationId(conversation_id), admin_id, chosen)
+        if batch:
+            totals = ConversationAssignmentTotal
+            totals.insert(reason=reason, total=len(batch)).on_conflict(
+                conflict_target=[totals.reason], update={totals.total: totals.total + len(batch)}
+            ).execute()
     return len(batch)
+
+
+@unit_of_work
+def assignment_totals() -> dict[str, int]:
+    """conversation_assignment_totals: conversations handed over outside the servers, by
+    reason (every reason the table allows, 0 until the first)."""
+    rows: Any = ConversationAssignmentTotal.select(
+        ConversationAssignmentTotal.reason, ConversationAssignmentTotal.total
+    ).tuples()
+    return {ADMIN_REMOVED: 0} | {str(reason): int(total) for reason, total in rows}

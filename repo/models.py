@@ -109,6 +109,16 @@ class AdminConversationCount(BaseModel):
         table_name = "admin_conversation_counts"
 
 
+class ConversationAssignmentTotal(BaseModel):
+    """Conversations handed over by commands outside the servers, by reason (admin_removed)."""
+
+    reason = peewee.TextField(primary_key=True)
+    total = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "conversation_assignment_totals"
+
+
 class Message(BaseModel):
     id = CanonicalUUIDField(primary_key=True)
     conversation = peewee.ForeignKeyField(Conversation, column_name="conversation_id", backref="+")

@@ -32,6 +32,7 @@ TEST_WELCOME_MESSAGE = "Welcome to Helpline support!"
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 TABLES = (
     "admin_conversation_counts",
+    "conversation_assignment_totals",
     "presence",
     "conversation_reads",
     "messages",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from graphql import (
     DocumentNode,
@@ -32,6 +32,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.samples import Sample
 from strawberry.extensions import SchemaExtension
 
 from repo.database import pool_connections_in_use
@@ -62,9 +65,12 @@ CONVERSATIONS_CREATED = Counter(
 )
 CONVERSATIONS_ASSIGNED = Counter(
     "helpline_conversations_assigned_total",
-    "Conversations given to an admin, by reason (first_contact: the balancing rule chose them)",
+    "Conversations given to an admin, by reason: first_contact and reassigned counted by the "
+    "servers, admin_removed (helpline admin remove --reassign) read from the database",
     ["reason"],
 )
+for _reason in ("first_contact", "reassigned"):
+    CONVERSATIONS_ASSIGNED.labels(_reason)  # exported as 0 before the first one
 PROFILES_SELF_HEALED = Counter(
     "helpline_profiles_self_healed_total",
     "Profiles created for customers who had none: each is a time the post-mortem's bug would "
@@ -172,11 +178,36 @@ def forget_this_process() -> None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics page: this process's registry, or every worker's in multiprocess mode."""
+class _WithDatabaseTotals(Collector):
+    """A registry's metrics with the database's assignment totals added to their counter.
+
+    A command that reassigns conversations exits before any scrape, so it counts in the
+    database instead; its totals are global already and are added once per scrape, after
+    the processes' own series are summed, as series of the same family.
+    """
+
+    def __init__(self, source: Collector, totals: Mapping[str, int]) -> None:
+        self.source = source
+        self.totals = totals
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self.source.collect():
+            if metric.name == CONVERSATIONS_ASSIGNED._name:
+                sample = f"{metric.name}_total"
+                for reason, total in sorted(self.totals.items()):
+                    metric.samples.append(Sample(sample, {"reason": reason}, float(total)))
+            yield metric
+
+
+def exposition(database_totals: Mapping[str, int]) -> tuple[bytes, str]:
+    """The metrics page: this process's registry, or every worker's in multiprocess mode,
+    with ``database_totals`` (reason: conversations) in helpline_conversations_assigned_total
+    (empty when the database could not be read: those series are left out, not zeroed)."""
     POOL_IN_USE.set(pool_connections_in_use())
+    source: Collector = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        source = CollectorRegistry()
+        multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
+    page = CollectorRegistry(auto_describe=False)
+    page.register(_WithDatabaseTotals(source, database_totals))
+    return generate_latest(page), CONTENT_TYPE_LATEST

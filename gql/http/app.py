@@ -32,6 +32,7 @@ from gql.http.responses import Finisher, refusal
 from gql.http.view import HelplineGraphQL
 from gql.ws.websocket import SubscriptionGate
 from repo.config import ConfigError, Settings
+from repo.conversations import assignment_totals
 from repo.database import check_database, close_database, open_database, pool_connections_in_use
 from repo.sqlite_claim import claim_sqlite_server
 from repo.users import is_admin
@@ -124,7 +125,13 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
                 await anyio.to_thread.run_sync(refresh_orphan_gauge, abandon_on_cancel=True)
         except Exception as exc:
             log.warning("orphan gauge not refreshed: %s", type(exc).__name__)
-        body, media_type = exposition()
+        totals: dict[str, int] = {}
+        try:
+            with anyio.fail_after(READY_TIMEOUT_S):
+                totals = await anyio.to_thread.run_sync(assignment_totals, abandon_on_cancel=True)
+        except Exception as exc:
+            log.warning("assignment totals not read: %s", type(exc).__name__)
+        body, media_type = exposition(totals)
         return Response(body, media_type=media_type)
 
     schema = build_schema(settings)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +20,8 @@ import pytest
 from repo.config import Settings
 from repo.database import database
 from repo.models import Conversation, Profile
-from tests.e2e.conftest import GraphQLClient, running_server, user_token
+from tests.e2e.conftest import GraphQLClient, Server, running_server, user_token
+from tests.e2e.test_observability import metric
 from tests.e2e.test_subscriptions import send_over_http
 from tests.e2e.wsclient import Subscription, until_flowing
 from tests.factories import first_contact, make_admin, make_user
@@ -297,3 +301,53 @@ def test_both_admins_inboxes_hear_of_a_handover(db: Settings, tmp_path: Path) ->
     for heard in (for_giver, for_taker):  # the item says who holds it now
         item = heard["payload"]["data"]["inboxUpdated"]["conversation"]
         assert item == {"id": str(chat.id), "admin": {"id": str(taker)}}
+
+
+def assigned_total(server_base: str, reason: str) -> float:
+    page = httpx.get(f"{server_base}/metrics", timeout=10).text
+    assert page.count("# TYPE helpline_conversations_assigned_total counter") == 1, page
+    return metric(page, "helpline_conversations_assigned_total", reason=reason)
+
+
+def remove_admin_out_of_process(db: Settings, email: str) -> subprocess.CompletedProcess[str]:
+    """`helpline admin remove --reassign` as an operator runs it: its own process, which
+    exits long before the next scrape."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "helpline"), "admin", "remove", email, "--reassign"],
+        env={**os.environ, "DATABASE_URL": db.database_url, "JWT_SECRET": "x" * 40},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def check_admin_removed_total(db: Settings, server: Server) -> None:
+    leaving = make_admin("Leaving")
+    chats = [first_contact(make_user()).conversation for _ in range(4)]
+    held = sum(c.admin.id == leaving for c in chats)
+    assert held >= 1
+    before = assigned_total(server.base, "admin_removed")
+
+    removed = remove_admin_out_of_process(db, f"{leaving}@example.com")
+
+    assert removed.returncode == 0, removed.stderr
+    for _ in range(4):  # any worker answers the scrape; each reports the total once
+        assert assigned_total(server.base, "admin_removed") == before + held
+    assert remove_admin_out_of_process(db, f"{leaving}@example.com").returncode == 0  # no-op
+    assert assigned_total(server.base, "admin_removed") == before + held
+
+
+def test_conversations_handed_over_by_admin_remove_are_counted_by_the_servers(
+    db: Settings, tmp_path: Path
+) -> None:
+    with running_server(db, tmp_path / "server.log") as server:
+        assert assigned_total(server.base, "admin_removed") == 0  # exported before any
+        check_admin_removed_total(db, server)
+
+
+def test_admin_removed_is_counted_once_however_many_processes_serve_metrics(
+    postgres: Settings, tmp_path: Path
+) -> None:
+    with running_server(postgres, tmp_path / "server.log", workers=2) as server:
+        check_admin_removed_total(postgres, server)
