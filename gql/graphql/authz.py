@@ -103,23 +103,25 @@ def sender_in(caller: Caller, owner_of: Callable[[], CustomerId | None]) -> Prof
     raise Forbidden("you may only write in your own conversation")
 
 
-def require_operator(caller: Caller, *, what: str = "integrity checks") -> None:
-    """Integrity reads, dry-run repairs, assignment: admins and service callers."""
+def require_operator(caller: Caller, operation: str) -> None:
+    """Integrity reads, dry-run repairs, the inbox, assignment: admins and service callers.
+    ``operation``: the schema field refused, named in the message."""
     _known(caller)
     if not is_staff(caller):
-        raise Forbidden(f"{what} are for admins and operators")
+        raise Forbidden(f"{operation} is for admins and operators")
 
 
 def require_repair(caller: Caller, *, dry_run: bool) -> None:
     """A repair that writes is for service callers only."""
-    require_operator(caller)
+    require_operator(caller, "repairOrphanedConversations")
     if not dry_run and not caller.is_service:
         raise Forbidden("only the service role may apply a repair; admins may dry-run it")
 
 
-def inbox_reader(caller: Caller) -> ProfileId | None:
-    """Whose unread counts the inbox shows: an admin's own; a service caller's assigned admins."""
-    require_operator(caller)
+def inbox_reader(caller: Caller, operation: str) -> ProfileId | None:
+    """Whose unread counts the inbox shows: an admin's own; a service caller's assigned admins.
+    ``operation``: inbox or inboxUpdated, for the refusal's message."""
+    require_operator(caller, operation)
     return None if caller.is_service else ProfileId(caller.user_id)  # type: ignore[arg-type]
 
 
@@ -134,7 +136,7 @@ def own_queue(caller: Caller, *, assigned_to_me: bool) -> ProfileId | None:
 
 def admin_reader(caller: Caller) -> ProfileId:
     """Marking read is an admin's own action."""
-    require_operator(caller)
+    require_operator(caller, "markRead")
     if caller.is_service or caller.user_id is None:
         raise Forbidden("markRead records what an admin has read: use an admin's token")
     return ProfileId(caller.user_id)

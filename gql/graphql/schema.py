@@ -170,7 +170,7 @@ class Query:
         assigned_to_me: AssignedToMeArgument = False,
     ) -> InboxConnection:
         caller = caller_of(info)
-        reader = authz.inbox_reader(caller)
+        reader = authz.inbox_reader(caller, "inbox")
         mine = authz.own_queue(caller, assigned_to_me=assigned_to_me)
         return InboxConnection.from_page(
             inbox.inbox_page(reader, first=first, after=after, assigned_to=mine)
@@ -178,7 +178,7 @@ class Query:
 
     @strawberry.field(description="Data integrity checks, for admins and operators.")
     def integrity(self, info: Info[Any, Any]) -> IntegrityReport:
-        authz.require_operator(caller_of(info))
+        authz.require_operator(caller_of(info), "integrity")
         return IntegrityReport()
 
 
@@ -224,7 +224,7 @@ class Mutation:
     def assign_conversation(
         self, info: Info[Any, Any], conversation_id: UUID, admin_id: UUID
     ) -> Conversation:
-        authz.require_operator(caller_of(info), what="conversation assignments")
+        authz.require_operator(caller_of(info), "assignConversation")
         result = conversations.assign_conversation(
             ConversationId(conversation_id), ProfileId(admin_id)
         )
@@ -280,12 +280,14 @@ class Subscription:
         self, info: Info[Any, Any], assigned_to_me: AssignedToMeArgument = False
     ) -> AsyncGenerator[InboxItem, None]:
         caller = caller_of(info)
-        await to_thread.run_sync(authz.inbox_reader, caller)
+        await to_thread.run_sync(authz.inbox_reader, caller, "inboxUpdated")
         mine = authz.own_queue(caller, assigned_to_me=assigned_to_me)
 
         def still_readable(conversation_id: ConversationId) -> inbox.InboxItem | None:
             # the role again for each update: an admin demoted since subscribing stops here
-            return inbox.inbox_item(conversation_id, authz.inbox_reader(caller.rechecked()))
+            return inbox.inbox_item(
+                conversation_id, authz.inbox_reader(caller.rechecked(), "inboxUpdated")
+            )
 
         with info.context["hub"].subscribe(None) as subscriber:
             async for conversation_id, taken_from in follow_all(subscriber):

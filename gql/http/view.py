@@ -52,6 +52,15 @@ from gql.ws.websocket import HelplineTransportWSHandler, SubscriptionGate
 
 log = logging.getLogger("helpline")
 T = TypeVar("T")
+# Subscriptions are served over WebSocket only (gql/ws): over HTTP they are a request error.
+HTTP_OPERATION_TYPES = {
+    "GET": {OperationType.QUERY},
+    "POST": {OperationType.QUERY, OperationType.MUTATION},
+}
+SUBSCRIPTIONS_OVER_WEBSOCKET = (
+    "subscriptions are served over WebSocket: open /graphql with the graphql-transport-ws "
+    "protocol (graphql-ws)"
+)
 
 
 class Refusal(HTTPException):
@@ -248,6 +257,8 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         except TimeoutError as exc:
             raise Refusal(503, timed_out(self.request_timeout_s), RETRY_AFTER) from exc
         except InvalidOperationTypeError as exc:
+            if exc.operation_type == OperationType.SUBSCRIPTION:
+                raise HTTPException(400, SUBSCRIPTIONS_OVER_WEBSOCKET) from exc
             reason = exc.as_http_error_reason(method) + "; use POST"
             raise Refusal(405, reason, {"Allow": "POST"}) from exc
         except CannotGetOperationTypeError as exc:
@@ -274,7 +285,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             context_value=context,
             root_value=root_value,
             operation_name=request_data.operation_name,
-            allowed_operation_types=OperationType.from_http(request_method(request)),
+            allowed_operation_types=HTTP_OPERATION_TYPES[request_method(request)],
             operation_extensions=request_data.extensions,
         )
 
@@ -282,7 +293,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
-        if accepts_graphql_response(request) and is_request_error(result):
+        if is_request_error(result):
             response.pop("data", None)  # the spec: no data entry when execution never started
         return response
 

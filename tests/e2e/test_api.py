@@ -297,6 +297,23 @@ def test_mutations_are_refused_over_get_and_write_nothing(client: GraphQLClient)
     assert (count_rows("profiles"), count_rows("conversations")) == (1, 0)
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_subscription_over_http_is_told_to_use_the_websocket(
+    client: GraphQLClient, method: str
+) -> None:
+    query = "subscription { inboxUpdated { unreadCount } }"
+    if method == "GET":
+        response = client.http.get("/graphql", params={"query": query}, headers=client.headers)
+    else:
+        response = client.http.post("/graphql", json={"query": query}, headers=client.headers)
+
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "WebSocket" in error["message"]
+    assert "data" not in response.json()
+
+
 def test_queries_work_over_get_and_the_playground_is_served(client: GraphQLClient) -> None:
     response = client.http.get(
         "/graphql",

@@ -67,10 +67,34 @@ def test_only_staff_see_the_inbox_and_only_admins_mark_read(client: GraphQLClien
     customer = make_user()
     conversation = first_contact(customer).conversation.id
     as_customer = client.as_(user_token(customer))
-    assert as_customer.error(INBOX, first=5)["extensions"]["code"] == "FORBIDDEN"
-    assert as_customer.error(MARK_READ, id=str(conversation))["extensions"]["code"] == "FORBIDDEN"
+    refusals = [
+        as_customer.error(INBOX, first=5),
+        as_customer.error(MARK_READ, id=str(conversation)),
+    ]
+    assert [(e["extensions"]["code"], e["message"]) for e in refusals] == [
+        ("FORBIDDEN", "inbox is for admins and operators"),
+        ("FORBIDDEN", "markRead is for admins and operators"),
+    ]
     assert client.error(MARK_READ, id=str(conversation))["extensions"]["code"] == "FORBIDDEN"
     assert len(client.data(INBOX, first=5)["inbox"]["edges"]) == 1  # service may read it
+
+
+def test_a_customer_subscribing_to_the_inbox_is_told_it_is_for_staff(server: Server) -> None:
+    async def scenario() -> dict[str, Any]:
+        sub = await Subscription.open(server.url, user_token(make_user()))
+        await sub.socket.send(
+            json.dumps({"id": "i", "type": "subscribe", "payload": {"query": INBOX_UPDATES}})
+        )
+        refused = await sub.receive()
+        await sub.close()
+        return refused
+
+    refused = asyncio.run(scenario())
+    assert refused["type"] == "next", refused  # an execution error, then complete
+    errors = refused["payload"]["errors"]
+    assert [(e["extensions"]["code"], e["message"]) for e in errors] == [
+        ("FORBIDDEN", "inboxUpdated is for admins and operators")
+    ]
 
 
 def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
