@@ -291,6 +291,10 @@ class RepairReport:
 
 @strawberry.type(description="A conversation as the admins' inbox shows it.")
 class InboxItem:
+    id: UUID = strawberry.field(
+        description="The conversation's id: one inbox item per conversation, so clients with a "
+        "normalized cache (Apollo InMemoryCache, urql Graphcache) update it in place."
+    )
     conversation: Conversation
     last_message: Message | None
     unread_count: int = strawberry.field(
@@ -300,6 +304,7 @@ class InboxItem:
     @classmethod
     def from_item(cls, item: inbox.InboxItem) -> InboxItem:
         return cls(
+            id=item.conversation.id,
             conversation=Conversation.from_view(item.conversation),
             last_message=Message.from_view(item.last_message) if item.last_message else None,
             unread_count=item.unread_count,

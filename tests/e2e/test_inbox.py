@@ -26,11 +26,11 @@ from tests.e2e.wsclient import Subscription, until_flowing
 from tests.factories import first_contact, make_admin, make_user
 
 INBOX = """query ($first: Int!, $after: String) { inbox(first: $first, after: $after) {
-  edges { cursor node { unreadCount conversation { id customer { name } }
+  edges { cursor node { id unreadCount conversation { id customer { name } }
                         lastMessage { content } } }
   pageInfo { hasNextPage endCursor } } }"""
 INBOX_UPDATES = (
-    "subscription { inboxUpdated { conversation { id customer { id } } lastMessage { content } } }"
+    "subscription { inboxUpdated { id conversation { id customer { id } } lastMessage { content } } }"
 )
 MARK_READ = "mutation ($id: UUID!) { markRead(conversationId: $id) { unreadCount } }"
 
@@ -51,6 +51,8 @@ def test_the_inbox_orders_by_activity_and_counts_unread_per_admin(client: GraphQ
 
     names = [e["node"]["conversation"]["customer"]["name"] for e in page["edges"] + rest["edges"]]
     assert names == ["Customer 0", "Customer 2", "Customer 1"]
+    items = [e["node"] for e in page["edges"] + rest["edges"]]
+    assert all(item["id"] == item["conversation"]["id"] for item in items)  # a cache key
     top = page["edges"][0]["node"]
     assert top["lastMessage"] == {"content": "and has two unread"}
     assert top["unreadCount"] == 2  # the welcome message is Ada's own
@@ -208,6 +210,7 @@ def test_a_new_conversation_reaches_the_inbox_with_its_welcome_message(server: S
     assert update["type"] == "next", update
     item = update["payload"]["data"]["inboxUpdated"]
     assert item["conversation"]["customer"]["id"] == str(newcomer)
+    assert item["id"] == item["conversation"]["id"]  # the same cache key as the inbox query's
     assert item["lastMessage"] == {"content": "Hello from e2e"}  # the server's welcome message
 
 
