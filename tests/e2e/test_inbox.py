@@ -29,7 +29,10 @@ INBOX = """query ($first: Int!, $after: String) { inbox(first: $first, after: $a
   edges { cursor node { id unreadCount conversation { id customer { name } }
                         lastMessage { content } } }
   pageInfo { hasNextPage endCursor } } }"""
-INBOX_UPDATES = "subscription { inboxUpdated { id conversation { id customer { id } } lastMessage { content } } }"
+INBOX_UPDATES = (
+    "subscription { inboxUpdated { id conversation { id customer { id } } "
+    "lastMessage { content } } }"
+)
 MARK_READ = "mutation ($id: UUID!) { markRead(conversationId: $id) { unreadCount } }"
 
 
