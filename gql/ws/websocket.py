@@ -1,7 +1,10 @@
 """GraphQL over WebSocket (graphql-transport-ws): the token comes in connection_init.
 
-A missing or bad token closes the socket with 4401, an unknown role with 4403, and so does
-the token's expiry while the socket is open (the client reconnects with a fresh token).
+Close codes follow what graphql-ws's client does with them: a refusal that retrying cannot fix
+(a missing or bad token, a role that may not use the API) closes with 4401, which it treats as
+fatal, so the app hears of it at once; the token's expiry while the socket is open closes with
+4403 (reason ``token expired``) LEEWAY_SECONDS after ``exp``, which it retries, calling the
+app's ``connectionParams`` again for a fresh token.
 Each subscribe re-checks the caller's admin status. A subscriber too slow to keep up gets
 SUBSCRIBER_TOO_SLOW and its socket is closed with 1013 (try again later).
 
@@ -46,7 +49,9 @@ from gql.graphql.authz import KNOWN_ROLES
 from gql.graphql.errors import BAD_REQUEST, coded_errors
 from gql.graphql.live import SubscriberTooSlow
 
-UNAUTHORIZED, FORBIDDEN, TRY_AGAIN_LATER = 4401, 4403, 1013
+# graphql-ws 6's client gives up at once on 4401 (isFatalConnectionProblem's default) and
+# retries 4403 and 1013 with a backoff.
+UNAUTHORIZED, TOKEN_EXPIRED, TRY_AGAIN_LATER = 4401, 4403, 1013
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 
 
@@ -91,7 +96,7 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
                 await self.websocket.close(code=UNAUTHORIZED, reason="authentication required")
                 return
             if caller.role not in KNOWN_ROLES:
-                await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
+                await self.websocket.close(code=UNAUTHORIZED, reason="role may not use this API")
                 return
             self.context["caller"] = caller
             self.expiry = asyncio.create_task(self._close_when_expired(caller))
@@ -102,7 +107,7 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
         assert caller.expires_at is not None  # a verified token always has one
         await asyncio.sleep(max(0.0, caller.expires_at + LEEWAY_SECONDS - time.time()))
         with contextlib.suppress(Exception):  # the socket may be closing already
-            await self.websocket.close(code=UNAUTHORIZED, reason="token expired")
+            await self.websocket.close(code=TOKEN_EXPIRED, reason="token expired")
 
     async def send_message(self, message: Message) -> None:
         if self.closing:
