@@ -64,8 +64,18 @@ _WS_PARAMS = """subscriptionUrl,
         },"""
 
 
+# A link such as /graphql?query=...&variables=...&operationName=... (GraphiQL's own URL
+# parameters) opens the page with them filled in; Strawberry's page reads only its own ``q``,
+# which it writes back as the query is edited, so ``q`` still wins once there is one.
+_URL_PARAMETERS = (
+    ("parameters.q || EXAMPLE_QUERY", "parameters.q || parameters.query || EXAMPLE_QUERY"),
+    ("headers: headers,", "headers: headers,\n          operationName: parameters.operationName,"),
+)
+
+
 def localize(page: str) -> str:
-    """Strawberry's GraphiQL page with local assets, Helpline's first query and socket auth."""
+    """Strawberry's GraphiQL page with local assets, Helpline's first query, socket auth and
+    GraphiQL's URL parameters."""
     page = _EXAMPLE_QUERY.sub(lambda _: f"const EXAMPLE_QUERY = `{WELCOME}`;", page, count=1)
     page = page.replace("subscriptionUrl,", _WS_PARAMS, 1)
     page = page.replace(
@@ -73,6 +83,10 @@ def localize(page: str) -> str:
         "setHeaders(newHeaders);\n          window.helplineHeaders = newHeaders;",
         1,
     )
+    for strawberrys, ours in _URL_PARAMETERS:
+        if strawberrys not in page:
+            log.warning("playground: Strawberry's page changed; URL parameters not wired")
+        page = page.replace(strawberrys, ours, 1)
     if not assets_available():
         log.warning("playground assets missing in %s: run `make install`", ASSETS_DIR)
         return page

@@ -95,14 +95,39 @@ def request_id_from(header: str | None) -> str:
     return header if header and _CLIENT_REQUEST_ID.fullmatch(header) else uuid4().hex
 
 
-def wants_graphql_response(accept: str) -> bool:
-    """Whether an Accept header lists the GraphQL-over-HTTP media type (q above 0)."""
+def _accepted(accept: str) -> list[tuple[str, float]]:
+    """An Accept header's media ranges and their weights (a malformed weight counts as 0)."""
+    ranges = []
     for item in accept.split(","):
         media_type, *params = (part.strip().lower() for part in item.split(";"))
-        if media_type == GRAPHQL_RESPONSE_JSON:
-            weights = [p.removeprefix("q=") for p in params if p.startswith("q=")]
-            try:
-                return not weights or float(weights[0]) > 0
-            except ValueError:
-                return False
-    return False
+        weights = [p.removeprefix("q=") for p in params if p.startswith("q=")]
+        try:
+            weight = float(weights[0]) if weights else 1.0
+        except ValueError:
+            weight = 0.0
+        if media_type:
+            ranges.append((media_type, weight))
+    return ranges
+
+
+def _weight(ranges: list[tuple[str, float]], media_type: str) -> float:
+    """The weight of ``media_type`` under the most specific range that matches it (RFC 9110)."""
+    family = media_type.split("/")[0] + "/*"
+    for candidate in (media_type, family, "*/*"):
+        for name, weight in ranges:
+            if name == candidate:
+                return weight
+    return 0.0
+
+
+def prefers_html(accept: str) -> bool:
+    """Whether a client ranks HTML above every JSON the API answers: a browser's address bar
+    (text/html first, JSON only through */*), not an API client (JSON, or only */*)."""
+    ranges = _accepted(accept)
+    json_weight = max(_weight(ranges, t) for t in ("application/json", GRAPHQL_RESPONSE_JSON))
+    return _weight(ranges, "text/html") > json_weight
+
+
+def wants_graphql_response(accept: str) -> bool:
+    """Whether an Accept header lists the GraphQL-over-HTTP media type (q above 0)."""
+    return any(name == GRAPHQL_RESPONSE_JSON and w > 0 for name, w in _accepted(accept))

@@ -43,6 +43,7 @@ from gql.http.responses import (
     RETRY_AFTER,
     WWW_AUTHENTICATE,
     Finisher,
+    prefers_html,
     refusal,
     request_id_from,
     status_of,
@@ -156,6 +157,16 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         finally:
             self.sockets -= 1
             WEBSOCKET_CONNECTIONS.dec()
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """The playground for a browser: Strawberry's rule (a GET with no query that takes
+        HTML or anything), and a link with ``?query=`` opened by a browser, which GraphiQL
+        then shows filled in. API clients get the query executed."""
+        if request.method != "GET":
+            return False
+        if request.query_params.get("query") is None:
+            return super().should_render_graphql_ide(request)
+        return self.graphql_ide is not None and prefers_html(request.headers.get("accept", ""))
 
     async def render_graphql_ide(self, request: Request) -> Response:
         if self._page is None:

@@ -521,3 +521,33 @@ def test_messages_read_back_with_their_client_message_id(client: GraphQLClient) 
         {"content": "plain", "clientMessageId": None},
         {"content": "keyed", "clientMessageId": "k"},
     ]
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize(
+    ("accept", "playground"),
+    [
+        (BROWSER_ACCEPT, True),
+        ("text/html", True),
+        ("application/json", False),
+        ("application/graphql-response+json, text/html;q=0.5", False),
+        ("*/*", False),  # curl, httpx: the query runs
+        ("", False),
+        ("text/html;q=0.5, application/json", False),
+    ],
+)
+def test_a_query_link_opens_the_playground_for_browsers_and_runs_for_api_clients(
+    client: GraphQLClient, accept: str, playground: bool
+) -> None:
+    response = client.http.get(
+        "/graphql", params={"query": "{ __typename }"}, headers={"accept": accept}
+    )
+
+    assert response.status_code == 200
+    if playground:
+        assert response.headers["content-type"].startswith("text/html")
+        assert "parameters.query" in response.text  # GraphiQL fills the query in
+    else:
+        assert response.json() == {"data": {"__typename": "Query"}}

@@ -399,3 +399,13 @@ def test_a_body_that_is_not_an_object_is_a_request_error(
             assert response.status_code == 400, (bare, response.text)
             assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
             assert "x-request-id" in response.headers
+
+
+def test_production_runs_a_query_link_even_for_a_browser(production: GraphQLClient) -> None:
+    response = production.http.get(
+        "/graphql",
+        params={"query": "{ __typename }"},
+        headers={"accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
+    )
+    assert response.status_code == 200
+    assert response.json() == {"data": {"__typename": "Query"}}  # no playground in production

@@ -119,3 +119,22 @@ def test_a_subscription_in_the_playground_shows_new_messages(
         )
         page.wait_for_timeout(500)
     page.close()
+
+
+def test_a_link_with_a_query_opens_the_playground_filled_in(
+    server: Server, browser: Browser
+) -> None:
+    query = "query Mine($first: Int) { inbox(first: $first) { edges { cursor } } }"
+    link = (
+        f"{server.url}?query={quote(query)}&variables={quote(json.dumps({'first': 3}))}"
+        "&operationName=Mine"
+    )
+    page = browser.new_page()
+    page.goto(link)  # as a browser opens a link: HTML before anything else
+
+    page.locator(".graphiql-query-editor").get_by_text("query Mine").wait_for(timeout=15_000)
+    assert "inbox(first: $first)" in page.locator(".graphiql-query-editor").inner_text()
+    page.get_by_text("Variables", exact=True).click()
+    variables = page.locator(".graphiql-editor-tool .graphiql-editor:visible").first
+    assert '"first": 3' in variables.inner_text()
+    page.close()
