@@ -112,7 +112,7 @@ def _accepted(accept: str) -> list[tuple[str, float]]:
 
 def _weight(ranges: list[tuple[str, float]], media_type: str) -> float:
     """The weight of ``media_type`` under the most specific range that matches it (RFC 9110)."""
-    family = media_type.split("/")[0] + "/*"
+    family = media_type.split("/", maxsplit=1)[0] + "/*"
     for candidate in (media_type, family, "*/*"):
         for name, weight in ranges:
             if name == candidate:
