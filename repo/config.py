@@ -59,6 +59,7 @@ class Settings:
     ws_send_timeout_s: float = 10.0
     presence_heartbeat_s: float = 15.0
     access_log: str = "all"
+    persisted_query_cache_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +112,12 @@ class Settings:
             metrics_token=env.get("METRICS_TOKEN") or None,
             metrics_unprotected=_bool(env, "METRICS_UNPROTECTED"),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
+            persisted_query_cache_bytes=_int(
+                env,
+                "PERSISTED_QUERY_CACHE_BYTES",
+                defaults.persisted_query_cache_bytes,
+                minimum=0,
+            ),
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth, minimum=2),
             max_aliases=_int(env, "MAX_ALIASES", defaults.max_aliases, minimum=1),
             max_tokens=_int(env, "MAX_TOKENS", defaults.max_tokens, minimum=100),

@@ -24,6 +24,7 @@ from gql.graphql.auth import Authenticator
 from gql.graphql.fastpath import FastPaths
 from gql.graphql.live import Hub, LocalListener, PostgresListener, Presence
 from gql.graphql.metrics import exposition, forget_this_process, refresh_orphan_gauge
+from gql.graphql.persisted import PersistedQueries
 from gql.graphql.schema import build_schema, fast_roots, validation_rules
 from gql.http.fastfront import FastFront
 from gql.http.middleware import BodySizeLimit, ConcurrencyLimit, InFlight
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     in_flight = InFlight(limit=settings.max_concurrent_requests)
     gate = SubscriptionGate(schema._schema, rules=rules, max_tokens=settings.max_tokens)
     finish = Finisher(successes=settings.access_log == "all")
+    persisted = PersistedQueries(settings.persisted_query_cache_bytes)
     view = HelplineGraphQL(
         schema,
         authenticator=authenticator,
@@ -162,6 +164,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         request_timeout_s=settings.request_timeout_s,
         subscription_gate=gate,
         welcome_message=settings.welcome_message,
+        persisted=persisted,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
         graphql_ide=None if settings.is_production else "graphiql",
@@ -192,6 +195,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
                         cors=bool(settings.cors_origins),
                         finish=finish,
                         request_timeout_s=settings.request_timeout_s,
+                        persisted=persisted,
                     )
                 ]
                 if fast_paths is not None

@@ -24,6 +24,7 @@ from gql.graphql.errors import SERVICE_UNAVAILABLE
 from gql.graphql.fastpath import Fallback, FastPaths, RootFailed
 from gql.graphql.logs import request_id_var
 from gql.graphql.metrics import REFUSED_OPERATION
+from gql.graphql.persisted import PersistedQueries, PersistedQueryError, persisted_query_hash
 from gql.http.responses import (
     GRAPHQL_RESPONSE_JSON,
     Finisher,
@@ -54,6 +55,7 @@ class FastFront:
         cors: bool,
         finish: Finisher,
         request_timeout_s: float,
+        persisted: PersistedQueries,
         path: str = "/graphql",
     ) -> None:
         self.app = app
@@ -63,6 +65,7 @@ class FastFront:
         self.cors = cors
         self.finish = finish
         self.request_timeout_s = request_timeout_s
+        self.persisted = persisted
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,9 +101,19 @@ class FastFront:
             data = json.loads(body)
         except (RecursionError, UnicodeDecodeError, ValueError):
             return None  # the generic path answers 400 with its reason
-        if not isinstance(data, dict) or data.get("extensions") is not None:
+        if not isinstance(data, dict):
             return None
         query, operation_name = data.get("query"), data.get("operationName")
+        digest = None
+        if (extensions := data.get("extensions")) is not None:
+            if not isinstance(extensions, dict) or extensions.keys() != {"persistedQuery"}:
+                return None
+            try:
+                digest = persisted_query_hash(extensions)
+                if digest is not None:
+                    query = self.persisted.document(digest, query)
+            except PersistedQueryError:
+                return None  # the generic path answers it, with its code
         variables = data.get("variables")
         if not self.fast_paths.may_plan(query, operation_name) or not (
             variables is None or isinstance(variables, dict)
@@ -115,7 +128,12 @@ class FastFront:
         try:
             operation, name, response = await in_worker_thread(
                 functools.partial(
-                    self._run_plan, str(query), operation_name, authorization, variables
+                    self._run_plan,
+                    str(query),
+                    operation_name,
+                    authorization,
+                    variables,
+                    learn=digest if digest is not None and data.get("query") is not None else None,
                 ),
                 deadline_s=self.request_timeout_s,
             )
@@ -162,16 +180,21 @@ class FastFront:
         operation_name: str | None,
         authorization: str | None,
         variables: dict[str, Any] | None,
+        *,
+        learn: str | None,
     ) -> tuple[str, str | None, dict[str, Any]]:
         """(the operation's metric label, its name, the response). Runs in a worker thread, as the
         generic path does; documents compile only here, for an authenticated caller, never
-        on the event loop."""
+        on the event loop. ``learn``: the persisted-query hash of a document sent with it, kept
+        once the caller is known to be authenticated."""
         try:
             caller = self.authenticator.authenticate(authorization)
         except AuthenticationFailed:
             raise Fallback from None  # the generic path answers 401 with its reason
         if caller.role == ANON:
             raise Fallback
+        if learn is not None:
+            self.persisted.remember(learn, query)
         plan = self.fast_paths.plan_for(query, operation_name)
         if plan is None:
             raise Fallback

@@ -83,9 +83,16 @@ class Finisher:
         )
 
 
-def refusal(status_code: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    """A request refused before execution, as a GraphQL error body with a code."""
-    code = HTTP_CODES.get(status_code, BAD_REQUEST)
+def refusal(
+    status_code: int,
+    reason: str,
+    headers: dict[str, str] | None = None,
+    *,
+    code: str | None = None,
+) -> Response:
+    """A request refused before execution, as a GraphQL error body with a code (by default
+    the status's)."""
+    code = code or HTTP_CODES.get(status_code, BAD_REQUEST)
     body = {"errors": [{"message": reason, "extensions": {"code": code}}]}
     return JSONResponse(body, status_code=status_code, headers=headers)
 

@@ -23,7 +23,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gql.graphql.auth import AuthenticationFailed, Authenticator, Caller
+from gql.graphql.auth import ANON, AuthenticationFailed, Authenticator, Caller
 from gql.graphql.errors import (
     BAD_REQUEST,
     add_codes,
@@ -35,6 +35,7 @@ from gql.graphql.metrics import (
     REFUSED_OPERATION,
     WEBSOCKET_CONNECTIONS,
 )
+from gql.graphql.persisted import PersistedQueries, PersistedQueryError, persisted_query_hash
 from gql.http.playground import localize
 from gql.http.responses import (
     GRAPHQL_RESPONSE_JSON,
@@ -65,11 +66,15 @@ SUBSCRIPTIONS_OVER_WEBSOCKET = (
 
 
 class Refusal(HTTPException):
-    """A request refused before execution, with extra response headers."""
+    """A request refused before execution, with extra response headers (and a code of its
+    own where the status's usual code would not say it: PERSISTED_QUERY_NOT_FOUND)."""
 
-    def __init__(self, status_code: int, reason: str, headers: dict[str, str]) -> None:
+    def __init__(
+        self, status_code: int, reason: str, headers: dict[str, str], code: str | None = None
+    ) -> None:
         super().__init__(status_code, reason)
         self.headers = headers
+        self.code = code or HTTP_CODES.get(status_code, BAD_REQUEST)
 
 
 class HelplineGraphQL(GraphQL[dict[str, Any], None]):
@@ -94,6 +99,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         request_timeout_s: float,
         subscription_gate: SubscriptionGate,
         welcome_message: str,
+        persisted: PersistedQueries,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
@@ -106,6 +112,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self.request_timeout_s = request_timeout_s
         self.subscription_gate = subscription_gate
         self.welcome_message = welcome_message  # what resolvers open new conversations with
+        self.persisted = persisted
         self.sockets = 0
         self._page: str | None = None
 
@@ -122,7 +129,8 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             response = await self.run(request)
         except HTTPException as exc:
             status = 415 if exc.reason == "Unsupported content type" else exc.status_code
-            response = refusal(status, exc.reason, getattr(exc, "headers", None))
+            code = exc.code if isinstance(exc, Refusal) else HTTP_CODES.get(status, BAD_REQUEST)
+            response = refusal(status, exc.reason, getattr(exc, "headers", None), code=code)
             if accepts_graphql_response(request):
                 response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
             request_id = response.headers.setdefault(REQUEST_ID_HEADER, client_request_id(request))
@@ -133,7 +141,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
                     operation_name=None,
                     seconds=time.perf_counter() - started,
                     status=status,
-                    codes=[HTTP_CODES.get(status, BAD_REQUEST)],
+                    codes=[code],
                 )
         await response(scope, receive, send)
 
@@ -159,13 +167,16 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             WEBSOCKET_CONNECTIONS.dec()
 
     def should_render_graphql_ide(self, request: Any) -> bool:
-        """The playground for a browser: Strawberry's rule (a GET with no query that takes
-        HTML or anything), and a link with ``?query=`` opened by a browser, which GraphiQL
-        then shows filled in. API clients get the query executed."""
+        """The playground for a browser: Strawberry's rule (a GET with no query or persisted
+        query that takes HTML or anything), and a link with ``?query=`` opened by a browser,
+        which GraphiQL then shows filled in. API clients get the query executed."""
         if request.method != "GET":
             return False
-        if request.query_params.get("query") is None:
+        query, extensions = (request.query_params.get(p) for p in ("query", "extensions"))
+        if query is None and extensions is None:
             return super().should_render_graphql_ide(request)
+        if query is None:  # a persisted query's hash: an API client's request
+            return False
         return self.graphql_ide is not None and prefers_html(request.headers.get("accept", ""))
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -187,11 +198,18 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
     async def parse_http_body(self, request: Any) -> Any:
         """Strawberry's envelope checks, and ``operationName`` a string or null too."""
         data = await super().parse_http_body(request)
-        if not isinstance(data, list) and not isinstance(data.operation_name, str | None):
+        if isinstance(data, list):
+            return data
+        if not isinstance(data.operation_name, str | None):
             reason = (
                 "The GraphQL operation's `operationName` must be a string or null, if provided."
             )
             raise HTTPException(400, reason)
+        try:
+            if (digest := persisted_query_hash(data.extensions)) is not None:
+                data.query = self.persisted.document(digest, data.query)
+        except PersistedQueryError as exc:
+            raise Refusal(exc.status, str(exc), exc.headers, exc.code) from None
         return data
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
@@ -234,7 +252,8 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
                 sub_response.headers.update(headers)
             return result
         except HTTPException as exc:
-            status, codes = exc.status_code, [HTTP_CODES.get(exc.status_code, BAD_REQUEST)]
+            code = exc.code if isinstance(exc, Refusal) else HTTP_CODES.get(exc.status_code)
+            status, codes = exc.status_code, [code or BAD_REQUEST]
             raise
         finally:
             seconds = time.perf_counter() - started
@@ -289,6 +308,9 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         """Runs in a worker thread: verifying a token may fetch a JWKS document."""
         caller: Caller = self.authenticator.authenticate(request.headers.get("authorization"))
         context["caller"] = caller
+        digest = persisted_query_hash(request_data.extensions)  # checked when parsed
+        if digest is not None and request_data.query is not None and caller.role != ANON:
+            self.persisted.remember(digest, request_data.query)
         context["operation_label"] = INVALID_OPERATION  # until it validates (OperationLabel)
         return self.schema.execute_sync(
             request_data.query,
