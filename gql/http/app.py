@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -153,6 +154,17 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     gate = SubscriptionGate(schema._schema, rules=rules, max_tokens=settings.max_tokens)
     finish = Finisher(successes=settings.access_log == "all")
     persisted = PersistedQueries(settings.persisted_query_cache_bytes)
+    cors: dict[str, Any] | None = (
+        {
+            "allow_origins": list(settings.cors_origins),
+            "allow_methods": ["GET", "POST"],
+            "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
+            "expose_headers": ["X-Request-ID"],
+            "max_age": 600,
+        }
+        if settings.cors_origins
+        else None
+    )
     view = HelplineGraphQL(
         schema,
         authenticator=authenticator,
@@ -192,7 +204,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
                         fast_paths=fast_paths,
                         authenticator=authenticator,
                         max_body_bytes=settings.max_body_bytes,
-                        cors=bool(settings.cors_origins),
+                        cors=cors,
                         finish=finish,
                         request_timeout_s=settings.request_timeout_s,
                         persisted=persisted,
@@ -204,20 +216,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
             # Without CORS_ORIGINS no browser origin is allowed, so there is nothing for the
             # middleware to add; it would only wrap every response (a hot-path cost).
-            *(
-                [
-                    Middleware(
-                        CORSMiddleware,
-                        allow_origins=list(settings.cors_origins),
-                        allow_methods=["GET", "POST"],
-                        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                        expose_headers=["X-Request-ID"],
-                        max_age=600,
-                    )
-                ]
-                if settings.cors_origins
-                else []
-            ),
+            *([Middleware(CORSMiddleware, **cors)] if cors is not None else []),
         ],
         lifespan=functools.partial(_lifespan, settings=settings, hub=hub, presence=presence),
     )

@@ -373,3 +373,52 @@ def test_the_server_refuses_to_start_with_an_extension_the_fast_path_would_skip(
     with pytest.raises(UncoveredExtension, match="Audit"):
         create_app(db)
     assert create_app(db, fast_path=False) is not None  # the executor runs every extension
+
+
+@pytest.fixture
+def cors_pair(db: Settings) -> Iterator[Pair]:
+    settings = dataclasses.replace(db, cors_origins=("https://app.example",))
+    generic = TestClient(create_app(settings, fast_path=False), raise_server_exceptions=False)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as fast:
+        yield Pair(fast, generic)
+
+
+@pytest.mark.parametrize("origin", ["https://app.example", "https://evil.example", None])
+def test_browsers_are_answered_on_the_fast_path_with_the_cors_middleware_s_headers(
+    cors_pair: Pair, origin: str | None
+) -> None:
+    make_admin()
+    customer = make_user()
+    first_contact(customer)
+    headers = {"authorization": f"Bearer {user_token(customer)}"}
+    if origin is not None:
+        headers["origin"] = origin
+    before = answered(cors_pair.fast)
+
+    fast, generic = (
+        client.post("/graphql", json={"query": READ_BY_VARIABLE}, headers=headers)
+        for client in (cors_pair.fast, cors_pair.generic)
+    )
+
+    assert answered(cors_pair.fast) == before + 1  # a browser's request took the fast path
+    same(fast, generic)
+    drop = {"x-request-id", "date"}
+    assert {k: v for k, v in fast.headers.items() if k not in drop} == {
+        k: v for k, v in generic.headers.items() if k not in drop
+    }
+    allowed = fast.headers.get("access-control-allow-origin")
+    assert allowed == (origin if origin == "https://app.example" else None)
+    assert "Origin" in fast.headers["vary"]
+
+
+def test_a_preflight_is_answered_by_the_cors_middleware(cors_pair: Pair) -> None:
+    preflight = {
+        "origin": "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type",
+    }
+    fast, generic = (
+        c.options("/graphql", headers=preflight) for c in (cors_pair.fast, cors_pair.generic)
+    )
+    assert fast.status_code == generic.status_code == 200
+    assert fast.headers == generic.headers
