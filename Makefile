@@ -63,6 +63,7 @@ bench: install bench-tools
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev,bench]'
 	$(PY) -m bench.api
 	$(PY) -m bench.ops
+	$(PY) -m bench.browsers
 
 # wrk loads the HTTP servers; pgbench (PostgreSQL's client package) runs the SQL baselines.
 bench-tools:

@@ -287,7 +287,7 @@ function request()
   local token, id = line:match("(%%S+) (%%S+)")
   return wrk.format("POST", "/graphql", {
     ["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer " .. token,
+    ["Authorization"] = "Bearer " .. token,%(extra)s
   }, prefix .. id .. suffix)
 end
 """
@@ -297,11 +297,21 @@ _PERCENTILE = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\b", re.M)
 _ERRORS = re.compile(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)")
 
 
-def lua_script(tmp: Path, workload: Workload, ids: Path, name: str = "helpline") -> Path:
+def lua_script(
+    tmp: Path,
+    workload: Workload,
+    ids: Path,
+    name: str = "helpline",
+    headers: dict[str, str] | None = None,
+) -> Path:
+    """wrk's script for a workload; ``headers``: more request headers (e.g. a browser's Origin)."""
     query = PEER_QUERIES[workload.name] if name == "postgraphile" else workload.query
     body = json.dumps({"query": query, "variables": {workload.variable: "@@"}})
     prefix, suffix = body.split("@@")
-    script = tmp / f"{name}-{workload.name}.lua"
+    extra = "".join(
+        f"\n    [{json.dumps(k)}] = {json.dumps(v)}," for k, v in (headers or {}).items()
+    )
+    script = tmp / f"{name}-{workload.name}{'-extra' if headers else ''}.lua"
     script.write_text(
         LUA
         % {
@@ -310,6 +320,7 @@ def lua_script(tmp: Path, workload: Workload, ids: Path, name: str = "helpline")
             "suffix": json.dumps(suffix),
             "sequential": "true" if workload.sequential else "false",
             "threads": WRK_THREADS,
+            "extra": extra,
         }
     )
     return script
