@@ -14,11 +14,12 @@ install: $(INSTALLED)
 # uv (pinned, bootstrapped into the venv with pip) installs the pinned set in seconds.
 UV_VERSION := 0.13.8
 
-$(INSTALLED): pyproject.toml playground/package-lock.json
+$(INSTALLED): pyproject.toml playground/package-lock.json tests/clients/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
 	npm ci --prefix playground --no-audit --no-fund --ignore-scripts --loglevel=error
+	npm ci --prefix tests/clients --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
 run: install

@@ -1,0 +1,111 @@
+"""The clients people use, from Node against a real server, set up as the README's recipes say
+(tests/clients: Apollo Client 4, graphql-ws 6, graphql-http's audit; `make install` runs
+`npm ci` there). Each script prints what its client showed; the checks are here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gql.ops.tokens import mint
+from tests.conftest import TEST_JWT_SECRET
+from tests.e2e.conftest import Server, user_token
+from tests.e2e.test_subscriptions import open_conversation
+from tests.factories import make_admin, make_user
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+CLIENTS = Path(__file__).resolve().parents[1] / "clients"
+NODE = shutil.which("node")
+
+
+def node(script: str, *args: str, timeout: float = 90) -> Any:
+    """Run a client script; what it printed, parsed."""
+    missing = [
+        what
+        for what, ok in [
+            ("Node.js", NODE is not None),
+            ("the clients' packages (make install)", (CLIENTS / "node_modules").is_dir()),
+        ]
+        if not ok
+    ]
+    if missing and os.environ.get("CI", "").lower() not in ("true", "1"):
+        pytest.skip(f"the client tests need {' and '.join(missing)}")
+    assert not missing, f"CI needs {' and '.join(missing)}"
+    done = subprocess.run(
+        [str(NODE), script, *args],
+        cwd=CLIENTS,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_apollo_client_pages_caches_and_hears_messages_as_the_recipe_says(
+    postgres_server: Server,
+) -> None:
+    admin = make_admin("Ada Admin")
+    config = {
+        "url": postgres_server.url,
+        "customer": user_token(make_user()),
+        "admin": user_token(admin),
+    }
+
+    seen = node("apollo.mjs", json.dumps(config))
+
+    assert seen["adminName"] == "Ada Admin"
+    # APQ: the hash alone first, the document once the server asks for it, the hash alone after
+    assert [(r["document"], r["hash"]) for r in seen["firstRequests"]] == [
+        (False, True),
+        (True, True),
+    ]
+    assert [(r["document"], r["hash"]) for r in seen["repeatRequests"]] == [(False, True)]
+    # relayStylePagination: two pages of two, newest first, one cached list
+    assert seen["pagedContents"] == ["message 3", "message 2", "message 1", "Hello from e2e"]
+    assert seen["liveFirst"] == seen["heard"]  # messageAdded added to the cached page
+    assert seen["unreadBefore"] >= 3  # the customer's three messages, and the live probe
+    assert seen["unreadAfterFromCache"] == 0  # markRead's InboxItem updated the cached inbox
+    assert seen["customerInbox"] == [["FORBIDDEN", "inbox is for admins and operators"]]
+
+
+def test_graphql_ws_reconnects_with_a_fresh_token_and_gives_up_on_a_forbidden_role(
+    postgres_server: Server,
+) -> None:
+    make_admin()
+    customer = make_user()
+    token = user_token(customer)
+    config = {
+        "url": postgres_server.url,
+        "conversation": open_conversation(postgres_server.url, token),
+        "sender": token,
+        # accepted thanks to the 30 s leeway, closed (4403) two seconds later
+        "tokens": [user_token(customer, expires_in=-28), token],
+        "forbidden": mint(TEST_JWT_SECRET, role="postgres"),
+    }
+
+    seen = node("websocket.mjs", json.dumps(config))
+
+    assert seen["closeCodes"][0] == 4403  # token expired: graphql-ws retried by itself
+    assert seen["tokensAsked"] >= 2  # connectionParams gave the fresh token on reconnecting
+    assert seen["heard"][0]["reconnected"] is False
+    assert seen["heard"][-1]["reconnected"] is True  # the same subscription, still live
+    refused = seen["refused"]
+    assert refused["error"] == {"code": 4401, "reason": "role may not use this API"}
+    assert refused["connecting"] == 1  # fatal: no retries, the app heard it at once
+
+
+def test_graphql_http_audit_passes_every_audit(postgres_server: Server) -> None:
+    results = node("audit.mjs", postgres_server.url)
+
+    assert len(results) == 61
+    failed = [r for r in results if r["status"] != "ok"]
+    assert failed == []
