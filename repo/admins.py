@@ -45,6 +45,18 @@ def assigned_conversation_count(profile_id: ProfileId) -> int:
     return int(count or 0)
 
 
+@unit_of_work
+def admin_profiles() -> list[ProfileView]:
+    """Every admin's profile, oldest first (the order the assignment rule breaks ties in)."""
+    rows: Any = (
+        Profile.select(*profile_columns(Profile))
+        .where(Profile.is_admin)
+        .order_by(Profile.created_at, Profile.id)
+        .tuples()
+    )
+    return [profile_from(row, 0) for row in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class AdminSummary:
     id: ProfileId

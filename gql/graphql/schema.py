@@ -36,9 +36,10 @@ from gql.graphql.types import (
     InboxItem,
     IntegrityReport,
     Message,
+    Profile,
     RepairReport,
 )
-from repo import conversations, inbox, integrity, messages
+from repo import admins, conversations, inbox, integrity, messages
 from repo.config import Settings
 from repo.errors import ConversationNotFound
 from repo.ids import ConversationId, CustomerId, ProfileId
@@ -175,6 +176,14 @@ class Query:
         return InboxConnection.from_page(
             inbox.inbox_page(reader, first=first, after=after, assigned_to=mine)
         )
+
+    @strawberry.field(
+        description="The support team: every admin, oldest first, to hand a conversation over "
+        "to (admins and operators)."
+    )
+    def admins(self, info: Info[Any, Any]) -> list[Profile]:
+        authz.require_operator(caller_of(info), "admins")
+        return [Profile.from_view(view) for view in admins.admin_profiles()]
 
     @strawberry.field(description="Data integrity checks, for admins and operators.")
     def integrity(self, info: Info[Any, Any]) -> IntegrityReport:

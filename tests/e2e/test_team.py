@@ -351,3 +351,21 @@ def test_admin_removed_is_counted_once_however_many_processes_serve_metrics(
 ) -> None:
     with running_server(postgres, tmp_path / "server.log", workers=2) as server:
         check_admin_removed_total(postgres, server)
+
+
+def test_staff_list_the_team_to_hand_over_to_customers_may_not(client: GraphQLClient) -> None:
+    first, second = make_admin("First"), make_admin("Second")
+    first_contact(make_user())
+    query = "{ admins { id name isAdmin assignedConversationCount } }"
+
+    team = client.as_(user_token(second)).data(query)["admins"]
+    refused = client.as_(user_token(make_user())).error(query)
+
+    assert [(a["id"], a["name"], a["assignedConversationCount"]) for a in team] == [
+        (str(first), "First", 1),
+        (str(second), "Second", 0),
+    ]
+    assert (refused["extensions"]["code"], refused["message"]) == (
+        "FORBIDDEN",
+        "admins is for admins and operators",
+    )
