@@ -27,6 +27,7 @@ from gql.graphql.live import Hub, LocalListener, PostgresListener, Presence
 from gql.graphql.metrics import exposition, forget_this_process, refresh_orphan_gauge
 from gql.graphql.persisted import PersistedQueries
 from gql.graphql.schema import build_schema, fast_roots, validation_rules
+from gql.http.demo import demo_routes
 from gql.http.fastfront import FastFront
 from gql.http.middleware import BodySizeLimit, ConcurrencyLimit, InFlight
 from gql.http.playground import ASSETS_DIR, ASSETS_URL, assets_available
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
                 if not settings.is_production and assets_available()
                 else []
             ),
+            *(demo_routes() if not settings.is_production else []),
         ],
         middleware=[
             Middleware(ConcurrencyLimit, in_flight=in_flight),

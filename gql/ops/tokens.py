@@ -87,8 +87,12 @@ def demo_text(secret: str, url: str) -> str:
         'conversation { id admin { name } messages { edges { node { content } } } } } }"}'
     )
     integrity = '{"query": "{ integrity { orphanedConversationCount profileCoverage { profileCoveragePercent } } }"}'  # noqa: E501
+    base = url.removesuffix("/graphql")
     return "\n".join(
         [
+            "The demo pages (development only; the token travels in the URL fragment):",
+            f"  customer's chat widget: {base}/demo/chat#token={tokens['CUSTOMER_TOKEN']}",
+            f"  admin's console:        {base}/demo/inbox#token={tokens['ADMIN_TOKEN']}",
             f'GraphiQL playground: {url}  (paste a token as {{"Authorization": "Bearer ..."}})',
             "Demo tokens (valid 7 days; paste into a shell):",
             *(f"  export {name}={token}" for name, token in tokens.items()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,10 +19,12 @@ from uuid import UUID
 
 import httpx2 as httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from starlette.testclient import TestClient
 
 from gql.graphql.auth import AUTHENTICATED, SERVICE_ROLE
 from gql.http.app import create_app
+from gql.http.playground import assets_available
 from gql.ops.tokens import mint
 from repo.config import Settings
 from tests.conftest import TEST_JWT_SECRET
@@ -107,7 +110,7 @@ class Server:
 
 @contextmanager
 def running_server(
-    db: Settings, log_path: Path, *, workers: int = 1, **variables: str
+    db: Settings, log_path: Path, *, workers: int = 1, port: int | None = None, **variables: str
 ) -> Iterator[Server]:
     """`python -m repo seed-demo`, then `helpline serve` as the Procfile runs it.
 
@@ -130,7 +133,7 @@ def running_server(
         capture_output=True,
         timeout=60,
     )
-    port = free_port()
+    port = port or free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -222,3 +225,36 @@ def same(fast: Any, generic: Any) -> dict[str, Any]:
 def _without_request_ids(body: Any) -> Any:
     text = re.sub(r'"request_?[iI]d": ?"[^"]*"', '"request_id": "-"', json.dumps(body))
     return json.loads(text)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (its own browser downloads fail here)."""
+    missing = [
+        what
+        for what, ok in [
+            ("Debian's chromium (make browser)", os.path.exists(CHROMIUM)),
+            ("playground assets (make install)", assets_available()),
+        ]
+        if not ok
+    ]
+    if missing and os.environ.get("CI", "").lower() not in ("true", "1"):
+        pytest.skip(f"the browser test needs {' and '.join(missing)}")
+    assert not missing, f"CI needs {' and '.join(missing)}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()

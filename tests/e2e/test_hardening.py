@@ -409,3 +409,16 @@ def test_production_runs_a_query_link_even_for_a_browser(production: GraphQLClie
     )
     assert response.status_code == 200
     assert response.json() == {"data": {"__typename": "Query"}}  # no playground in production
+
+
+DEMO_PATHS = ("/demo/chat", "/demo/inbox", "/demo/static/chat.js")
+
+
+def test_the_demo_pages_are_served_in_development(client: GraphQLClient) -> None:
+    for path in DEMO_PATHS:
+        assert client.http.get(path).status_code == 200
+
+
+def test_the_demo_pages_are_not_served_in_production(production: GraphQLClient) -> None:
+    for path in DEMO_PATHS:
+        assert production.http.get(path).status_code == 404

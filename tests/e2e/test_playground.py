@@ -3,50 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
-from gql.http.playground import assets_available
 from repo.demo import CUSTOMER
 from tests.e2e.conftest import Server, user_token
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = [
-        what
-        for what, ok in [
-            ("Debian's chromium (make browser)", os.path.exists(CHROMIUM)),
-            ("playground assets (make install)", assets_available()),
-        ]
-        if not ok
-    ]
-    if missing and os.environ.get("CI", "").lower() not in ("true", "1"):
-        pytest.skip(f"the browser test needs {' and '.join(missing)}")
-    assert not missing, f"CI needs {' and '.join(missing)}"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def test_the_playground_runs_a_query_with_a_pasted_token_and_no_outside_request(

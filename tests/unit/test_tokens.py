@@ -30,6 +30,8 @@ def test_demo_creates_a_private_dev_secret_once_and_prints_a_token_per_role(
     out = capsys.readouterr().out
     for name in ["CUSTOMER_TOKEN", "LEGACY_TOKEN", "ADMIN_TOKEN", "SERVICE_TOKEN"]:
         assert f"export {name}=" in out
+    assert "http://127.0.0.1:8000/demo/chat#token=ey" in out  # the demo pages, ready to open
+    assert "http://127.0.0.1:8000/demo/inbox#token=ey" in out
 
     assert tokens.main(["--demo"]) == 0
     assert secret_file.read_text().strip() == secret
