@@ -15,9 +15,11 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from repo.config import Settings
 from repo.database import database
+from repo.ids import ProfileId
+from repo.messages import send_message
 from repo.models import Conversation, Message
 from tests.e2e.conftest import Server, free_port, running_server, user_token
-from tests.factories import make_admin, make_user
+from tests.factories import first_contact, make_admin, make_user
 from tests.proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -173,11 +175,31 @@ def test_a_send_that_fails_while_the_database_is_cut_can_be_retried_and_is_store
             send(page, "sent during the outage")
             failed = message(page, "sent during the outage")
             expect(failed.get_by_test_id("send-error")).to_be_visible(timeout=SHOWN_MS)
+            key = failed.get_attribute("data-client-message-id")
             proxy.restore()
             failed.get_by_test_id("retry-button").click()
 
             expect(failed).to_have_attribute("data-state", "stored", timeout=SHOWN_MS)
             expect(message(page, "sent during the outage")).to_have_count(1)
     with database.connection_context():
-        stored = Message.select().where(Message.content == "sent during the outage").count()
-    assert stored == 1
+        stored = Message.select().where(Message.content == "sent during the outage")
+        assert [m.client_message_id for m in stored] == [key]  # once, under the first id
+
+
+def test_older_messages_load_on_demand_oldest_first(
+    server: Server, contexts: tuple[BrowserContext, BrowserContext]
+) -> None:
+    make_admin()
+    customer = make_user()
+    chat = first_contact(customer).conversation
+    for n in range(1, 26):
+        send_message(chat.id, f"note {n:02}", sender_id=ProfileId(customer))
+    page = open_widget(contexts[0], server.base, user_token(customer))
+    expect(page.get_by_test_id("message")).to_have_count(20, timeout=SHOWN_MS)  # a page
+
+    page.get_by_test_id("older-button").click()
+
+    expect(page.get_by_test_id("message")).to_have_count(26, timeout=SHOWN_MS)
+    contents = [t.split("\n")[0] for t in page.get_by_test_id("message").all_inner_texts()]
+    assert contents[1:] == [f"note {n:02}" for n in range(1, 26)]  # after the welcome
+    assert page.get_by_test_id("older-button").count() == 0  # nothing older left

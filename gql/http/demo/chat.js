@@ -120,6 +120,7 @@ function Widget() {
               key=${m.id || m.clientMessageId}
               class=${`message ${m.sender.id === config.me ? "mine" : "theirs"}`}
               data-state=${m.failed ? "failed" : m.sending ? "sending" : "stored"}
+              data-client-message-id=${m.clientMessageId || ""}
             >
               <p class="content">${m.content}</p>
               <small>
