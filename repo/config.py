@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from repo.urls import hosts_in_query
+
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
 DEFAULT_WELCOME_MESSAGE = "Hi! Thanks for reaching out. How can we help you today?"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
@@ -151,6 +153,8 @@ class Settings:
             raise ConfigError(
                 "DATABASE_URL: a SQLite URL needs three slashes, e.g. sqlite:///chat.db"
             )
+        if scheme in POSTGRES_SCHEMES:
+            _readable_postgres_url("DATABASE_URL", self.database_url)
         self._validate_secondary_urls()
         self._validate_timeouts()
         if not self.welcome_message.strip():
@@ -245,6 +249,17 @@ class Settings:
                     f"{name}: unsupported scheme {scheme!r} "
                     "(use postgresql://user@host:port/dbname)"
                 )
+            _readable_postgres_url(name, url)
+
+
+def _readable_postgres_url(name: str, url: str) -> None:
+    """A PostgreSQL URL libpq can use: one host, or several in either spelling (repo/urls.py)."""
+    try:
+        port = urlsplit(hosts_in_query(url)).port
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc} (several hosts: host1:port1,host2:port2)") from None
+    if port == 0:
+        raise ConfigError(f"{name}: port 0 is no PostgreSQL server's")
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from yoyo import get_backend, read_migrations
 
 from repo.config import Settings
+from repo.urls import hosts_in_query
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schema" / "migrations"
 
@@ -54,6 +55,7 @@ def report_applied(applied: list[str]) -> None:
 
 
 def yoyo_url(url: str) -> str:
+    """The URL as yoyo reads it: postgresql://, several hosts as query parameters."""
     if url.startswith("postgres://"):
-        return "postgresql://" + url.removeprefix("postgres://")
-    return url
+        url = "postgresql://" + url.removeprefix("postgres://")
+    return hosts_in_query(url) if url.startswith("postgresql://") else url

@@ -12,6 +12,7 @@ import psycopg2.extensions
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from repo.config import Settings
+from repo.urls import MalformedDatabaseUrl, hosts_in_query
 
 
 def sqlite_pool(settings: Settings, path: str) -> peewee.Database:
@@ -90,13 +91,18 @@ def _timed_connection(settings: Settings) -> type[psycopg2.extensions.connection
 
 
 def postgres_connect_kwargs(url: str, *, connect_timeout_s: int = 5) -> dict[str, Any]:
-    """Turn a postgresql:// URL into psycopg2 keyword arguments.
+    """Turn a postgresql:// URL into psycopg2 keyword arguments (several hosts in either of
+    libpq's spellings, repo/urls.py; MalformedDatabaseUrl when it cannot be read).
 
     No ``options`` startup parameter (PgBouncer refuses it) and no session time zone (a
     transaction pooler would not keep it): every timestamp is a timestamptz that Python turns
     into UTC (``repo.models.UTCDateTimeField``), whatever the session's TimeZone.
     """
-    parts = urlsplit(url)
+    parts = urlsplit(hosts_in_query(url))
+    try:
+        port = parts.port
+    except ValueError as exc:  # "Port could not be cast to integer value as ..."
+        raise MalformedDatabaseUrl(str(exc)) from None
     kwargs: dict[str, Any] = dict(parse_qsl(parts.query))
     kwargs["database"] = unquote(parts.path.lstrip("/")) or "postgres"
     if parts.username:
@@ -105,8 +111,8 @@ def postgres_connect_kwargs(url: str, *, connect_timeout_s: int = 5) -> dict[str
         kwargs["password"] = unquote(parts.password)
     if parts.hostname:
         kwargs["host"] = parts.hostname
-    if parts.port:
-        kwargs["port"] = parts.port
+    if port:
+        kwargs["port"] = port
     kwargs.setdefault("application_name", "helpline")
     kwargs.setdefault("connect_timeout", str(connect_timeout_s))
     # A peer that vanishes without closing (a cut network) is noticed within about a minute.
