@@ -38,12 +38,9 @@ def hosts_in_query(url: str) -> str:
     params = [f"host={quote(','.join(hosts), safe=',:[]')}"]
     if any(ports):
         params.append(f"port={','.join(port or '5432' for port in ports)}")
-    path, query_mark, query = match["rest"].partition("?")
-    query, _, fragment = query.partition("#")
+    path, _, query = match["rest"].partition("?")
     query = "&".join(p for p in (*params, query) if p)
-    return f"{match['scheme']}://{userinfo}{at}{path}?{query}" + (
-        f"#{fragment}" if fragment else ""
-    )
+    return f"{match['scheme']}://{userinfo}{at}{path}?{query}"
 
 
 def _host_and_port(entry: str) -> tuple[str, str]:
