@@ -91,9 +91,19 @@ def sqlite_path(url: str) -> str:
 
 
 def check_database() -> None:
-    """One round trip on a pooled connection; raises when the database is unreachable."""
+    """One round trip on a pooled connection; raises when the database is unreachable, or
+    (PostgreSQL) is a standby: ``SELECT 1`` succeeds there too, but no write would."""
     with database.connection_context():
-        database.execute_sql("SELECT 1").fetchone()
+        if is_sqlite():
+            database.execute_sql("SELECT 1").fetchone()
+            return
+        (in_recovery,) = database.execute_sql("SELECT pg_is_in_recovery()").fetchone()
+        if in_recovery:
+            raise NotPrimary("the database is a standby (in recovery): no primary to write to")
+
+
+class NotPrimary(Exception):
+    """The server answered, but as a standby."""
 
 
 def pool_connections_in_use() -> int:

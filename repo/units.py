@@ -1,8 +1,9 @@
 """Units of work: one function, one pooled connection, its failures mapped to repo errors.
 
 A serialization failure or a deadlock runs the unit again (with jittered backoff); connection
-loss, timeouts, lock waits and an exhausted pool are DatabaseUnavailable; constraint failures
-are IntegrityViolation with the constraint's name.
+loss, timeouts, lock waits, an exhausted pool and a write that reached a server in recovery
+(25006: during a failover; that connection leaves the pool) are DatabaseUnavailable;
+constraint failures are IntegrityViolation with the constraint's name.
 """
 
 from __future__ import annotations
@@ -64,7 +65,13 @@ def _unit_of_work(fn: Callable[P, T], *, retry: bool) -> Callable[P, T]:
         while True:
             try:
                 with database.connection_context():
-                    return fn(*args, **kwargs)
+                    try:
+                        return fn(*args, **kwargs)
+                    except peewee.InternalError as exc:
+                        if outermost and _sqlstate(exc) == READ_ONLY:
+                            # a standby, or a primary demoted since: never hand it out again
+                            database.manual_close()
+                        raise
             except peewee.IntegrityError as exc:
                 violation = _integrity_violation(exc)
                 log.error(
@@ -108,6 +115,7 @@ def _unit_of_work(fn: Callable[P, T], *, retry: bool) -> Callable[P, T]:
 
 
 RETRIED_SQLSTATES = {"40001": "serialization failure", "40P01": "deadlock"}
+READ_ONLY = "25006"  # a write reached a server in recovery: there is no primary here (now)
 _BACKOFF_BASE_S = 0.02
 _BACKOFF_CAP_S = 0.5
 
@@ -148,7 +156,7 @@ def _is_unavailable(exc: Exception) -> bool:
     """Connection loss, timeouts, lock waits, busy SQLite, an exhausted pool: worth a retry."""
     if isinstance(exc, MaxConnectionsExceeded | peewee.InterfaceError):
         return True
-    if _sqlstate(exc) == "25P03":  # the server ended a session idle in its transaction
+    if _sqlstate(exc) in ("25P03", READ_ONLY):  # ended idle in its transaction; a standby
         return True
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, sqlite3.Error):

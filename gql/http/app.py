@@ -31,7 +31,7 @@ from gql.http.demo import demo_routes
 from gql.http.fastfront import FastFront
 from gql.http.middleware import BodySizeLimit, ConcurrencyLimit, InFlight
 from gql.http.playground import ASSETS_DIR, ASSETS_URL, assets_available
-from gql.http.responses import Finisher, refusal
+from gql.http.responses import RETRY_AFTER, Finisher, refusal
 from gql.http.view import HelplineGraphQL
 from gql.ws.websocket import SubscriptionGate
 from repo.config import ConfigError, Settings
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
                 await anyio.to_thread.run_sync(check_database, abandon_on_cancel=True)
         except Exception as exc:
             log.warning("not ready: %s", type(exc).__name__)
-            return JSONResponse({"status": "unavailable"}, status_code=503)
+            return JSONResponse({"status": "unavailable"}, status_code=503, headers=RETRY_AFTER)
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
