@@ -17,7 +17,7 @@ UV_VERSION := 0.13.8
 $(INSTALLED): pyproject.toml playground/package-lock.json tests/clients/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[dev]'
 	npm ci --prefix playground --no-audit --no-fund --ignore-scripts --loglevel=error
 	npm ci --prefix tests/clients --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
@@ -45,7 +45,10 @@ pgbouncer:
 	    systemctl disable --now pgbouncer >/dev/null 2>&1 || true; \
 	  else echo "note: install Debian's pgbouncer for the pooling tests (sudo apt-get install pgbouncer)"; fi; }
 
+# Compiled once here: where PYTHONDONTWRITEBYTECODE is set (this machine sets it) every server,
+# command and worker the tests start would otherwise compile every module again (1 s each).
 test: install browser pgbouncer lint
+	$(PY) -m compileall -q gql repo tests bench >/dev/null
 	$(PY) -m pytest
 
 lint: install

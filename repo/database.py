@@ -6,6 +6,7 @@ marked ``replica_unit_of_work`` (repo/units.py); everything else uses the primar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote
@@ -39,6 +40,12 @@ class _Bound:
     replica: Any = None  # a pool (playhouse is untyped)
     retry_attempts: int = 1
     settings: Settings | None = None
+    on_replica_fallback: Callable[[], None] | None = None
+
+
+def on_replica_fallback(hook: Callable[[], None] | None) -> None:
+    """Call ``hook`` each time a replica read falls back to the primary (e.g. a metric)."""
+    _Bound.on_replica_fallback = hook
 
 
 def open_database(settings: Settings) -> peewee.Database:

@@ -64,14 +64,8 @@ def _unit_of_work(fn: Callable[P, T], *, retry: bool) -> Callable[P, T]:
         attempt = 1
         while True:
             try:
-                with database.connection_context():
-                    try:
-                        return fn(*args, **kwargs)
-                    except peewee.InternalError as exc:
-                        if outermost and _sqlstate(exc) == READ_ONLY:
-                            # a standby, or a primary demoted since: never hand it out again
-                            database.manual_close()
-                        raise
+                with _pooled_connection(discard_read_only=outermost):
+                    return fn(*args, **kwargs)
             except peewee.IntegrityError as exc:
                 violation = _integrity_violation(exc)
                 log.error(
@@ -114,6 +108,25 @@ def _unit_of_work(fn: Callable[P, T], *, retry: bool) -> Callable[P, T]:
     return wrapper
 
 
+@contextlib.contextmanager
+def _pooled_connection(*, discard_read_only: bool) -> Iterator[None]:
+    """A pooled connection for the unit. One that met a server in recovery (a standby, or a
+    primary demoted since) is closed once the pool has it back, so it is never handed out
+    again: the pool drops closed connections at check-out."""
+    doomed: list[Any] = []
+    try:
+        with database.connection_context():
+            try:
+                yield
+            except peewee.InternalError as exc:
+                if discard_read_only and _sqlstate(exc) == READ_ONLY:
+                    doomed.append(database.connection())
+                raise
+    finally:
+        for conn in doomed:
+            conn.close()
+
+
 RETRIED_SQLSTATES = {"40001": "serialization failure", "40P01": "deadlock"}
 READ_ONLY = "25006"  # a write reached a server in recovery: there is no primary here (now)
 _BACKOFF_BASE_S = 0.02
@@ -134,19 +147,58 @@ def replica_unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
     """A unit of work that only reads, run on the read replica when one is configured.
 
     For reads that may lag the primary by the replica's delay (the integrity counts). Never
-    write inside one: a replica refuses writes.
+    write inside one: a replica refuses writes. When the replica cannot be reached the unit
+    runs on the primary (a warning line; ``on_replica_fallback`` is told).
     """
     work = unit_of_work(fn)
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        token = _replica_in_use.set(_Bound.replica)
+        replica = _Bound.replica
+        if replica is None or not database.is_closed():  # no replica, or inside a unit
+            return work(*args, **kwargs)
+        token = _replica_in_use.set(replica)
         try:
             return work(*args, **kwargs)
+        except DatabaseUnavailable as exc:
+            # the ops reads keep working: the primary answers them, and says so
+            log.warning("replica unavailable in %s (%s): reading the primary", fn.__qualname__, exc)
+            if _Bound.on_replica_fallback is not None:
+                _Bound.on_replica_fallback()
         finally:
             _replica_in_use.reset(token)
+        return work(*args, **kwargs)
 
     return wrapper
+
+
+def replica_lag_seconds() -> float | None:
+    """How far the replica's replay trails what it received from the primary, in seconds (0
+    when it has replayed all it received, so an idle primary does not look like growing lag;
+    from ``pg_last_xact_replay_timestamp()``). None without a replica. Read on the replica
+    itself, never on the primary instead: DatabaseUnavailable when it cannot be reached."""
+    replica = _Bound.replica
+    if replica is None:
+        return None
+    token = _replica_in_use.set(replica)
+    try:
+        return _replica_lag()
+    finally:
+        _replica_in_use.reset(token)
+
+
+@unit_of_work
+def _replica_lag() -> float:
+    (lag,) = database.execute_sql(_REPLICA_LAG).fetchone()
+    return float(lag or 0)
+
+
+_REPLICA_LAG = """
+    SELECT CASE
+      WHEN NOT pg_is_in_recovery() THEN 0
+      WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+      ELSE GREATEST(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
+    END"""
 
 
 _SQLITE_BUSY = ("database is locked", "database is busy")

@@ -23,6 +23,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from repo.config import Settings
 from repo.database import close_database, database, is_sqlite, open_database
 from repo.migrate import migrate
+from tests import clusters
 from tests.pgbouncer import PgBouncer, pgbouncer_missing, running_pgbouncer
 
 POSTGRES_SERVER_URL = os.environ.get(
@@ -64,11 +65,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"{reason}: CI requires it. Start it or set TEST_DATABASE_URL.", returncode=3)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     reason = config.stash.get(UNREACHABLE, None)
-    return f"database backends: sqlite{'' if reason else ', postgresql'}" + (
-        f" -- {reason}; its tests are skipped" if reason else ""
-    )
+    lines = [
+        f"database backends: sqlite{'' if reason else ', postgresql'}"
+        + (f" -- {reason}; its tests are skipped" if reason else "")
+    ]
+    if missing := clusters.unavailable():
+        lines.append(f"replication tests: {missing}; they are skipped")
+    return lines
 
 
 @contextmanager
@@ -108,6 +113,19 @@ def pgbouncer(
         pytest.skip(missing)
     with running_pgbouncer(POSTGRES_SERVER_URL, tmp_path_factory.mktemp("pgbouncer")) as bouncer:
         yield bouncer
+
+
+@pytest.fixture(scope="module")
+def standby_pair(request: pytest.FixtureRequest) -> Iterator[clusters.Pair]:
+    """Private primary and streaming standby clusters (asynchronous) with a migrated
+    ``helpline`` database, for this module; dropped at the end (tests/clusters.py)."""
+    if missing := clusters.unavailable():
+        if in_ci():
+            pytest.fail(f"{missing}: CI requires it")
+        pytest.skip(missing)
+    with clusters.replicated_pair(synchronous=False, databases=("helpline",)) as pair:
+        migrate(Settings(database_url=pair.primary.url("helpline")))
+        yield pair
 
 
 @pytest.fixture(scope="session")

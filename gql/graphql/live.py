@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 from uuid import UUID, uuid4
 
 from anyio import to_thread
@@ -34,6 +35,8 @@ RESYNC = "resync"  # the listener reconnected: catch up from the database
 OVERFLOW = "overflow"  # the subscriber fell too far behind: end its subscription
 Item = MessageView | str | events.ConversationReassigned
 MAX_RECONNECT_DELAY_S = 5.0
+FIRST_RETRY_DELAY_S = 0.1
+T = TypeVar("T")
 INBOUND_LIMIT = 10_000
 
 
@@ -255,18 +258,36 @@ async def follow(
         if item == OVERFLOW:
             raise SubscriberTooSlow
         if item == RESYNC:
-            batch = await to_thread.run_sync(messages_after, conversation_id, cursor)
+            batch = await until_answered(messages_after, conversation_id, cursor)
             while batch:
                 for message in batch:
                     cursor = (message.created_at, message.id)
                     yield message
-                batch = await to_thread.run_sync(messages_after, conversation_id, cursor)
+                batch = await until_answered(messages_after, conversation_id, cursor)
             continue
         assert isinstance(item, MessageView)
         if cursor is None or (item.created_at, item.id) > cursor:
             cursor = (item.created_at, item.id)
             yield item
         await asyncio.sleep(0)  # take turns: one busy subscription must not starve the others
+
+
+async def until_answered(work: Callable[..., T], *args: object) -> T:
+    """``work(*args)`` in a worker thread, run again until the database answers it.
+
+    For reads that keep a live subscription going: while there is no database (a restart, a
+    failover with no primary yet) the subscription waits, with backoff, and carries on from
+    where it was once one answers, instead of ending and leaving its client to notice.
+    """
+    delay = FIRST_RETRY_DELAY_S
+    while True:
+        try:
+            return await to_thread.run_sync(functools.partial(work, *args))
+        except DatabaseUnavailable:
+            if delay == FIRST_RETRY_DELAY_S:
+                log.warning("database unavailable for %s; waiting for it", work.__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
 
 
 async def live_messages(

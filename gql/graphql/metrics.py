@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from graphql import (
     DocumentNode,
@@ -37,8 +37,11 @@ from prometheus_client.registry import REGISTRY, Collector
 from prometheus_client.samples import Sample
 from strawberry.extensions import SchemaExtension
 
+from repo.conversations import assignment_totals
 from repo.database import pool_connections_in_use
+from repo.errors import DatabaseUnavailable
 from repo.integrity import count_orphaned_conversations
+from repo.units import replica_lag_seconds
 
 ORPHANS_REFRESH_SECONDS = 60.0
 INVALID_OPERATION = "invalid"  # the document did not parse or validate
@@ -85,6 +88,16 @@ ORPHANED_CONVERSATIONS = Gauge(
     "helpline_orphaned_conversations",
     "Conversations whose customer has no profile (refreshed at most once a minute)",
     multiprocess_mode="mostrecent",
+)
+REPLICA_LAG = Gauge(
+    "helpline_replica_lag_seconds",
+    "How far REPLICA_DATABASE_URL's replay trails the primary (0 when it has replayed all it "
+    "received; NaN when it cannot be reached), read on each scrape",
+    multiprocess_mode="mostrecent",
+)
+REPLICA_FALLBACKS = Counter(
+    "helpline_replica_fallbacks_total",
+    "Integrity reads that went to the primary because the replica could not be reached",
 )
 POOL_IN_USE = Gauge(
     "helpline_db_pool_connections_in_use",
@@ -170,6 +183,26 @@ class _OrphanGauge:
 
 
 refresh_orphan_gauge = _OrphanGauge().refresh
+
+
+def refresh_replica_lag() -> None:
+    """Read the replica's lag into its gauge (nothing without REPLICA_DATABASE_URL)."""
+    try:
+        lag = replica_lag_seconds()
+    except DatabaseUnavailable:
+        REPLICA_LAG.set(float("nan"))
+        raise
+    if lag is not None:
+        REPLICA_LAG.set(lag)
+
+
+# What /metrics reads from the database on each scrape, each on its own: (what, read), where
+# read returns assignment totals for exposition() or None (it set its gauges itself).
+DATABASE_FIGURES: tuple[tuple[str, Callable[[], dict[str, int] | None]], ...] = (
+    ("orphan gauge", refresh_orphan_gauge),
+    ("replica lag", refresh_replica_lag),
+    ("assignment totals", assignment_totals),
+)
 
 
 def forget_this_process() -> None:

@@ -17,7 +17,7 @@ from strawberry.types import Info
 from gql.graphql import authz
 from gql.graphql.auth import Caller
 from gql.graphql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
-from gql.graphql.live import follow_all, live_messages
+from gql.graphql.live import follow_all, live_messages, until_answered
 from gql.graphql.metrics import (
     CONVERSATIONS_ASSIGNED,
     CONVERSATIONS_CREATED,
@@ -277,7 +277,7 @@ class Subscription:
         as_admin = authz.reads_as_admin(caller, found)
         async for message in live_messages(hub, conversation):
             if as_admin:  # one indexed read per message, for admins' subscriptions only
-                await to_thread.run_sync(authz.require_still_admin, caller)
+                await until_answered(authz.require_still_admin, caller)
             yield Message.from_view(message)
 
     @strawberry.subscription(

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from gql.graphql.auth import Authenticator
 from gql.graphql.fastpath import FastPaths
 from gql.graphql.live import Hub, LocalListener, PostgresListener, Presence
-from gql.graphql.metrics import exposition, forget_this_process, refresh_orphan_gauge
+from gql.graphql.metrics import DATABASE_FIGURES, REPLICA_FALLBACKS, exposition, forget_this_process
 from gql.graphql.persisted import PersistedQueries
 from gql.graphql.schema import build_schema, fast_roots, validation_rules
 from gql.http.demo import demo_routes
@@ -35,8 +35,13 @@ from gql.http.responses import RETRY_AFTER, Finisher, refusal
 from gql.http.view import HelplineGraphQL
 from gql.ws.websocket import SubscriptionGate
 from repo.config import ConfigError, Settings
-from repo.conversations import assignment_totals
-from repo.database import check_database, close_database, open_database, pool_connections_in_use
+from repo.database import (
+    check_database,
+    close_database,
+    on_replica_fallback,
+    open_database,
+    pool_connections_in_use,
+)
 from repo.sqlite_claim import claim_sqlite_server
 from repo.users import is_admin
 
@@ -123,20 +128,19 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return refusal(401, "metrics need 'Authorization: Bearer <METRICS_TOKEN>'")
-        try:
-            with anyio.fail_after(READY_TIMEOUT_S):
-                await anyio.to_thread.run_sync(refresh_orphan_gauge, abandon_on_cancel=True)
-        except Exception as exc:
-            log.warning("orphan gauge not refreshed: %s", type(exc).__name__)
         totals: dict[str, int] = {}
-        try:
-            with anyio.fail_after(READY_TIMEOUT_S):
-                totals = await anyio.to_thread.run_sync(assignment_totals, abandon_on_cancel=True)
-        except Exception as exc:
-            log.warning("assignment totals not read: %s", type(exc).__name__)
+        for name, read in DATABASE_FIGURES:  # each bounded: a silent database stalls none long
+            try:
+                with anyio.fail_after(READY_TIMEOUT_S):
+                    figures = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+            except Exception as exc:
+                log.warning("%s not read: %s", name, type(exc).__name__)
+                continue
+            totals |= figures or {}
         body, media_type = exposition(totals)
         return Response(body, media_type=media_type)
 
+    on_replica_fallback(REPLICA_FALLBACKS.inc)
     schema = build_schema(settings)
     authenticator = Authenticator(settings, admin_lookup=is_admin)
     rules = validation_rules(settings)

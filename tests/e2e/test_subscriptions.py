@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
 
 import httpx2 as httpx
 import psycopg2
@@ -32,6 +34,7 @@ from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import Server, free_port, running_server, service_token, user_token
 from tests.e2e.wsclient import GUARD_S, Subscription, close_code, until_flowing
 from tests.factories import first_contact, make_admin, make_user
+from tests.proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 SUBSCRIBERS = 200
@@ -333,27 +336,95 @@ def test_the_event_loop_stays_free_while_subscriptions_wait_on_locked_tables(
         assert "smuggled" not in contents(server.url, token, conversation)
 
 
-def test_messages_keep_arriving_after_the_listener_is_terminated(
-    postgres: Settings, postgres_server: Server
+def test_messages_stored_while_the_listener_is_away_arrive_by_catching_up(
+    postgres: Settings, tmp_path: Path
 ) -> None:
+    """The listener's connection goes through a proxy that is cut and stays cut while
+    messages are stored: only the catch-up from the database can deliver them."""
     token = user_token(CUSTOMER.id)
-    conversation = open_conversation(postgres_server.url, token)
+    target = urlsplit(postgres.database_url)
+    with TcpProxy(target.port or 5432) as proxy:
+        netloc = f"{target.username}@127.0.0.1:{proxy.port}"
+        listen_url = urlunsplit(target._replace(netloc=netloc))
+        with running_server(
+            postgres, tmp_path / "server.log", LISTEN_DATABASE_URL=listen_url
+        ) as server:
+            conversation = open_conversation(server.url, token)
 
-    async def scenario() -> list[str]:
-        sub = await Subscription.open(postgres_server.url, token)
-        await sub.subscribe(conversation)
-        await until_live(sub, postgres_server.url, token, conversation)
-        assert await asyncio.to_thread(terminate_listener, postgres) == 1
-        await send_over_http(postgres_server.url, token, conversation, "during the outage")
-        await asyncio.sleep(1.0)  # the listener reconnects with backoff
-        await send_over_http(postgres_server.url, token, conversation, "after the outage")
-        received = [(await sub.next_message())["content"] for _ in range(2)]
-        with pytest.raises(TimeoutError):
-            await sub.next_message(timeout=0.5)
-        await sub.close()
-        return received
+            async def scenario() -> tuple[list[str], list[str]]:
+                sub = await Subscription.open(server.url, token)
+                await sub.subscribe(conversation)
+                await until_live(sub, server.url, token, conversation)
+                proxy.cut()  # the listener's connection resets; reconnecting is refused
+                for n in range(3):
+                    await send_over_http(server.url, token, conversation, f"away {n}")
+                with pytest.raises(TimeoutError):  # nothing can deliver them live
+                    await sub.next_message(timeout=1.5)
+                proxy.restore()
+                caught_up = [(await sub.next_message())["content"] for _ in range(3)]
+                await send_over_http(server.url, token, conversation, "back")
+                live = [(await sub.next_message())["content"]]
+                with pytest.raises(TimeoutError):
+                    await sub.next_message(timeout=0.5)  # and nothing twice
+                await sub.close()
+                return caught_up, live
 
-    assert asyncio.run(scenario()) == ["during the outage", "after the outage"]
+            caught_up, live = asyncio.run(scenario())
+    assert caught_up == ["away 0", "away 1", "away 2"]
+    assert live == ["back"]
+
+
+def test_a_subscription_waits_out_a_database_it_cannot_read_and_then_catches_up(
+    postgres: Settings, tmp_path: Path
+) -> None:
+    """The listener comes back while the pool still cannot reach the database (as when a new
+    primary answers some connections before others): the catch-up read fails, and the
+    subscription waits instead of ending, then delivers what was stored meanwhile."""
+    token = user_token(CUSTOMER.id)
+    target = urlsplit(postgres.database_url)
+
+    def through(proxy: TcpProxy) -> str:
+        return urlunsplit(target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}"))
+
+    with TcpProxy(target.port or 5432) as pool_proxy, TcpProxy(target.port or 5432) as listen:
+        served = replace(postgres, database_url=through(pool_proxy))
+        with running_server(
+            served,
+            tmp_path / "server.log",
+            LISTEN_DATABASE_URL=through(listen),
+            REQUEST_TIMEOUT_SECONDS="2",
+            DB_POOL_TIMEOUT="2",
+        ) as server:
+            conversation = open_conversation(server.url, token)
+
+            async def scenario() -> list[dict[str, Any]]:
+                sub = await Subscription.open(server.url, token)
+                await sub.subscribe(conversation)
+                await until_live(sub, server.url, token, conversation)
+                pool_proxy.cut()
+                listen.cut()
+                for n in range(3):  # stored by another process that can reach the database
+                    await asyncio.to_thread(
+                        send_message,
+                        ConversationId(UUID(conversation)),
+                        f"stored meanwhile {n}",
+                        sender_id=ProfileId(CUSTOMER.id),
+                    )
+                listen.restore()  # the listener is back and asks for a catch-up ...
+                await asyncio.sleep(2.0)  # ... which cannot read the database yet
+                pool_proxy.restore()
+                frames: list[dict[str, Any]] = []
+                while len(frames) < 3:
+                    frame = await sub.receive()
+                    if frame["type"] != "ping":  # keep-alives aside
+                        frames.append(frame)
+                await sub.close()
+                return frames
+
+            frames = asyncio.run(scenario())
+    assert [f["type"] for f in frames] == ["next"] * 3  # no error, no complete
+    contents = [f["payload"]["data"]["messageAdded"]["content"] for f in frames]
+    assert contents == [f"stored meanwhile {n}" for n in range(3)]
 
 
 def terminate_listener(db: Settings) -> int:
