@@ -7,7 +7,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 HOST ?= 127.0.0.1
 
-.PHONY: install browser pgbouncer run test lint format schema bench bench-tools bench-realtime bench-soak clean
+.PHONY: install browser pgbouncer run test lint format schema bench bench-tools bench-realtime bench-soak bench-failover clean
 
 install: $(INSTALLED)
 
@@ -93,3 +93,14 @@ schema: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# A primary lost under load (issue #19): pg_auto_failover (Debian's postgresql-15-auto-failover,
+# installed here as root like PgBouncer) runs a monitor and two nodes as the postgres user on
+# private ports; the bench makes and removes them. Minutes; never part of `make test`.
+bench-failover: install
+	@command -v pg_autoctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends postgresql-15-auto-failover >/dev/null; \
+	  else echo "bench-failover: install Debian's postgresql-15-auto-failover (root)"; exit 1; fi; }
+	$(PY) -m bench.failover
