@@ -90,6 +90,7 @@ class Formation:
             group="postgres",
             capture_output=True,
             text=True,
+            errors="replace",  # its messages are not always UTF-8
             timeout=COMMAND_TIMEOUT_S,
             check=False,
             cwd=self.work,
