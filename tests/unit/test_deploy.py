@@ -26,6 +26,8 @@ EXPORTED = {
         metrics.ORPHANED_CONVERSATIONS,
         metrics.POOL_IN_USE,
         metrics.WEBSOCKET_CONNECTIONS,
+        metrics.REPLICA_LAG,
+        metrics.REPLICA_FALLBACKS,
     ]
 }
 SUFFIXES = ("_total", "_bucket", "_count", "_sum")
