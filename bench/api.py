@@ -48,9 +48,9 @@ from bench.common import (
     machine,
     median,
     rss_mib,
+    run_and_write,
     stop,
     wait_until_serving,
-    write_section,
 )
 from gql.ops.tokens import mint
 from repo.config import DEFAULT_WELCOME_MESSAGE, Settings
@@ -771,21 +771,28 @@ def report(
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--conversations", type=int, default=50_000)
+def load_arguments(
+    parser: argparse.ArgumentParser, *, users: int, conversations: int, cold: int
+) -> None:
+    """The dataset's and the load's options, shared by the benches that use this dataset."""
+    parser.add_argument("--users", type=int, default=users)
+    parser.add_argument("--conversations", type=int, default=conversations)
     parser.add_argument("--messages", type=int, default=6, help="per conversation")
     parser.add_argument("--admins", type=int, default=5)
-    parser.add_argument("--cold", type=int, default=60_000, help="new customers per contender")
+    parser.add_argument("--cold", type=int, default=cold, help="new customers per contender")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    parser.add_argument("--write", default=str(ROOT / "BENCHMARKS.md"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    load_arguments(parser, users=100_000, conversations=50_000, cold=60_000)
     parser.add_argument(
         "--sweep", type=lambda s: [int(c) for c in s.split(",")], default=[1, 4, 16, 64]
     )
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
-    parser.add_argument("--write", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument(
         "--no-postgraphile", dest="postgraphile", action="store_false", help="two contenders"
     )
@@ -799,12 +806,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk is missing (make bench installs Debian's wrk)", file=sys.stderr)
         return 2
-    started = time.monotonic()
-    section = run(args)
-    print(section)
-    write_section(Path(args.write), section)
-    print(f"(took {time.monotonic() - started:.0f} s)")
-    return 0
+    return run_and_write(lambda: run(args), Path(args.write))
 
 
 if __name__ == "__main__":

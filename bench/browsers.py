@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,13 +26,14 @@ from bench.api import (
     Series,
     helpline_env,
     ids_files,
+    load_arguments,
     lua_script,
     seed,
     serving,
     token,
     wrk,
 )
-from bench.common import ROOT, bench_database, helpline_serve, machine, write_section
+from bench.common import bench_database, helpline_serve, machine, run_and_write
 
 ORIGIN = "https://widget.example"
 TARGET = 0.9  # with Origin, against the same request without it
@@ -124,23 +124,9 @@ def _cells(figures: Series) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--conversations", type=int, default=10_000)
-    parser.add_argument("--messages", type=int, default=6, help="per conversation")
-    parser.add_argument("--admins", type=int, default=5)
-    parser.add_argument("--cold", type=int, default=0)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
-    parser.add_argument("--write", default=str(ROOT / "BENCHMARKS.md"))
+    load_arguments(parser, users=20_000, conversations=10_000, cold=0)
     args = parser.parse_args()
-    started = time.monotonic()
-    section = run(args)
-    print(section)
-    write_section(Path(args.write), section)
-    print(f"(took {time.monotonic() - started:.0f} s)")
-    return 0
+    return run_and_write(lambda: run(args), Path(args.write))
 
 
 if __name__ == "__main__":

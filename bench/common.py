@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import secrets
@@ -10,9 +11,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2 as httpx
@@ -160,3 +162,25 @@ def write_marked_section(path: Path, name: str, section: str) -> None:
     else:
         end = text.find("\n## ", start + 1) + 1 or len(text)
     path.write_text(text[:start] + block + text[end:])
+
+
+async def subscribe_over_websocket(
+    socket: Any, token: str, query: str, variables: dict[str, Any]
+) -> None:
+    """graphql-transport-ws on an open socket: connection_init with the token, wait for the
+    ack, then one subscribe (id "1")."""
+    init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+    await socket.send(json.dumps(init))
+    await socket.recv()
+    payload = {"query": query, "variables": variables}
+    await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+
+
+def run_and_write(run: Callable[[], str], path: Path) -> int:
+    """Run a bench, print its BENCHMARKS.md section, write it into ``path``; exit status 0."""
+    started = time.monotonic()
+    section = run()
+    print(section)
+    write_section(path, section)
+    print(f"(took {time.monotonic() - started:.0f} s)")
+    return 0

@@ -46,9 +46,10 @@ from bench.common import (
     Server,
     helpline_serve,
     machine,
+    run_and_write,
     stop,
+    subscribe_over_websocket,
     wait_until_serving,
-    write_section,
 )
 from gql.ops.tokens import mint
 from repo.config import Settings
@@ -61,6 +62,7 @@ MAX_REQUESTS = 200_000  # per run, over every worker: a bound on top of the time
 OPEN = "mutation { adminConversation { created conversation { id } } }"
 SEND = """mutation ($id: UUID!, $text: String!, $key: String!) {
   sendMessage(conversationId: $id, content: $text, clientMessageId: $key) { id } }"""
+REPLICATION = {True: "synchronous", False: "asynchronous"}
 SUBSCRIBE = "subscription ($id: UUID!) { messageAdded(conversationId: $id) { content } }"
 
 
@@ -325,21 +327,7 @@ async def subscriber(
     while not done.is_set():
         try:
             async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
-                await socket.send(
-                    json.dumps(
-                        {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
-                    )
-                )
-                await socket.recv()
-                await socket.send(
-                    json.dumps(
-                        {
-                            "id": "1",
-                            "type": "subscribe",
-                            "payload": {"query": SUBSCRIBE, "variables": {"id": conversation}},
-                        }
-                    )
-                )
+                await subscribe_over_websocket(socket, token, SUBSCRIBE, {"id": conversation})
                 while not done.is_set():
                     with contextlib.suppress(TimeoutError):
                         frame = json.loads(await asyncio.wait_for(socket.recv(), 0.5))
@@ -378,7 +366,7 @@ class Outcome:
 
 
 def run_once(synchronous: bool, args: argparse.Namespace, out: Path, base_port: int) -> Outcome:
-    replication = "synchronous" if synchronous else "asynchronous"
+    replication = REPLICATION[synchronous]
     with formation(synchronous, base_port) as pgaf:
         url = pgaf.uri()
         migrate(Settings(database_url=url))
@@ -601,21 +589,18 @@ def main() -> int:
         return 2
     out = Path("/tmp") / f"helpline-failover-{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    outcomes = []
-    for i, synchronous in enumerate(
-        s
-        for s in (True, False)
-        if args.replication in ("both", "synchronous" if s else "asynchronous")
-    ):
-        outcome = run_once(synchronous, args, out, 56100 + 20 * i + os.getpid() % 40 * 50)
-        print(outcome, flush=True)
-        outcomes.append(outcome)
-    section = report(outcomes, args)
-    print(section)
-    write_section(Path(args.write), section)
-    print(f"(took {time.monotonic() - started:.0f} s; logs in {out})")
-    return 0
+    print(f"logs in {out}", flush=True)
+
+    def run() -> str:
+        outcomes = []
+        chosen = [s for s in (True, False) if args.replication in ("both", REPLICATION[s])]
+        for i, synchronous in enumerate(chosen):
+            outcome = run_once(synchronous, args, out, 56100 + 20 * i + os.getpid() % 40 * 50)
+            print(outcome, flush=True)
+            outcomes.append(outcome)
+        return report(outcomes, args)
+
+    return run_and_write(run, Path(args.write))
 
 
 if __name__ == "__main__":

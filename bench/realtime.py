@@ -55,6 +55,7 @@ from bench.common import (
     helpline_serve,
     percentile,
     stop,
+    subscribe_over_websocket,
     wait_until_serving,
     write_section,
 )
@@ -202,21 +203,7 @@ async def helpline_latencies(
         async with connect(
             f"ws://127.0.0.1:{port}/graphql", subprotocols=["graphql-transport-ws"]
         ) as socket:  # type: ignore[list-item]
-            await socket.send(
-                json.dumps(
-                    {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
-                )
-            )
-            await socket.recv()
-            await socket.send(
-                json.dumps(
-                    {
-                        "id": "1",
-                        "type": "subscribe",
-                        "payload": {"query": query, "variables": {"id": conversation}},
-                    }
-                )
-            )
+            await subscribe_over_websocket(socket, token, query, {"id": conversation})
             ready.set()
             while not done.is_set():
                 try:

@@ -6,23 +6,32 @@ as a real frontend would. Their packages are served from the playground's own np
 from __future__ import annotations
 
 from pathlib import Path
+from string import Template
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
-PAGES = {"/demo/chat": "chat.html", "/demo/inbox": "inbox.html"}
+# path: (title, module); both pages are page.html around their own module
+PAGES = {
+    "/demo/chat": ("Helpline chat", "chat.js"),
+    "/demo/inbox": ("Helpline console", "inbox.js"),
+}
 
 
 def demo_routes() -> list[BaseRoute]:
-    def page(path: str, name: str) -> Route:
+    template = Template((DEMO_DIR / "page.html").read_text())
+
+    def page(path: str, title: str, module: str) -> Route:
+        html = template.substitute(title=title, script=module)
+
         async def serve(request: Request) -> Response:
-            return FileResponse(DEMO_DIR / name, media_type="text/html")
+            return HTMLResponse(html)
 
         return Route(path, serve)
 
-    routes: list[BaseRoute] = [page(path, name) for path, name in PAGES.items()]
+    routes: list[BaseRoute] = [page(path, *page_of) for path, page_of in PAGES.items()]
     routes.append(Mount("/demo/static", StaticFiles(directory=DEMO_DIR), name="demo"))
     return routes
