@@ -24,6 +24,7 @@ from tests.proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 SHOWN_MS = 15_000  # how long a page may take to show what it should
+ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -135,6 +136,7 @@ def test_the_widget_works_from_another_origin(
         assert allowed and set(allowed) == {widget_origin}  # every answer, CORS-approved
 
 
+@ON_SQLITE  # what the page does with it, whichever backend stored it
 def test_markup_in_a_message_shows_as_text(
     server: Server, contexts: tuple[BrowserContext, BrowserContext]
 ) -> None:
@@ -186,6 +188,7 @@ def test_a_send_that_fails_while_the_database_is_cut_can_be_retried_and_is_store
         assert [m.client_message_id for m in stored] == [key]  # once, under the first id
 
 
+@ON_SQLITE  # what the page does with it, whichever backend stored it
 def test_older_messages_load_on_demand_oldest_first(
     server: Server, contexts: tuple[BrowserContext, BrowserContext]
 ) -> None:

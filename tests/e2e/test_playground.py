@@ -12,7 +12,13 @@ from playwright.sync_api import Browser
 from repo.demo import CUSTOMER
 from tests.e2e.conftest import Server, user_token
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+# The playground is what `make run` serves, on its embedded default: SQLite. (The browser
+# drives the same API on either backend; the API's own tests cover both.)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(120),
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
 
 
 def test_the_playground_runs_a_query_with_a_pasted_token_and_no_outside_request(
