@@ -111,20 +111,43 @@ def _unit_of_work(fn: Callable[P, T], *, retry: bool) -> Callable[P, T]:
 @contextlib.contextmanager
 def _pooled_connection(*, discard_read_only: bool) -> Iterator[None]:
     """A pooled connection for the unit. One that met a server in recovery (a standby, or a
-    primary demoted since) is closed once the pool has it back, so it is never handed out
-    again: the pool drops closed connections at check-out."""
-    doomed: list[Any] = []
-    try:
-        with database.connection_context():
-            try:
-                yield
-            except peewee.InternalError as exc:
-                if discard_read_only and _sqlstate(exc) == READ_ONLY:
-                    doomed.append(database.connection())
-                raise
-    finally:
-        for conn in doomed:
-            conn.close()
+    primary demoted since) is closed, never handed out again."""
+    with database.connection_context():
+        try:
+            yield
+        except (peewee.InternalError, DatabaseUnavailable) as exc:
+            if discard_read_only and _met_read_only_server(exc):
+                # closed before the pool has it back: check-in finds it unusable and drops
+                # it, so no other thread can be handed it in between
+                database.connection().close()
+            raise
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether the server could not be reached (no connection, a lost one, a full pool), as
+    opposed to one that answered with an error (a timeout, a recovery conflict)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, MaxConnectionsExceeded | peewee.InterfaceError):
+            return True
+        if isinstance(seen, psycopg2.OperationalError) and getattr(seen, "pgcode", None) is None:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _met_read_only_server(exc: BaseException) -> bool:
+    """Whether SQLSTATE 25006 is anywhere in the chain (a nested unit may have mapped it)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if getattr(seen, "pgcode", None) == READ_ONLY:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 RETRIED_SQLSTATES = {"40001": "serialization failure", "40P01": "deadlock"}
@@ -161,6 +184,8 @@ def replica_unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
         try:
             return work(*args, **kwargs)
         except DatabaseUnavailable as exc:
+            if not _unreachable(exc):  # a slow or cancelled read would be as slow on the primary
+                raise
             # the ops reads keep working: the primary answers them, and says so
             log.warning("replica unavailable in %s (%s): reading the primary", fn.__qualname__, exc)
             if _Bound.on_replica_fallback is not None:

@@ -12,7 +12,7 @@ is brought to the second, which both read, before anything parses it.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 _AUTHORITY = re.compile(
     r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)$"
@@ -35,9 +35,9 @@ def hosts_in_query(url: str) -> str:
         host, port = _host_and_port(entry)
         hosts.append(host)
         ports.append(port)
-    params = [f"host={quote(','.join(hosts), safe=',:[]')}"]
-    if any(ports):
-        params.append(f"port={','.join(port or '5432' for port in ports)}")
+    params = [f"host={quote(','.join(hosts), safe=',:')}"]
+    if any(ports):  # an empty entry is libpq's default for that host (PGPORT, else 5432)
+        params.append(f"port={','.join(ports)}")
     path, _, query = match["rest"].partition("?")
     query = "&".join(p for p in (*params, query) if p)
     return f"{match['scheme']}://{userinfo}{at}{path}?{query}"
@@ -52,6 +52,6 @@ def _host_and_port(entry: str) -> tuple[str, str]:
         host = address
     else:
         host, _, port = entry.partition(":")
-    if port and not port.isdigit():
-        raise MalformedDatabaseUrl(f"port {port!r} of host {host!r} is not a number")
-    return host, port
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise MalformedDatabaseUrl(f"port {port!r} of host {host!r} is not a port number")
+    return unquote(host), port  # percent-encoded in a URL (a socket path, a zone id)

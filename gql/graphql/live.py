@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -286,7 +287,9 @@ async def until_answered(work: Callable[..., T], *args: object) -> T:
         except DatabaseUnavailable:
             if delay == FIRST_RETRY_DELAY_S:
                 log.warning("database unavailable for %s; waiting for it", work.__name__)
-            await asyncio.sleep(delay)
+            # full jitter: the subscriptions that lost the database together do not all come
+            # back for it together (each try holds a worker thread while it connects)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
 
 

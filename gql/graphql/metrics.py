@@ -38,8 +38,7 @@ from prometheus_client.samples import Sample
 from strawberry.extensions import SchemaExtension
 
 from repo.conversations import assignment_totals
-from repo.database import pool_connections_in_use
-from repo.errors import DatabaseUnavailable
+from repo.database import bound_settings, pool_connections_in_use
 from repo.integrity import count_orphaned_conversations
 from repo.units import replica_lag_seconds
 
@@ -186,12 +185,13 @@ refresh_orphan_gauge = _OrphanGauge().refresh
 
 
 def refresh_replica_lag() -> None:
-    """Read the replica's lag into its gauge (nothing without REPLICA_DATABASE_URL)."""
-    try:
-        lag = replica_lag_seconds()
-    except DatabaseUnavailable:
-        REPLICA_LAG.set(float("nan"))
-        raise
+    """Read the replica's lag into its gauge (nothing without REPLICA_DATABASE_URL). NaN until
+    the read succeeds: a replica that cannot be reached, or answers too late for the scrape,
+    must not keep showing its last lag."""
+    if bound_settings().replica_database_url is None:
+        return
+    REPLICA_LAG.set(float("nan"))
+    lag = replica_lag_seconds()
     if lag is not None:
         REPLICA_LAG.set(lag)
 

@@ -29,6 +29,8 @@ NOT_FOUND_MESSAGE = "PersistedQueryNotFound"  # Apollo's link matches the messag
 # Apollo Server's headers for it: a client must not cache the miss
 NOT_FOUND_HEADERS = {"Cache-Control": "private, no-cache, must-revalidate"}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# a key of 64 characters, a str object, an OrderedDict node: about this much on CPython 3.11
+ENTRY_OVERHEAD_BYTES = 320
 
 
 class PersistedQueryError(Exception):
@@ -84,8 +86,11 @@ class PersistedQueries:
         return query
 
     def remember(self, digest: str, query: str) -> None:
-        """Keep an authenticated caller's document (its hash checked by ``document``)."""
-        size = len(query.encode())
+        """Keep an authenticated caller's document that ran (not one that failed to parse or
+        validate). Each entry costs its document's bytes and ENTRY_OVERHEAD_BYTES."""
+        if _sha256(query) != digest:  # never trust the caller to have checked
+            return
+        size = _size(query)
         if size > self.max_bytes:
             return
         with self._lock:
@@ -96,11 +101,17 @@ class PersistedQueries:
             self._bytes += size
             while self._bytes > self.max_bytes:
                 _, evicted = self._documents.popitem(last=False)
-                self._bytes -= len(evicted.encode())
+                self._bytes -= _size(evicted)
 
     def __len__(self) -> int:
         return len(self._documents)
 
 
 def _sha256(query: str) -> str:
-    return hashlib.sha256(query.encode()).hexdigest()
+    # surrogatepass: a JSON body may carry a lone surrogate; it never matches a client's hash
+    return hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _size(query: str) -> int:
+    """What keeping a document costs: its text, its key, the entry itself."""
+    return len(query.encode("utf-8", "surrogatepass")) + ENTRY_OVERHEAD_BYTES

@@ -200,11 +200,11 @@ class FastFront:
             raise Fallback from None  # the generic path answers 401 with its reason
         if caller.role == ANON:
             raise Fallback
-        if learn is not None:
-            self.persisted.remember(learn, query)
         plan = self.fast_paths.plan_for(query, operation_name)
         if plan is None:
             raise Fallback
+        if learn is not None:  # a plan: the document parsed and validated
+            self.persisted.remember(learn, query)
         try:
             return plan.label, plan.name, {"data": plan.run(caller, variables)}
         except RootFailed as exc:

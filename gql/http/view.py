@@ -308,11 +308,8 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         """Runs in a worker thread: verifying a token may fetch a JWKS document."""
         caller: Caller = self.authenticator.authenticate(request.headers.get("authorization"))
         context["caller"] = caller
-        digest = persisted_query_hash(request_data.extensions)  # checked when parsed
-        if digest is not None and request_data.query is not None and caller.role != ANON:
-            self.persisted.remember(digest, request_data.query)
         context["operation_label"] = INVALID_OPERATION  # until it validates (OperationLabel)
-        return self.schema.execute_sync(
+        result = self.schema.execute_sync(
             request_data.query,
             variable_values=request_data.variables,
             context_value=context,
@@ -321,6 +318,15 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             allowed_operation_types=HTTP_OPERATION_TYPES[request_method(request)],
             operation_extensions=request_data.extensions,
         )
+        digest = persisted_query_hash(request_data.extensions)  # checked when parsed
+        if (
+            digest is not None
+            and request_data.query is not None
+            and caller.role != ANON
+            and not is_request_error(result)  # only a document that parsed and validated
+        ):
+            self.persisted.remember(digest, request_data.query)
+        return result
 
     async def process_result(
         self, request: Request, result: ExecutionResult

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gql.graphql.persisted import PersistedQueries, PersistedQueryError
+from gql.graphql.persisted import ENTRY_OVERHEAD_BYTES, PersistedQueries, PersistedQueryError
 from tests.e2e.conftest import Pair, answered, same, user_token
 from tests.factories import make_admin, make_user
 
@@ -25,10 +25,13 @@ def persisted(query: str, *, version: int = 1) -> dict[str, Any]:
 
 
 def post(pair: Pair, token: str | None, **body: Any) -> tuple[Any, Any]:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    content = json.dumps(body).encode()  # ASCII, escapes and all, as a client's JSON may be
     return (
-        pair.fast.post("/graphql", json=body, headers=headers),
-        pair.generic.post("/graphql", json=body, headers=headers),
+        pair.fast.post("/graphql", content=content, headers=headers),
+        pair.generic.post("/graphql", content=content, headers=headers),
     )
 
 
@@ -81,7 +84,9 @@ def test_a_document_sent_with_its_hash_is_run_by_hash_afterwards(pair: Pair) -> 
 
 def test_a_hash_that_is_not_its_document_s_is_a_bad_request(pair: Pair) -> None:
     token = customer_token()
+    surrogate = "{ __typename }\ud800"  # a lone surrogate: valid JSON, no UTF-8 of its own
     for fast, generic in (
+        post(pair, token, query=surrogate, extensions=persisted("{ __typename }")),
         post(pair, token, query=READ, extensions=persisted(READ + " ")),
         post(pair, token, query=READ, extensions=persisted(READ, version=2)),
         post(pair, token, extensions={"persistedQuery": {"version": 1, "sha256Hash": "x"}}),
@@ -90,6 +95,16 @@ def test_a_hash_that_is_not_its_document_s_is_a_bad_request(pair: Pair) -> None:
         assert only_code(same(fast, generic))[0] == "BAD_REQUEST"
     fast, generic = post(pair, token, extensions=persisted(READ + " "))
     assert only_code(same(fast, generic))[0] == "PERSISTED_QUERY_NOT_FOUND"  # never learned
+
+
+def test_a_document_that_does_not_validate_is_not_learned(pair: Pair) -> None:
+    token = customer_token()
+    failed = post(pair, token, query="{ nope }", extensions=persisted("{ nope }"))
+    assert only_code(same(*failed))[0] == "GRAPHQL_VALIDATION_FAILED"
+
+    fast, generic = post(pair, token, extensions=persisted("{ nope }"))
+
+    assert only_code(same(fast, generic))[0] == "PERSISTED_QUERY_NOT_FOUND"
 
 
 def test_anonymous_callers_teach_nothing(pair: Pair) -> None:
@@ -114,7 +129,7 @@ def test_a_mutation_by_hash_over_get_is_refused(pair: Pair) -> None:
 def test_the_store_keeps_the_most_recently_used_documents_within_its_budget() -> None:
     documents = [f"{{ __typename }} # {i:04}" for i in range(10)]  # 22 bytes each
     digests = [hashlib.sha256(d.encode()).hexdigest() for d in documents]
-    store = PersistedQueries(max_bytes=22 * 4)
+    store = PersistedQueries(max_bytes=(22 + ENTRY_OVERHEAD_BYTES) * 4)
     for digest, document in zip(digests[:4], documents[:4], strict=True):
         store.remember(digest, document)
     assert store.document(digests[0], None) == documents[0]  # used: now the most recent
@@ -125,5 +140,9 @@ def test_the_store_keeps_the_most_recently_used_documents_within_its_budget() ->
     with pytest.raises(PersistedQueryError):
         store.document(digests[1], None)
     assert store.document(digests[0], None) == documents[0]
-    store.remember(hashlib.sha256(b"x" * 100).hexdigest(), "x" * 100)  # bigger than it all
+    big = "x" * 2000
+    store.remember(hashlib.sha256(big.encode()).hexdigest(), big)  # bigger than it all
+    store.remember(digests[5], documents[6])  # a hash that is not its document's
     assert len(store) == 4
+    with pytest.raises(PersistedQueryError):
+        store.document(digests[5], None)
