@@ -126,25 +126,28 @@ def _pooled_connection(*, discard_read_only: bool) -> Iterator[None]:
 def _unreachable(exc: BaseException) -> bool:
     """Whether the server could not be reached (no connection, a lost one, a full pool), as
     opposed to one that answered with an error (a timeout, a recovery conflict)."""
-    seen: BaseException | None = exc
-    for _ in range(4):
-        if seen is None:
-            return False
-        if isinstance(seen, MaxConnectionsExceeded | peewee.InterfaceError):
-            return True
-        if isinstance(seen, psycopg2.OperationalError) and getattr(seen, "pgcode", None) is None:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return _in_chain(
+        exc,
+        lambda e: (
+            isinstance(e, MaxConnectionsExceeded | peewee.InterfaceError)
+            or (isinstance(e, psycopg2.OperationalError) and getattr(e, "pgcode", None) is None)
+        ),
+    )
 
 
 def _met_read_only_server(exc: BaseException) -> bool:
     """Whether SQLSTATE 25006 is anywhere in the chain (a nested unit may have mapped it)."""
+    return _in_chain(exc, lambda e: getattr(e, "pgcode", None) == READ_ONLY)
+
+
+def _in_chain(exc: BaseException, found: Callable[[BaseException], bool]) -> bool:
+    """Whether ``exc`` or what caused it (peewee wraps the driver's error, a unit wraps
+    peewee's) is ``found``."""
     seen: BaseException | None = exc
     for _ in range(4):
         if seen is None:
             return False
-        if getattr(seen, "pgcode", None) == READ_ONLY:
+        if found(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
