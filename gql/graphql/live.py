@@ -287,7 +287,7 @@ async def until_answered(work: Callable[..., T], *args: object) -> T:
         except DatabaseUnavailable:
             if delay == FIRST_RETRY_DELAY_S:
                 log.warning("database unavailable for %s; waiting for it", work.__name__)
-            # full jitter: the subscriptions that lost the database together do not all come
+            # jittered: the subscriptions that lost the database together do not all come
             # back for it together (each try holds a worker thread while it connects)
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
