@@ -77,6 +77,11 @@ class Refusal(HTTPException):
         self.code = code or HTTP_CODES.get(status_code, BAD_REQUEST)
 
 
+def refusal_code(exc: HTTPException, status: int) -> str:
+    """The code a refused request's error carries: the refusal's own, else its status's."""
+    return exc.code if isinstance(exc, Refusal) else HTTP_CODES.get(status, BAD_REQUEST)
+
+
 class HelplineGraphQL(GraphQL[dict[str, Any], None]):
     """Strawberry's ASGI view, with the whole operation run by ``execute_sync`` in a thread.
 
@@ -129,7 +134,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             response = await self.run(request)
         except HTTPException as exc:
             status = 415 if exc.reason == "Unsupported content type" else exc.status_code
-            code = exc.code if isinstance(exc, Refusal) else HTTP_CODES.get(status, BAD_REQUEST)
+            code = refusal_code(exc, status)
             response = refusal(status, exc.reason, getattr(exc, "headers", None), code=code)
             if accepts_graphql_response(request):
                 response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
@@ -252,8 +257,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
                 sub_response.headers.update(headers)
             return result
         except HTTPException as exc:
-            code = exc.code if isinstance(exc, Refusal) else HTTP_CODES.get(exc.status_code)
-            status, codes = exc.status_code, [code or BAD_REQUEST]
+            status, codes = exc.status_code, [refusal_code(exc, exc.status_code)]
             raise
         finally:
             seconds = time.perf_counter() - started
