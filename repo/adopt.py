@@ -37,7 +37,9 @@ DONE, ALREADY, STOPPED = "done", "already", "stopped"
 
 @dataclass(frozen=True, slots=True)
 class CoreObjects:
-    """What adoption installs, read from the core migration itself (its one source)."""
+    """What adoption installs, read from the migrations themselves (their one source): the
+    trigger and indexes of the core migration, and the trigger's function as the latest
+    migration that defines it has it (0008 put caps on a profile's text)."""
 
     trigger_function: str  # CREATE OR REPLACE FUNCTION users_create_profile() ...
     trigger: str  # CREATE TRIGGER users_create_profile ...
@@ -45,16 +47,20 @@ class CoreObjects:
 
     @classmethod
     @functools.cache
-    def of_core_migration(cls) -> CoreObjects:
-        core = (MIGRATIONS_DIR / "postgresql" / f"{CORE_MIGRATION}.sql").read_text()
-        function = re.search(
-            rf"CREATE FUNCTION {PROFILE_TRIGGER}\(\).*?\$\$;", core, flags=re.DOTALL
-        )
+    def of_migrations(cls) -> CoreObjects:
+        directory = MIGRATIONS_DIR / "postgresql"
+        core = (directory / f"{CORE_MIGRATION}.sql").read_text()
+        defining = rf"CREATE (?:OR REPLACE )?FUNCTION {PROFILE_TRIGGER}\(\).*?\$\$;"
+        functions = [
+            found.group(0)
+            for path in sorted(directory.glob("*.sql"))
+            if (found := re.search(defining, path.read_text(), flags=re.DOTALL))
+        ]
         trigger = re.search(rf"CREATE TRIGGER {PROFILE_TRIGGER}\b.*?;", core, flags=re.DOTALL)
-        if function is None or trigger is None:
-            raise RuntimeError(f"{CORE_MIGRATION}.sql no longer defines {PROFILE_TRIGGER}")
+        if not functions or trigger is None:
+            raise RuntimeError(f"the migrations no longer define {PROFILE_TRIGGER}")
         return cls(
-            trigger_function=function.group(0)
+            trigger_function=functions[-1]
             .removesuffix(";")
             .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1),
             trigger=trigger.group(0).removesuffix(";"),
@@ -318,14 +324,14 @@ def _add_trigger(sql: Callable[..., list[Any]], step: Callable[..., None]) -> No
         sql(f"ALTER TABLE users ENABLE TRIGGER {PROFILE_TRIGGER}")
         step(name, DONE, "the trigger was disabled; enabled")
         return
-    core = CoreObjects.of_core_migration()
+    core = CoreObjects.of_migrations()
     sql(core.trigger_function)
     sql(core.trigger)
     step(name, DONE, "new users get a profile in the same transaction")
 
 
 def _add_indexes(sql: Callable[..., list[Any]], step: Callable[..., None]) -> None:
-    indexes = CoreObjects.of_core_migration().indexes
+    indexes = CoreObjects.of_migrations().indexes
     missing = [n for n in indexes if sql("SELECT to_regclass(%s)", (n,))[0][0] is None]
     for index in missing:
         _patiently(sql, f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {indexes[index]}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from repo.urls import hosts_in_query
+from repo.urls import MalformedDatabaseUrl, check_postgres_url, unsupported_scheme, url_scheme
 
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
 DEFAULT_WELCOME_MESSAGE = "Hi! Thanks for reaching out. How can we help you today?"
@@ -49,11 +49,21 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     metrics_token: str | None = None
     metrics_unprotected: bool = False
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = 64 * 1024
+    max_request_line_bytes: int = 8192
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 10_000
     max_query_depth: int = 10
     max_aliases: int = 15
-    max_tokens: int = 5000
+    max_tokens: int = 2000
     max_fields: int = 2000
+    max_validation_cost: int = 5000
+    parse_cache_bytes: int = 16 * 1024 * 1024
+    validation_cache_bytes: int = 1024 * 1024
+    plan_cache_bytes: int = 8 * 1024 * 1024
     web_concurrency: int = 1
     ws_max_connections: int = 1000
     ws_max_subscriptions: int = 20
@@ -62,6 +72,8 @@ class Settings:
     presence_heartbeat_s: float = 15.0
     access_log: str = "all"
     persisted_query_cache_bytes: int = 8 * 1024 * 1024
+    max_token_bytes: int = 16 * 1024
+    token_cache_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -114,16 +126,34 @@ class Settings:
             metrics_token=env.get("METRICS_TOKEN") or None,
             metrics_unprotected=_bool(env, "METRICS_UNPROTECTED"),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
+            max_request_line_bytes=_int(
+                env, "MAX_REQUEST_LINE_BYTES", defaults.max_request_line_bytes, minimum=256
+            ),
+            max_header_bytes=_int(env, "MAX_HEADER_BYTES", defaults.max_header_bytes, minimum=4096),
+            max_headers=_int(env, "MAX_HEADERS", defaults.max_headers, minimum=16),
+            header_timeout_s=_float(env, "HEADER_TIMEOUT_SECONDS", defaults.header_timeout_s),
+            body_timeout_s=_float(env, "BODY_TIMEOUT_SECONDS", defaults.body_timeout_s),
+            max_connections=_int(env, "MAX_CONNECTIONS", defaults.max_connections, minimum=16),
             persisted_query_cache_bytes=_int(
                 env,
                 "PERSISTED_QUERY_CACHE_BYTES",
                 defaults.persisted_query_cache_bytes,
                 minimum=0,
             ),
+            max_token_bytes=_int(env, "MAX_TOKEN_BYTES", defaults.max_token_bytes, minimum=1024),
+            token_cache_bytes=_int(env, "TOKEN_CACHE_BYTES", defaults.token_cache_bytes, minimum=0),
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth, minimum=2),
             max_aliases=_int(env, "MAX_ALIASES", defaults.max_aliases, minimum=1),
             max_tokens=_int(env, "MAX_TOKENS", defaults.max_tokens, minimum=100),
             max_fields=_int(env, "MAX_FIELDS", defaults.max_fields, minimum=10),
+            max_validation_cost=_int(
+                env, "MAX_VALIDATION_COST", defaults.max_validation_cost, minimum=100
+            ),
+            parse_cache_bytes=_int(env, "PARSE_CACHE_BYTES", defaults.parse_cache_bytes, minimum=0),
+            validation_cache_bytes=_int(
+                env, "VALIDATION_CACHE_BYTES", defaults.validation_cache_bytes, minimum=0
+            ),
+            plan_cache_bytes=_int(env, "PLAN_CACHE_BYTES", defaults.plan_cache_bytes, minimum=0),
             web_concurrency=_int(env, "WEB_CONCURRENCY", defaults.web_concurrency, minimum=1),
             ws_max_connections=_int(
                 env, "WS_MAX_CONNECTIONS", defaults.ws_max_connections, minimum=1
@@ -143,10 +173,10 @@ class Settings:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first setting that is unusable."""
-        scheme = urlsplit(self.database_url).scheme
+        scheme = url_scheme(self.database_url)
         if scheme not in SUPPORTED_SCHEMES:
             raise ConfigError(
-                f"DATABASE_URL: unsupported scheme {scheme!r} "
+                f"DATABASE_URL: {unsupported_scheme(self.database_url)} "
                 "(use sqlite:///path.db or postgresql://user@host:port/dbname)"
             )
         if scheme == "sqlite" and not self.database_url.startswith("sqlite:///"):
@@ -157,6 +187,7 @@ class Settings:
             _readable_postgres_url("DATABASE_URL", self.database_url)
         self._validate_secondary_urls()
         self._validate_timeouts()
+        self._validate_head_limits()
         if not self.welcome_message.strip():
             raise ConfigError("WELCOME_MESSAGE: must not be empty")
         if len(self.welcome_message) > MAX_WELCOME_MESSAGE_LENGTH:
@@ -171,20 +202,15 @@ class Settings:
             )
         if self.is_production and not (self.jwt_secret or self.jwt_jwks):
             raise ConfigError("JWT_SECRET or JWT_JWKS: a key is required when APP_ENV=production")
-        jwks_scheme = urlsplit(self.jwt_jwks or "").scheme
-        if jwks_scheme == "http":
-            raise ConfigError(
-                "JWT_JWKS: use https; keys fetched over http can be swapped in transit"
-            )
-        if self.jwt_jwks and jwks_scheme != "https" and not Path(self.jwt_jwks).is_file():
-            raise ConfigError(f"JWT_JWKS: {self.jwt_jwks!r} is neither an https URL nor a file")
+        if self.jwt_jwks:
+            _validate_jwks(self.jwt_jwks)
         if self.is_sqlite and self.web_concurrency > 1:
             raise ConfigError(
                 "WEB_CONCURRENCY: SQLite serves one process (live messages are fanned out in "
                 "process); use PostgreSQL for more workers"
             )
         for origin in self.cors_origins:
-            if not urlsplit(origin).scheme or not urlsplit(origin).netloc:
+            if not _splits(origin) or not urlsplit(origin).scheme or not urlsplit(origin).netloc:
                 raise ConfigError(
                     f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example"
                 )
@@ -209,7 +235,7 @@ class Settings:
 
     @property
     def is_sqlite(self) -> bool:
-        return urlsplit(self.database_url).scheme == "sqlite"
+        return url_scheme(self.database_url) == "sqlite"
 
     @property
     def listen_url(self) -> str:
@@ -231,6 +257,14 @@ class Settings:
                 f"({statement}), got {lock}"
             )
 
+    def _validate_head_limits(self) -> None:
+        """A request's head holds its request line."""
+        if self.max_header_bytes < self.max_request_line_bytes:
+            raise ConfigError(
+                f"MAX_HEADER_BYTES: must be at least MAX_REQUEST_LINE_BYTES "
+                f"({self.max_request_line_bytes}), got {self.max_header_bytes}"
+            )
+
     def _validate_secondary_urls(self) -> None:
         """The listener's and the replica's URLs: PostgreSQL ones, beside a PostgreSQL primary."""
         for name, url in (
@@ -243,23 +277,42 @@ class Settings:
                 raise ConfigError(
                     f"{name}: only for PostgreSQL; DATABASE_URL is SQLite (one process, one file)"
                 )
-            scheme = urlsplit(url).scheme
-            if scheme not in POSTGRES_SCHEMES:
+            if url_scheme(url) not in POSTGRES_SCHEMES:
                 raise ConfigError(
-                    f"{name}: unsupported scheme {scheme!r} "
-                    "(use postgresql://user@host:port/dbname)"
+                    f"{name}: {unsupported_scheme(url)} (use postgresql://user@host:port/dbname)"
                 )
             _readable_postgres_url(name, url)
 
 
 def _readable_postgres_url(name: str, url: str) -> None:
-    """A PostgreSQL URL libpq can use: one host, or several in either spelling (repo/urls.py)."""
+    """A PostgreSQL URL read as written: one host, or several in either spelling; what is
+    wrong said without quoting any of it (repo/urls.py)."""
     try:
-        port = urlsplit(hosts_in_query(url)).port
-    except ValueError as exc:
-        raise ConfigError(f"{name}: {exc} (several hosts: host1:port1,host2:port2)") from None
-    if port == 0:
-        raise ConfigError(f"{name}: port 0 is no PostgreSQL server's")
+        check_postgres_url(url)
+    except MalformedDatabaseUrl as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _validate_jwks(location: str) -> None:
+    """JWT_JWKS: an https URL (``urlsplit`` reads it) or a file; what is wrong with a URL said
+    without quoting it (its userinfo may hold a password)."""
+    scheme = url_scheme(location)
+    if scheme == "http":
+        raise ConfigError("JWT_JWKS: use https; keys fetched over http can be swapped in transit")
+    if scheme == "https" and not _splits(location):
+        raise ConfigError("JWT_JWKS: the https URL cannot be read (an unbalanced '[' or ']'?)")
+    if scheme != "https" and not Path(location).is_file():
+        shown = "the URL" if scheme else repr(location)
+        raise ConfigError(f"JWT_JWKS: {shown} is neither an https URL nor a file")
+
+
+def _splits(url: str) -> bool:
+    """Whether ``urlsplit`` reads ``url`` (it refuses an unbalanced '[' or ']')."""
+    try:
+        urlsplit(url)
+    except ValueError:
+        return False
+    return True
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:

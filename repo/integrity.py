@@ -17,7 +17,7 @@ from repo.errors import InvalidInput
 from repo.ids import ConversationId, CustomerId
 from repo.models import Conversation, Profile, User
 from repo.units import replica_unit_of_work, unit_of_work_once, write_transaction
-from repo.users import profile_name
+from repo.users import profile_avatar_url, profile_name
 from repo.views import OrphanedConversation, ProfileCoverage, RepairReport
 
 MAX_ORPHANS_LISTED = 100
@@ -193,7 +193,7 @@ def _create_profiles(*, after_id: CustomerId | None, up_to: CustomerId | None) -
     customers = _orphans_after(after_id)
     if up_to is not None:
         customers = customers.where(Conversation.customer <= up_to)
-    source = User.select(User.id, profile_name(), fn.COALESCE(User.profile_picture_url, "")).where(
+    source = User.select(User.id, profile_name(), profile_avatar_url()).where(
         User.id.in_(customers)
     )
     return int(

@@ -12,7 +12,7 @@ import psycopg2.extensions
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from repo.config import Settings
-from repo.urls import MalformedDatabaseUrl, hosts_in_query
+from repo.urls import check_postgres_url, hosts_in_query
 
 
 def sqlite_pool(settings: Settings, path: str) -> peewee.Database:
@@ -98,11 +98,9 @@ def postgres_connect_kwargs(url: str, *, connect_timeout_s: int = 5) -> dict[str
     transaction pooler would not keep it): every timestamp is a timestamptz that Python turns
     into UTC (``repo.models.UTCDateTimeField``), whatever the session's TimeZone.
     """
+    check_postgres_url(url)
     parts = urlsplit(hosts_in_query(url))
-    try:
-        port = parts.port
-    except ValueError as exc:  # "Port could not be cast to integer value as ..."
-        raise MalformedDatabaseUrl(str(exc)) from None
+    port = parts.port
     kwargs: dict[str, Any] = dict(parse_qsl(parts.query))
     kwargs["database"] = unquote(parts.path.lstrip("/")) or "postgres"
     if parts.username:

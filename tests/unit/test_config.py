@@ -23,6 +23,10 @@ def test_defaults_to_the_embedded_sqlite_database() -> None:
         ({"DATABASE_URL": "sqlite://chat.db"}, "DATABASE_URL: a SQLite URL needs three slashes"),
         ({"DB_POOL_SIZE": "many"}, "DB_POOL_SIZE: expected an integer, got 'many'"),
         ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE: must be at least 1"),
+        ({"PARSE_CACHE_BYTES": "-1"}, "PARSE_CACHE_BYTES: must be at least 0, got -1"),
+        ({"VALIDATION_CACHE_BYTES": "1 MiB"}, "VALIDATION_CACHE_BYTES: expected an integer"),
+        ({"PLAN_CACHE_BYTES": "-1"}, "PLAN_CACHE_BYTES: must be at least 0"),
+        ({"MAX_VALIDATION_COST": "10"}, "MAX_VALIDATION_COST: must be at least 100, got 10"),
         ({"DB_POOL_TIMEOUT": "-1"}, "DB_POOL_TIMEOUT: must be positive"),
         ({"WELCOME_MESSAGE": "  "}, "WELCOME_MESSAGE: must not be empty"),
         ({"ACCESS_LOG": "some"}, "ACCESS_LOG: expected one of all, errors, got 'some'"),
@@ -30,6 +34,12 @@ def test_defaults_to_the_embedded_sqlite_database() -> None:
             {"SHUTDOWN_TIMEOUT_SECONDS": "10"},
             r"SHUTDOWN_TIMEOUT_SECONDS: must be at least REQUEST_TIMEOUT_SECONDS \(20\), got 10",
         ),
+        (
+            {"MAX_HEADER_BYTES": "4096", "MAX_REQUEST_LINE_BYTES": "8192"},
+            r"MAX_HEADER_BYTES: must be at least MAX_REQUEST_LINE_BYTES \(8192\), got 4096",
+        ),
+        ({"HEADER_TIMEOUT_SECONDS": "0"}, "HEADER_TIMEOUT_SECONDS: must be positive"),
+        ({"MAX_CONNECTIONS": "1"}, "MAX_CONNECTIONS: must be at least 16"),
     ],
 )
 def test_a_bad_setting_is_refused_in_words(env: dict[str, str], message: str) -> None:
@@ -60,3 +70,12 @@ def test_listener_and_replica_urls_must_be_postgres_beside_postgres(name: str) -
         Settings.from_env({"DATABASE_URL": postgres, name: "mysql://root@db.internal/chat"})
     with pytest.raises(ConfigError, match=f"{name}: only for PostgreSQL; DATABASE_URL is SQLite"):
         Settings.from_env({name: postgres})
+
+
+def test_the_caches_are_bounded_by_bytes_and_zero_turns_them_off() -> None:
+    settings = Settings.from_env(
+        {"PARSE_CACHE_BYTES": "0", "VALIDATION_CACHE_BYTES": "0", "PLAN_CACHE_BYTES": "1048576"}
+    )
+    assert (settings.parse_cache_bytes, settings.validation_cache_bytes) == (0, 0)
+    assert settings.plan_cache_bytes == 1024 * 1024
+    assert Settings.from_env({}).max_validation_cost == 5000
