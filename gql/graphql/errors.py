@@ -121,7 +121,7 @@ def coded_rules(rules: Iterable[type[ASTValidationRule]]) -> tuple[type[ASTValid
 
 
 class CodedInputErrors(SchemaExtension):
-    """Validate with a fixed tuple of rules (build it once: ValidationCache keys on it)."""
+    """Validate with a fixed tuple of rules (build it once: ValidatedDocuments keys on it)."""
 
     def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
         self.rules = rules

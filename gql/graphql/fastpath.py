@@ -28,10 +28,9 @@ Hypothesis generates (tests/e2e/test_fastpath_property.py).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from graphql import (
@@ -50,18 +49,18 @@ from graphql import (
     VariableDefinitionNode,
     get_location,
     parse,
-    validate,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.extensions import MaxTokensLimiter, SchemaExtension
 
 from gql.graphql.auth import Caller
+from gql.graphql.caches import ParsedDocuments, ValidatedDocuments, document_bytes
 from gql.graphql.errors import CodedInputErrors, StreamErrorCodes, root_field_error
 from gql.graphql.logs import request_id_var
+from gql.graphql.lru import ByteLRU
 from gql.graphql.metrics import OperationLabel, operation_label
-from gql.graphql.rules import SmallDocumentParserCache, SmallDocumentValidationCache
+from gql.graphql.rules import validate_document
 
-MAX_PLANS = 256  # distinct documents remembered (with or without a plan): at most ~1 MB
 MAX_DOCUMENT_LENGTH = 4000  # longer documents are never hot ones
 MAX_OPERATION_NAME_LENGTH = 64
 MAX_PLAN_TOKENS = 200  # hot documents are a few dozen tokens
@@ -114,6 +113,7 @@ class Plan:
     mutation: bool
     label: str  # the operation's metric label, as the executor's requests get it
     name: str | None  # the operation's name in the document, for the access log
+    held_bytes: int  # what keeping this plan holds (its document's nodes), for the plan cache
 
     def run(self, caller: Caller, variables: dict[str, Any] | None) -> dict[str, Any]:
         """The response's data; raises Fallback for anything the generic path must answer,
@@ -191,14 +191,19 @@ COVERED_EXTENSIONS: dict[type[SchemaExtension], str] = {
     CodedInputErrors: "plans validate with the same rules",
     MaxTokensLimiter: "plans parse with the same token limit (or a lower one)",
     OperationLabel: "plans carry the same metric label",
-    SmallDocumentParserCache: "a cache: plans are compiled once per document",
-    SmallDocumentValidationCache: "a cache: plans are compiled once per document",
+    ParsedDocuments: "a cache: plans are compiled once per document",
+    ValidatedDocuments: "plans validate with validate_document: the same pre-pass and rules",
     StreamErrorCodes: "subscriptions only: plans answer queries and mutations",
 }
 
 
+class _Unknown(Enum):
+    DOCUMENT = "not compiled yet"
+
+
 class FastPaths:
-    """Plans by document text and operation name, compiled once (bounded, least recent out)."""
+    """Plans by document text and operation name, compiled once (within PLAN_CACHE_BYTES,
+    least recently used out; a document without a plan is remembered as None)."""
 
     def __init__(
         self,
@@ -208,9 +213,11 @@ class FastPaths:
         rules: Sequence[type[ASTValidationRule]],
         max_tokens: int,
         extensions: Sequence[SchemaExtension],
+        max_bytes: int,
     ) -> None:
         """``rules``, ``max_tokens`` and ``extensions``: the executor's own, so no limit is
-        bypassed here; UncoveredExtension when an extension would not run on hot documents."""
+        bypassed here; UncoveredExtension when an extension would not run on hot documents.
+        ``max_bytes``: what the plans may hold (PLAN_CACHE_BYTES)."""
         kinds = {type(extension) for extension in extensions}
         uncovered = sorted(kind.__name__ for kind in kinds - COVERED_EXTENSIONS.keys())
         if uncovered:
@@ -223,8 +230,7 @@ class FastPaths:
         self.roots = roots
         self.rules = rules
         self.max_tokens = min(max_tokens, MAX_PLAN_TOKENS)
-        self.plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
-        self.lock = threading.Lock()  # plans are looked up from worker threads
+        self.plans: ByteLRU[tuple[str, str | None], Plan | None] = ByteLRU(max_bytes)
         self.answered = 0  # requests answered here (diagnostics and tests)
 
     @staticmethod
@@ -238,21 +244,16 @@ class FastPaths:
 
     def compiled(self, query: str, operation_name: str | None) -> Plan | None:
         """The plan of a document compiled already, without compiling it."""
-        with self.lock:
-            return self.plans.get((query, operation_name))
+        return self.plans.get((query, operation_name))
 
     def plan_for(self, query: str, operation_name: str | None) -> Plan | None:
         """The plan of a document (compiled on first sight, in the caller's thread), or None."""
         key = (query, operation_name)
-        with self.lock:
-            if key in self.plans:
-                self.plans.move_to_end(key)
-                return self.plans[key]
+        known = self.plans.get(key, _Unknown.DOCUMENT)
+        if known is not _Unknown.DOCUMENT:
+            return known
         plan = self._compile(query, operation_name)
-        with self.lock:
-            self.plans[key] = plan
-            if len(self.plans) > MAX_PLANS:
-                self.plans.popitem(last=False)
+        self.plans.put(key, plan, plan.held_bytes if plan is not None else 0)
         return plan
 
     def _compile(self, query: str, operation_name: str | None) -> Plan | None:
@@ -260,7 +261,7 @@ class FastPaths:
             document = parse(query, no_location=True, max_tokens=self.max_tokens)
         except GraphQLError:
             return None
-        if validate(self.schema, document, self.rules):
+        if validate_document(self.schema, document, self.rules):
             return None
         operation = _single_operation(document, operation_name)
         if operation is None or operation.directives:
@@ -290,6 +291,7 @@ class FastPaths:
         if selections is None:
             return None
         key = field.alias.value if field.alias else field.name.value
+        location, held_bytes = _located(query, operation_name)
         return Plan(
             function,
             argument,
@@ -300,22 +302,25 @@ class FastPaths:
             key,
             nullable,
             selections,
-            _root_location(query, operation_name),
+            location,
             kind == "mutation",
             operation_label(document, operation_name),
             operation.name.value if operation.name else None,
+            held_bytes,
         )
 
 
-def _root_location(query: str, operation_name: str | None) -> dict[str, int]:
+def _located(query: str, operation_name: str | None) -> tuple[dict[str, int], int]:
     """Where the root field starts, as the executor reports it (plans parse without locations,
-    so this parses the valid document once more, once per document)."""
-    operation = _single_operation(parse(query), operation_name)
+    so this parses the valid document once more, once per document), and what a plan of it
+    holds at most: the document with locations (its nodes, the text)."""
+    document = parse(query)
+    operation = _single_operation(document, operation_name)
     assert operation is not None
     field = operation.selection_set.selections[0]
     assert field.loc is not None
     where = get_location(field.loc.source, field.loc.start)
-    return {"line": where.line, "column": where.column}
+    return {"line": where.line, "column": where.column}, document_bytes(query, document)
 
 
 def _single_operation(

@@ -8,29 +8,29 @@ A request carries ``extensions.persistedQuery = {"version": 1, "sha256Hash": <he
   (message ``PersistedQueryNotFound``, HTTP 200 as Apollo Server answers, not cached), on which
   Apollo's link sends the request again with the document.
 
-Documents are kept per process, least recently used first out, within a byte budget
-(PERSISTED_QUERY_CACHE_BYTES); another process, or this one after a restart, answers not found
-once and learns the document again. Both HTTP paths (the executor's view and the fast path)
-resolve requests here, so they answer alike.
+Documents are kept per process in a ``ByteLRU`` (gql/graphql/lru.py), least recently used first
+out, within a budget of the memory they hold (PERSISTED_QUERY_CACHE_BYTES); a document over a
+MAX_ENTRY_SHARE-th of it is never kept, so its client is answered not found and sends it each
+time. Another process, or this one after a restart, answers not found once and learns the
+document again. Both HTTP paths (the executor's view and the
+fast path) resolve requests here, so they answer alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections import OrderedDict
+import sys
 from typing import Any
 
 from gql.graphql.errors import BAD_REQUEST
+from gql.graphql.lru import ByteLRU
 
 PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
 NOT_FOUND_MESSAGE = "PersistedQueryNotFound"  # Apollo's link matches the message or the code
 # Apollo Server's headers for it: a client must not cache the miss
 NOT_FOUND_HEADERS = {"Cache-Control": "private, no-cache, must-revalidate"}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-# a key of 64 characters, a str object, an OrderedDict node: about this much on CPython 3.11
-ENTRY_OVERHEAD_BYTES = 320
 
 
 class PersistedQueryError(Exception):
@@ -63,10 +63,7 @@ class PersistedQueries:
     """The documents this process has learned, by SHA-256, within ``max_bytes``."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._documents: OrderedDict[str, str] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._documents: ByteLRU[str, str] = ByteLRU(max_bytes)
 
     def document(self, digest: str, query: Any) -> str:
         """The document to run for a request with this hash and ``query`` (None: hash only).
@@ -74,10 +71,7 @@ class PersistedQueries:
         Raises PersistedQueryError: the hash is unknown, or is not ``query``'s.
         """
         if query is None:
-            with self._lock:
-                known = self._documents.get(digest)
-                if known is not None:
-                    self._documents.move_to_end(digest)
+            known = self._documents.get(digest)
             if known is None:
                 raise PersistedQueryError(PERSISTED_QUERY_NOT_FOUND, NOT_FOUND_MESSAGE, 200)
             return known
@@ -87,21 +81,12 @@ class PersistedQueries:
 
     def remember(self, digest: str, query: str) -> None:
         """Keep an authenticated caller's document that ran (not one that failed to parse or
-        validate). Each entry costs its document's bytes and ENTRY_OVERHEAD_BYTES."""
+        validate). It costs its text as Python holds it (a document with one character beyond
+        U+FFFF holds 4 bytes for each of its characters, where UTF-8 counts 1 for ASCII); the
+        cache adds its key's and the entry's."""
         if _sha256(query) != digest:  # never trust the caller to have checked
             return
-        size = _size(query)
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            if digest in self._documents:
-                self._documents.move_to_end(digest)
-                return
-            self._documents[digest] = query
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, evicted = self._documents.popitem(last=False)
-                self._bytes -= _size(evicted)
+        self._documents.put(digest, query, sys.getsizeof(query))
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -110,8 +95,3 @@ class PersistedQueries:
 def _sha256(query: str) -> str:
     # surrogatepass: a JSON body may carry a lone surrogate; it never matches a client's hash
     return hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _size(query: str) -> int:
-    """What keeping a document costs: its text, its key, the entry itself."""
-    return len(query.encode("utf-8", "surrogatepass")) + ENTRY_OVERHEAD_BYTES

@@ -9,26 +9,29 @@ from uuid import UUID
 
 import strawberry
 from anyio import to_thread
-from graphql import ASTValidationRule, NoSchemaIntrospectionCustomRule, specified_rules
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    NoSchemaIntrospectionCustomRule,
+    specified_rules,
+)
 from strawberry.extensions import MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from gql.graphql import authz
 from gql.graphql.auth import Caller
+from gql.graphql.caches import ParsedDocuments, RuleClasses, ValidatedDocuments
 from gql.graphql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
 from gql.graphql.live import follow_all, live_messages, until_answered
+from gql.graphql.lru import ByteLRU
 from gql.graphql.metrics import (
     CONVERSATIONS_ASSIGNED,
     CONVERSATIONS_CREATED,
     PROFILES_SELF_HEALED,
     OperationLabel,
 )
-from gql.graphql.rules import (
-    OperationLimits,
-    SmallDocumentParserCache,
-    SmallDocumentValidationCache,
-)
+from gql.graphql.rules import OperationLimits
 from gql.graphql.types import (
     AdminConversationPayload,
     Conversation,
@@ -312,6 +315,7 @@ def validation_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
         max_fields=settings.max_fields,
+        max_cost=settings.max_validation_cost,
     )
     extra: list[type[ASTValidationRule]] = [limits.rule()]
     if settings.is_production:
@@ -320,9 +324,12 @@ def validation_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
 
 
 def build_schema(settings: Settings) -> HelplineSchema:
-    """The schema with its limits; in production also no introspection and no suggestions."""
-    # Built once per schema, so ValidationCache (keyed on the rule classes) keeps hitting.
+    """The schema with its limits and caches; in production also no introspection and no
+    suggestions."""
+    # Built once per schema, so ValidatedDocuments (keyed on the rule classes) keeps hitting.
     rules = validation_rules(settings)
+    parsed: ByteLRU[str, DocumentNode] = ByteLRU(settings.parse_cache_bytes)
+    validated: ByteLRU[tuple[str, RuleClasses], bool] = ByteLRU(settings.validation_cache_bytes)
     return HelplineSchema(
         query=Query,
         mutation=Mutation,
@@ -333,7 +340,7 @@ def build_schema(settings: Settings) -> HelplineSchema:
             StreamErrorCodes,
             OperationLabel,
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-            lambda: SmallDocumentParserCache(maxsize=256),
-            lambda: SmallDocumentValidationCache(maxsize=256),
+            lambda: ParsedDocuments(parsed),
+            lambda: ValidatedDocuments(validated),
         ],
     )

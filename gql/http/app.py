@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
             rules=rules,
             max_tokens=settings.max_tokens,
             extensions=schema.get_extensions(),
+            max_bytes=settings.plan_cache_bytes,
         )
         if fast_path
         else None

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from typing import Any
 
 import pytest
 
-from gql.graphql.persisted import ENTRY_OVERHEAD_BYTES, PersistedQueries, PersistedQueryError
+from gql.graphql.lru import ENTRY_OVERHEAD_BYTES, MAX_ENTRY_SHARE
+from gql.graphql.persisted import PersistedQueries, PersistedQueryError
 from tests.e2e.conftest import Pair, answered, same, user_token
 from tests.factories import make_admin, make_user
 
@@ -127,22 +129,23 @@ def test_a_mutation_by_hash_over_get_is_refused(pair: Pair) -> None:
 
 
 def test_the_store_keeps_the_most_recently_used_documents_within_its_budget() -> None:
-    documents = [f"{{ __typename }} # {i:04}" for i in range(10)]  # 22 bytes each
+    documents = [f"{{ __typename }} # {i:04}" for i in range(20)]  # 21 characters each
     digests = [hashlib.sha256(d.encode()).hexdigest() for d in documents]
-    store = PersistedQueries(max_bytes=(22 + ENTRY_OVERHEAD_BYTES) * 4)
-    for digest, document in zip(digests[:4], documents[:4], strict=True):
+    entry = sys.getsizeof(documents[0]) + sys.getsizeof(digests[0]) + ENTRY_OVERHEAD_BYTES
+    store = PersistedQueries(max_bytes=entry * MAX_ENTRY_SHARE)  # room for 16 of them
+    for digest, document in zip(digests[:16], documents[:16], strict=True):
         store.remember(digest, document)
     assert store.document(digests[0], None) == documents[0]  # used: now the most recent
 
-    store.remember(digests[4], documents[4])  # over budget: the least recently used goes
+    store.remember(digests[16], documents[16])  # over budget: the least recently used goes
 
-    assert len(store) == 4
+    assert len(store) == 16
     with pytest.raises(PersistedQueryError):
         store.document(digests[1], None)
     assert store.document(digests[0], None) == documents[0]
     big = "x" * 2000
-    store.remember(hashlib.sha256(big.encode()).hexdigest(), big)  # bigger than it all
-    store.remember(digests[5], documents[6])  # a hash that is not its document's
-    assert len(store) == 4
+    store.remember(hashlib.sha256(big.encode()).hexdigest(), big)  # over its share of the budget
+    store.remember(digests[17], documents[18])  # a hash that is not its document's
+    assert len(store) == 16
     with pytest.raises(PersistedQueryError):
-        store.document(digests[5], None)
+        store.document(digests[17], None)
