@@ -62,6 +62,13 @@ REQUESTS_SHED = Counter(
     "helpline_http_requests_shed_total",
     "HTTP requests answered 503 at once because MAX_CONCURRENT_REQUESTS were in flight",
 )
+CONNECTIONS_CLOSED = Counter(
+    "helpline_http_connections_closed_total",
+    "HTTP connections the transport closed, by reason: a head too large (head_too_large, "
+    "too_many_headers, request_line_too_long), too slow (header_timeout, body_timeout), or "
+    "the longest waiting one at MAX_CONNECTIONS (evicted)",
+    ["reason"],
+)
 CONVERSATIONS_CREATED = Counter(
     "helpline_conversations_created_total", "Admin conversations created on first contact"
 )

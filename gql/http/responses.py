@@ -3,11 +3,12 @@ its status and headers from its error codes, one access-log line and the metrics
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from uuid import uuid4
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gql.graphql.errors import BAD_REQUEST, RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAUTHENTICATED
 from gql.graphql.metrics import record_operation
@@ -24,8 +25,11 @@ HTTP_CODES = {
     401: UNAUTHENTICATED,
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
     413: "PAYLOAD_TOO_LARGE",
+    414: "URI_TOO_LONG",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    431: "REQUEST_HEADER_FIELDS_TOO_LARGE",
     503: SERVICE_UNAVAILABLE,
 }
 
@@ -91,10 +95,16 @@ def refusal(
     code: str | None = None,
 ) -> Response:
     """A request refused before execution, as a GraphQL error body with a code (by default
-    the status's)."""
+    the status's).
+
+    The body is ASCII JSON: a reason may quote what the client sent (an unknown
+    ``operationName``), and a lone surrogate there, which a JSON escape can carry but UTF-8
+    cannot, goes back escaped as the client wrote it instead of failing the response.
+    """
     code = code or HTTP_CODES.get(status_code, BAD_REQUEST)
     body = {"errors": [{"message": reason, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    content = json.dumps(body, separators=(",", ":"))
+    return Response(content, status_code, headers, media_type="application/json")
 
 
 def request_id_from(header: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 import anyio.to_thread
 from cross_web import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -132,6 +133,8 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         started = time.perf_counter()
         try:
             response = await self.run(request)
+        except ClientDisconnect:
+            return  # gone while its body was arriving (or cut at its deadline): nobody to answer
         except HTTPException as exc:
             status = 415 if exc.reason == "Unsupported content type" else exc.status_code
             code = refusal_code(exc, status)
@@ -189,13 +192,22 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             self._page = localize(self.graphql_ide_html)
         return HTMLResponse(self._page)
 
-    def parse_json(self, data: str | bytes) -> Any:
-        """Strawberry's parser, with every malformed body a 400 (never a 500): a JSON body (or
-        a GET's ``variables`` and ``extensions``) must be an object (an array: a batch)."""
+    def decode_json(self, data: str | bytes) -> object:
+        """Strawberry's decoder, with every text it cannot decode a JSONDecodeError, which
+        both transports answer as malformed JSON (HTTP 400, the socket's close code 4400):
+        nesting deeper than the decoder recurses (RecursionError), an integer too long to
+        convert, bytes that are not UTF-8 (ValueErrors of other kinds)."""
         try:
-            value = super().parse_json(data)
-        except (RecursionError, UnicodeDecodeError, ValueError) as exc:
-            raise HTTPException(400, "Unable to parse request body as JSON") from exc
+            return super().decode_json(data)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError) as exc:
+            raise json.JSONDecodeError(type(exc).__name__, "", 0) from None
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """Strawberry's parser (every malformed body a 400, decode_json), and a JSON body (or
+        a GET's ``variables`` and ``extensions``) must be an object (an array: a batch)."""
+        value = super().parse_json(data)
         if not isinstance(value, dict | list):  # a request, its variables or extensions
             raise HTTPException(400, "Expected a JSON object, not a bare JSON value")
         return value

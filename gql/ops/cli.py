@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import uvicorn
 from tqdm import tqdm
 
 from gql.graphql.logs import LOG_CONFIG
+from gql.http.transport import http_protocol
 from repo import admins, checks
 from repo.adopt import STOPPED, Step, adopt
 from repo.config import ConfigError, Settings
@@ -303,6 +305,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     workers = args.workers or settings.web_concurrency
     if workers > 1 and settings.is_sqlite:
         raise CannotRun("--workers: SQLite serves one process; use PostgreSQL for more workers")
+    _open_files_for(settings)
     made_dir = None
     if workers > 1:
         # Workers write their metrics here so /metrics in any of them adds up all of them;
@@ -324,17 +327,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=LOG_CONFIG,
         access_log=False,
         proxy_headers=True,
-        ws_max_size=1024 * 1024,  # like MAX_BODY_BYTES over HTTP
-        # The app sheds HTTP load itself (MAX_CONCURRENT_REQUESTS, a GraphQL error body).
-        # uvicorn's limit counts every connection, idle keep-alive ones and sockets too, and
-        # answers a plain-text 503: only a backstop, far above what the app admits.
-        limit_concurrency=10 * settings.max_concurrent_requests + settings.ws_max_connections,
+        ws_max_size=settings.max_body_bytes,  # a socket's message: as an HTTP body
+        # httptools with bounds on heads, slow clients and idle connections (MAX_CONNECTIONS);
+        # the app sheds requests in flight itself (MAX_CONCURRENT_REQUESTS), so uvicorn's
+        # limit_concurrency, which counts idle connections too, stays off.
+        http=http_protocol(settings),
         # SIGTERM: stop accepting, let requests in flight finish for this long, then close.
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     if made_dir:
         shutil.rmtree(made_dir, ignore_errors=True)
     return OK
+
+
+def _open_files_for(settings: Settings) -> None:
+    """Raise this process's soft open-file limit (its workers inherit it) to hold
+    MAX_CONNECTIONS and the database pools, or stop: at the limit, accept() would fail first and
+    turn every caller away, probes too."""
+    needed = settings.max_connections + 2 * settings.db_pool_size + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise CannotRun(
+            f"MAX_CONNECTIONS: {settings.max_connections} connections and the database pools "
+            f"need {needed} open files, above this process's hard limit of {hard} "
+            "(ulimit -Hn): lower MAX_CONNECTIONS or raise the limit"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 if __name__ == "__main__":

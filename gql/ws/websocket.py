@@ -4,7 +4,9 @@ Close codes follow what graphql-ws's client does with them: a refusal that retry
 (a missing or bad token, a role that may not use the API) closes with 4401, which it treats as
 fatal, so the app hears of it at once; the token's expiry while the socket is open closes with
 4403 (reason ``token expired``) LEEWAY_SECONDS after ``exp``, which it retries, calling the
-app's ``connectionParams`` again for a fresh token.
+app's ``connectionParams`` again for a fresh token. A malformed message (not JSON, or
+nested deeper than the decoder goes; not an object; no known type; a bad id: ``envelope_problem``)
+closes with 4400 and a few words of fixed text, as graphql-ws's own server does.
 Each subscribe re-checks the caller's admin status. A subscriber too slow to keep up gets
 SUBSCRIBER_TOO_SLOW and its socket is closed with 1013 (try again later).
 
@@ -31,7 +33,6 @@ from graphql import (
     OperationType,
     get_operation_ast,
     parse,
-    validate,
 )
 from starlette.concurrency import run_in_threadpool
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -48,11 +49,47 @@ from gql.graphql.auth import ANON, LEEWAY_SECONDS, AuthenticationFailed, Caller
 from gql.graphql.authz import KNOWN_ROLES
 from gql.graphql.errors import BAD_REQUEST, coded_errors
 from gql.graphql.live import SubscriberTooSlow
+from gql.graphql.rules import validate_document
 
 # graphql-ws 6's client gives up at once on 4401 (isFatalConnectionProblem's default) and
-# retries 4403 and 1013 with a backoff.
+# retries 4403 and 1013 with a backoff; 4400 (a malformed message) and 4409 are fatal too.
 UNAUTHORIZED, TOKEN_EXPIRED, TRY_AGAIN_LATER = 4401, 4403, 1013
+BAD_REQUEST_CLOSE, SUBSCRIBER_EXISTS = 4400, 4409
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+# A subscribe's id is kept while it runs, up to WS_MAX_SUBSCRIPTIONS of them per socket
+# (graphql-ws's client makes UUIDs, 36 characters).
+MAX_OPERATION_ID_CHARS = 128
+_PAYLOAD_MESSAGES = ("connection_init", "ping", "pong")
+_ID_MESSAGES = ("subscribe", "complete")
+
+
+def envelope_problem(message: object) -> str | None:
+    """Why a client's message is malformed, in a few words (the socket closes with 4400 and
+    them as its reason: fixed text, never the client's, so it always fits a close frame's
+    123 bytes), or None when its envelope is sound.
+
+    graphql-ws's own rules for what a client sends (its ``validateMessage``): an object with
+    a known ``type``; ``connection_init``, ``ping`` and ``pong`` with an object or null as
+    ``payload``; ``subscribe`` and ``complete`` with a non-empty string ``id``, here at most
+    MAX_OPERATION_ID_CHARS long. A subscribe's payload is SubscriptionGate's to judge.
+    """
+    if not isinstance(message, dict):
+        return "a message must be a JSON object"
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "a message needs a string type"
+    if kind in _PAYLOAD_MESSAGES:
+        if not isinstance(message.get("payload"), dict | None):
+            return f"a {kind} payload must be an object or null"
+        return None
+    if kind not in _ID_MESSAGES:
+        return "unknown message type"
+    operation_id = message.get("id")
+    if not isinstance(operation_id, str) or not operation_id:
+        return f"a {kind} message needs a non-empty string id"
+    if len(operation_id) > MAX_OPERATION_ID_CHARS:
+        return f"an id is at most {MAX_OPERATION_ID_CHARS} characters"
+    return None
 
 
 def bearer_token(payload: dict[str, Any]) -> str | None:
@@ -80,6 +117,14 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
             caller = self.context.get("caller")
             if self.counted_present and isinstance(caller, Caller):
                 await self.view.presence.leave(caller)  # type: ignore[attr-defined]
+
+    async def handle_message(self, message: Message) -> None:
+        """Strawberry's handling, for a message whose envelope is sound; any other closes the
+        socket with 4400 (Strawberry would index into it and fail with a traceback)."""
+        if problem := envelope_problem(message):
+            await self.websocket.close(code=BAD_REQUEST_CLOSE, reason=problem)
+            return
+        await super().handle_message(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload") or {}
@@ -135,8 +180,11 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
             await self.websocket.close(code=TRY_AGAIN_LATER, reason="subscriber too slow")
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        if not self.connection_acknowledged or message["id"] in self.operations:
-            await super().handle_subscribe(message)  # closes the socket (4401, 4409)
+        if not self.connection_acknowledged:
+            await super().handle_subscribe(message)  # closes the socket with 4401
+            return
+        if message["id"] in self.operations:  # Strawberry's reason quotes the id: it may not fit
+            await self.websocket.close(code=SUBSCRIBER_EXISTS, reason="subscriber already exists")
             return
         limit = self.max_subscriptions_per_connection
         if limit is not None and len(self.operations) >= limit:
@@ -213,4 +261,4 @@ class SubscriptionGate:
                     "only subscriptions run over WebSocket; send queries and mutations over HTTP"
                 )
             ]
-        return validate(self.schema, document, self.rules)
+        return validate_document(self.schema, document, self.rules)
