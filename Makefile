@@ -68,6 +68,8 @@ bench: install bench-tools
 	$(PY) -m bench.api
 	$(PY) -m bench.ops
 	$(PY) -m bench.browsers
+	$(PY) -m bench.documents
+	$(PY) -m bench.attack
 
 # wrk loads the HTTP servers; pgbench (PostgreSQL's client package) runs the SQL baselines.
 bench-tools:

@@ -60,7 +60,7 @@ class Settings:
     max_aliases: int = 15
     max_tokens: int = 2000
     max_fields: int = 2000
-    max_validation_cost: int = 5000
+    max_validation_cost: int = 3000
     parse_cache_bytes: int = 16 * 1024 * 1024
     validation_cache_bytes: int = 1024 * 1024
     plan_cache_bytes: int = 8 * 1024 * 1024

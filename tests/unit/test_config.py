@@ -78,4 +78,4 @@ def test_the_caches_are_bounded_by_bytes_and_zero_turns_them_off() -> None:
     )
     assert (settings.parse_cache_bytes, settings.validation_cache_bytes) == (0, 0)
     assert settings.plan_cache_bytes == 1024 * 1024
-    assert Settings.from_env({}).max_validation_cost == 5000
+    assert Settings.from_env({}).max_validation_cost == 3000
