@@ -28,6 +28,7 @@ EXPORTED = {
         metrics.WEBSOCKET_CONNECTIONS,
         metrics.REPLICA_LAG,
         metrics.REPLICA_FALLBACKS,
+        metrics.CONNECTIONS_CLOSED,
     ]
 }
 SUFFIXES = ("_total", "_bucket", "_count", "_sum")
