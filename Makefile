@@ -80,8 +80,9 @@ bench-tools:
 	  else echo "bench: install Debian's wrk (sudo apt-get install wrk)"; exit 1; fi; }
 	@command -v pgbench >/dev/null 2>&1 || { echo "bench: pgbench is missing (postgresql-client)"; exit 1; }
 
+# REALTIME_ARGS: e.g. --mode bend, --mode workers, --widgets 2000 --rate 150 (python -m bench.realtime -h)
 bench-realtime: install
-	$(PY) -m bench.realtime
+	$(PY) -m bench.realtime $(REALTIME_ARGS)
 
 # The soak (issue #8): 5 minutes of mixed load (locust) with a database fault every 30 s, on a
 # private PostgreSQL cluster it creates with Debian's pg_createcluster (port 5499) and drops at
