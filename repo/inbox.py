@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from repo.conversations import conversation_from, conversation_query
 from repo.errors import ConversationNotFound, InvalidInput
 from repo.ids import ConversationId, ProfileId
 from repo.messages import MAX_PAGE_SIZE, decode_cursor, encode_cursor, message_from, message_query
-from repo.models import Conversation, ConversationRead, Message
+from repo.models import Conversation, ConversationRead, Message, Profile
 from repo.units import unit_of_work, write_transaction
 from repo.views import ConversationView, MessageView
 
@@ -89,10 +90,46 @@ def inbox_item(conversation_id: ConversationId, reader_id: ProfileId | None) -> 
     return None if row is None else _items([conversation_from(row)], reader_id)[0]
 
 
+@dataclass(frozen=True, slots=True)
+class InboxChanges:
+    """Conversations as the inbox shows them, with the unread counts of several readers."""
+
+    conversations: list[ConversationView]
+    last_messages: dict[ConversationId, MessageView]
+    unread: dict[tuple[ConversationId, ProfileId], int]
+
+    def item(self, conversation: ConversationView, reader_id: ProfileId | None) -> InboxItem:
+        """The conversation as ``reader_id`` sees it (None: its assigned admin)."""
+        reader = conversation.admin.id if reader_id is None else reader_id
+        return InboxItem(
+            conversation,
+            self.last_messages.get(conversation.id),
+            self.unread.get((conversation.id, reader), 0),
+        )
+
+
+@unit_of_work
+def inbox_changes(
+    conversation_ids: Collection[ConversationId], reader_ids: Collection[ProfileId]
+) -> InboxChanges:
+    """The conversations, their last messages, and unread counts for every reader and for each
+    conversation's admin: three queries, however many conversations and readers."""
+    conversations = [
+        conversation_from(row)
+        for row in conversation_query().where(Conversation.id.in_(list(conversation_ids))).tuples()
+    ]
+    return _changes(conversations, set(reader_ids))
+
+
 def _items(conversations: list[ConversationView], reader_id: ProfileId | None) -> list[InboxItem]:
     """Two queries for the whole page: last messages, then unread counts."""
+    changes = _changes(conversations, set() if reader_id is None else {reader_id})
+    return [changes.item(c, reader_id) for c in conversations]
+
+
+def _changes(conversations: list[ConversationView], readers: set[ProfileId]) -> InboxChanges:
     if not conversations:
-        return []
+        return InboxChanges([], {}, {})
     ids = [c.id for c in conversations]
     last = {
         m.conversation_id: m
@@ -106,28 +143,39 @@ def _items(conversations: list[ConversationView], reader_id: ProfileId | None) -
             .tuples()
         )
     }
-    reader = Conversation.admin if reader_id is None else reader_id
-    unread_rows: Any = (
-        Message.select(Message.conversation, fn.COUNT(Message.id))
-        .join(Conversation, on=(Conversation.id == Message.conversation))
+    readers = readers | {c.admin.id for c in conversations}
+    return InboxChanges(conversations, last, _unread_counts(ids, readers))
+
+
+def _unread_counts(
+    ids: list[ConversationId], readers: set[ProfileId]
+) -> dict[tuple[ConversationId, ProfileId], int]:
+    """Messages each reader has not read (nor sent) in each conversation: one query, grouped
+    by conversation and reader; a pair with none is missing."""
+    reader = Profile.alias()
+    rows: Any = (
+        Message.select(Message.conversation, reader.id, fn.COUNT(Message.id))
+        .join(reader, on=reader.id.in_(list(readers)))
         .join(
             ConversationRead,
             JOIN.LEFT_OUTER,
             on=(ConversationRead.conversation == Message.conversation)
-            & (ConversationRead.reader == reader),
+            & (ConversationRead.reader == reader.id),
             src=Message,
         )
         .where(
             Message.conversation.in_(ids),
-            Message.sender != reader,
+            Message.sender != reader.id,
             ConversationRead.last_read_at.is_null()
             | (Message.created_at > ConversationRead.last_read_at),
         )
-        .group_by(Message.conversation)
+        .group_by(Message.conversation, reader.id)
         .tuples()
     )
-    unread = {UUID(str(cid)): int(count) for cid, count in unread_rows}
-    return [InboxItem(c, last.get(c.id), unread.get(c.id, 0)) for c in conversations]
+    return {
+        (ConversationId(UUID(str(cid))), ProfileId(UUID(str(rid)))): int(count)
+        for cid, rid, count in rows
+    }
 
 
 @unit_of_work

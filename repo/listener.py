@@ -2,7 +2,7 @@
 
 One per process, never one per subscriber. This module owns the connection and its SQL; the
 GraphQL layer watches its socket from the event loop and fans the messages out
-(gql/graphql/live.py).
+(gql/realtime/).
 """
 
 from __future__ import annotations

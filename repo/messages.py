@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 import unicodedata
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -243,10 +244,12 @@ def list_messages(
 
 
 @unit_of_work
-def find_message(message_id: MessageId) -> MessageView | None:
-    """A message with its sender, or None."""
-    row = message_query().where(Message.id == message_id).tuples().first()
-    return None if row is None else message_from(row)
+def find_messages(message_ids: Collection[MessageId]) -> dict[MessageId, MessageView]:
+    """The messages found among these ids, with their senders, by id (one query)."""
+    if not message_ids:
+        return {}
+    rows = message_query().where(Message.id.in_(list(message_ids))).tuples()
+    return {message.id: message for message in map(message_from, rows)}
 
 
 @unit_of_work

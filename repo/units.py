@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ import psycopg2
 import psycopg2.errors
 from playhouse.pool import MaxConnectionsExceeded
 
+from repo.backoff import Backoff
 from repo.database import _Bound, _replica_in_use, database, is_sqlite
 from repo.errors import DatabaseRefused, DatabaseUnavailable, IntegrityViolation
 
@@ -92,7 +92,7 @@ def _unit_of_work(fn: Callable[P, T], *, retry: bool) -> Callable[P, T]:
                         attempt,
                         attempts,
                     )
-                    time.sleep(_backoff_s(attempt))
+                    time.sleep(RETRY_BACKOFF.delay_s(attempt))
                     attempt += 1
                     continue
                 if not _is_unavailable(exc):
@@ -155,13 +155,8 @@ def _in_chain(exc: BaseException, found: Callable[[BaseException], bool]) -> boo
 
 RETRIED_SQLSTATES = {"40001": "serialization failure", "40P01": "deadlock"}
 READ_ONLY = "25006"  # a write reached a server in recovery: there is no primary here (now)
-_BACKOFF_BASE_S = 0.02
-_BACKOFF_CAP_S = 0.5
-
-
-def _backoff_s(attempt: int) -> float:
-    """Full jitter: racing transactions that failed together do not retry together."""
-    return random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))
+# jittered: racing transactions that failed together do not retry together
+RETRY_BACKOFF = Backoff(first_s=0.04, cap_s=0.5)
 
 
 def _sqlstate(exc: Exception) -> str | None:

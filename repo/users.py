@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
 from peewee import Case, fn
 
-from repo.ids import CustomerId
+from repo.ids import CustomerId, ProfileId
 from repo.models import Profile, User
 from repo.prepared import PreparedQuery
 from repo.units import unit_of_work
@@ -31,6 +34,19 @@ class NewUser:
 def is_admin(user_id: CustomerId) -> bool:
     """True when the user's profile is an admin's (no profile: False)."""
     return bool(Profile.select(Profile.is_admin).where(Profile.id == user_id).scalar() or False)
+
+
+@unit_of_work
+def admins_among(profile_ids: Collection[ProfileId]) -> set[ProfileId]:
+    """Which of these profiles are admins' (one query, however many)."""
+    if not profile_ids:
+        return set()
+    rows: Any = (
+        Profile.select(Profile.id)
+        .where(Profile.id.in_(list(profile_ids)), Profile.is_admin)
+        .tuples()
+    )
+    return {ProfileId(UUID(str(profile_id))) for (profile_id,) in rows}
 
 
 def ensure_profile(customer_id: CustomerId) -> bool:

@@ -82,10 +82,9 @@ def reads_as_admin(caller: Caller, conversation: ConversationView) -> bool:
     return caller.role == AUTHENTICATED and conversation.customer.id != caller.user_id
 
 
-def require_still_admin(caller: Caller) -> None:
-    """For live subscriptions: an admin demoted since subscribing stops receiving."""
-    if not caller.rechecked().is_admin:
-        raise Forbidden("you are no longer an admin: this subscription has ended")
+def demoted() -> Forbidden:
+    """What ends a live subscription whose admin was demoted since subscribing."""
+    return Forbidden("you are no longer an admin: this subscription has ended")
 
 
 def sender_in(caller: Caller, owner_of: Callable[[], CustomerId | None]) -> ProfileId | None:

@@ -23,7 +23,6 @@ from gql.graphql import authz
 from gql.graphql.auth import Caller
 from gql.graphql.caches import ParsedDocuments, RuleClasses, ValidatedDocuments
 from gql.graphql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
-from gql.graphql.live import follow_all, live_messages, until_answered
 from gql.graphql.lru import ByteLRU
 from gql.graphql.metrics import (
     CONVERSATIONS_ASSIGNED,
@@ -32,6 +31,7 @@ from gql.graphql.metrics import (
     OperationLabel,
 )
 from gql.graphql.rules import OperationLimits
+from gql.graphql.subscriptions import inbox_updates, live_messages
 from gql.graphql.types import (
     AdminConversationPayload,
     Conversation,
@@ -268,7 +268,7 @@ class Subscription:
     async def message_added(
         self, info: Info[Any, Any], conversation_id: UUID
     ) -> AsyncGenerator[Message, None]:
-        caller, hub = caller_of(info), info.context["hub"]
+        caller = caller_of(info)
         conversation = ConversationId(conversation_id)
         found = await to_thread.run_sync(
             authz.readable_conversation,
@@ -277,36 +277,39 @@ class Subscription:
         )
         if found is None:
             raise ConversationNotFound(f"conversation {conversation} not found")
-        as_admin = authz.reads_as_admin(caller, found)
-        async for message in live_messages(hub, conversation):
-            if as_admin:  # one indexed read per message, for admins' subscriptions only
-                await until_answered(authz.require_still_admin, caller)
+        admin_id = None
+        if authz.reads_as_admin(caller, found) and caller.user_id is not None:
+            admin_id = ProfileId(caller.user_id)
+
+        def still_admin() -> bool:
+            return caller.rechecked().is_admin
+
+        async for message in live_messages(
+            info.context["hub"],
+            conversation,
+            admin_id=admin_id,  # re-checked once per delivered batch, for all its readers
+            still_admin=still_admin if admin_id else None,
+        ):
             yield Message.from_view(message)
 
     @strawberry.subscription(
-        description="A conversation of the inbox each time it is created or gets a message "
-        "(admins and operators). After a server-side interruption it ends with RESUBSCRIBE: "
-        "refetch the inbox and subscribe again."
+        description="The latest state of each inbox conversation that is created, gets a "
+        "message or is reassigned (admins and operators); a reader who falls behind gets each "
+        "conversation once, as it stands. After a server-side interruption it ends with "
+        "RESUBSCRIBE: refetch the inbox and subscribe again."
     )
     async def inbox_updated(
         self, info: Info[Any, Any], assigned_to_me: AssignedToMeArgument = False
     ) -> AsyncGenerator[InboxItem, None]:
         caller = caller_of(info)
-        await to_thread.run_sync(authz.inbox_reader, caller, "inboxUpdated")
+        reader = await to_thread.run_sync(authz.inbox_reader, caller, "inboxUpdated")
         mine = authz.own_queue(caller, assigned_to_me=assigned_to_me)
-
-        def still_readable(conversation_id: ConversationId) -> inbox.InboxItem | None:
-            # the role again for each update: an admin demoted since subscribing stops here
-            return inbox.inbox_item(
-                conversation_id, authz.inbox_reader(caller.rechecked(), "inboxUpdated")
-            )
-
-        with info.context["hub"].subscribe(None) as subscriber:
-            async for conversation_id, taken_from in follow_all(subscriber):
-                item = await to_thread.run_sync(still_readable, conversation_id)
-                # with assignedToMe: the caller's own, and one that just left their queue
-                if item is not None and mine in (None, item.conversation.admin.id, taken_from):
-                    yield InboxItem.from_item(item)
+        # an admin (not service_role) is re-checked with every batch: demoted, it ends here
+        with info.context["hub"].read_inbox(
+            reader_id=reader, admin_id=reader, queue_owner=mine
+        ) as subscriber:
+            async for item in inbox_updates(subscriber):
+                yield InboxItem.from_item(item)
 
 
 def validation_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:

@@ -23,7 +23,6 @@ from starlette.staticfiles import StaticFiles
 
 from gql.graphql.auth import Authenticator
 from gql.graphql.fastpath import FastPaths
-from gql.graphql.live import Hub, LocalListener, PostgresListener, Presence
 from gql.graphql.metrics import DATABASE_FIGURES, REPLICA_FALLBACKS, exposition, forget_this_process
 from gql.graphql.persisted import PersistedQueries
 from gql.graphql.schema import build_schema, fast_roots, validation_rules
@@ -33,6 +32,9 @@ from gql.http.middleware import BodySizeLimit, ConcurrencyLimit, InFlight
 from gql.http.playground import ASSETS_DIR, ASSETS_URL, assets_available
 from gql.http.responses import RETRY_AFTER, Finisher, refusal
 from gql.http.view import HelplineGraphQL
+from gql.realtime.hub import Hub
+from gql.realtime.listeners import LocalListener, PostgresListener
+from gql.realtime.presence import Presence
 from gql.ws.websocket import SubscriptionGate
 from repo.config import ConfigError, Settings
 from repo.database import (

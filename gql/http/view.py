@@ -29,7 +29,6 @@ from gql.graphql.errors import (
     BAD_REQUEST,
     add_codes,
 )
-from gql.graphql.live import Hub, Presence
 from gql.graphql.logs import request_id_var
 from gql.graphql.metrics import (
     INVALID_OPERATION,
@@ -51,6 +50,8 @@ from gql.http.responses import (
     status_of,
     wants_graphql_response,
 )
+from gql.realtime.hub import Hub
+from gql.realtime.presence import Presence
 from gql.ws.websocket import HelplineTransportWSHandler, SubscriptionGate
 
 log = logging.getLogger("helpline")

@@ -7,8 +7,10 @@ fatal, so the app hears of it at once; the token's expiry while the socket is op
 app's ``connectionParams`` again for a fresh token. A malformed message (not JSON, or
 nested deeper than the decoder goes; not an object; no known type; a bad id: ``envelope_problem``)
 closes with 4400 and a few words of fixed text, as graphql-ws's own server does.
-Each subscribe re-checks the caller's admin status. A subscriber too slow to keep up gets
-SUBSCRIBER_TOO_SLOW and its socket is closed with 1013 (try again later).
+Each subscribe re-checks the caller's admin status. A client that stops reading is closed with
+1013 (try again later) once a frame waits WS_SEND_TIMEOUT_SECONDS to be sent; an inbox
+subscription whose pending updates outgrow their bound gets SUBSCRIBER_TOO_SLOW and its socket
+is closed with 1013 too.
 
 Only subscriptions run here; queries and mutations go over HTTP, where they run off the event
 loop under the request limits. Every subscribe message passes ``SubscriptionGate`` first, in a
@@ -48,8 +50,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from gql.graphql.auth import ANON, LEEWAY_SECONDS, AuthenticationFailed, Caller
 from gql.graphql.authz import KNOWN_ROLES
 from gql.graphql.errors import BAD_REQUEST, coded_errors
-from gql.graphql.live import SubscriberTooSlow
 from gql.graphql.rules import validate_document
+from gql.graphql.subscriptions import SubscriberTooSlow
+from repo.ids import ProfileId
 
 # graphql-ws 6's client gives up at once on 4401 (isFatalConnectionProblem's default) and
 # retries 4403 and 1013 with a backoff; 4400 (a malformed message) and 4409 are fatal too.
@@ -106,6 +109,7 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
     expiry: asyncio.Task[None] | None = None
     too_slow: bool = False
     closing: bool = False
+    closer: asyncio.Task[None] | None = None  # the close of a socket whose client fell behind
     counted_present: bool = False
 
     async def handle(self) -> None:
@@ -115,8 +119,8 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
             if self.expiry is not None:
                 self.expiry.cancel()
             caller = self.context.get("caller")
-            if self.counted_present and isinstance(caller, Caller):
-                await self.view.presence.leave(caller)  # type: ignore[attr-defined]
+            if self.counted_present and isinstance(caller, Caller) and caller.user_id:
+                await self.view.presence.leave(ProfileId(caller.user_id))  # type: ignore[attr-defined]
 
     async def handle_message(self, message: Message) -> None:
         """Strawberry's handling, for a message whose envelope is sound; any other closes the
@@ -145,7 +149,10 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
                 return
             self.context["caller"] = caller
             self.expiry = asyncio.create_task(self._close_when_expired(caller))
-            self.counted_present = await self.view.presence.join(caller)  # type: ignore[attr-defined]
+            self.counted_present = await self.view.presence.join(  # type: ignore[attr-defined]
+                None if caller.user_id is None else ProfileId(caller.user_id),
+                lambda: caller.is_admin,
+            )
         await super().handle_connection_init(message)
 
     async def _close_when_expired(self, caller: Caller) -> None:
@@ -175,9 +182,19 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
             await self._close_too_slow()
 
     async def _close_too_slow(self) -> None:
+        """End every subscription on this socket at once (nothing more is queued or read for
+        it), then close it with 1013. The close frame waits behind what is buffered: it goes
+        once the client reads again, or the connection is dropped by the keepalive ping."""
+        if self.closing:
+            return
         self.closing = True
+        tasks = [op.task for op in self.operations.values() if op.task is not None]
+        asyncio.get_running_loop().call_soon(lambda: [task.cancel() for task in tasks])
+        self.closer = asyncio.create_task(self._close(TRY_AGAIN_LATER, "subscriber too slow"))
+
+    async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):  # it may be closing already
-            await self.websocket.close(code=TRY_AGAIN_LATER, reason="subscriber too slow")
+            await self.websocket.close(code=code, reason=reason)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if not self.connection_acknowledged:
