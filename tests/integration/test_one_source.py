@@ -139,3 +139,15 @@ def test_a_users_row_gets_the_same_profile_every_way(
     assert [profile_of(c) for c in (through_trigger, through_repair, through_first_contact)] == [
         (name.format(n), avatar) for n in (1, 2, 3)
     ]
+
+
+def test_a_migrated_database_defines_no_function_but_the_sign_up_trigger(
+    postgres: Settings,
+) -> None:
+    """The application's sequences are Python in repo/; PostgreSQL keeps data, constraints and
+    the sign-up trigger (migration 0009 dropped the first contact's former function)."""
+    rows = database.execute_sql(
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = current_schema()"
+    ).fetchall()
+    assert [name for (name,) in rows] == ["users_create_profile"]
