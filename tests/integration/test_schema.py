@@ -147,4 +147,3 @@ def test_a_client_message_id_is_unique_per_conversation_and_sender_but_may_be_ab
     if not is_sqlite():
         assert raised.value.__context__.diag.constraint_name == "messages_client_message_id_key"  # type: ignore[union-attr]
     assert count_rows("messages") == 3
-
