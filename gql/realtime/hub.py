@@ -11,7 +11,10 @@ Bounds, per subscriber (WS_QUEUE_SIZE, ``queue_size``):
   them for a single RESYNC and catches up from the database where it stands (nothing lost,
   nothing twice);
 - an inbox reader holds at most one update per conversation (the latest replaces the one
-  pending), for at most ``queue_size`` conversations; one more and it is ended (OVERFLOW).
+  pending; the item is the one built for every reader, so an entry costs a reference), for at
+  most INBOX_PENDING_LIMIT conversations; one more and it is ended (OVERFLOW). A console that
+  keeps reading never meets it, however busy the desk: what it has pending is the conversations
+  that changed since its last frame went out.
 A client that stops reading is closed by the WebSocket's send timeout (gql/ws/websocket.py).
 """
 
@@ -41,6 +44,7 @@ OVERFLOW = "overflow"  # an inbox reader's pending updates outgrew its bound: it
 DEMOTED = "demoted"  # the reader is no longer an admin: it ends
 INBOUND_LIMIT = 10_000  # events heard and not yet delivered; beyond, everyone catches up
 MAX_BATCH = 1_000  # events delivered together (one database read)
+INBOX_PENDING_LIMIT = 10_000  # conversations an inbox reader may have pending
 
 
 @dataclass(eq=False)
@@ -193,7 +197,7 @@ class Hub:
         queue_owner: ProfileId | None = None,
     ) -> Iterator[InboxReader]:
         """Register an ``inboxUpdated`` subscription while the block runs."""
-        reader = InboxReader(self.queue_size, reader_id, admin_id, queue_owner)
+        reader = InboxReader(INBOX_PENDING_LIMIT, reader_id, admin_id, queue_owner)
         self.everyone.add(reader)
         try:
             yield reader
