@@ -31,6 +31,7 @@ from gql.graphql.metrics import (
     OperationLabel,
 )
 from gql.graphql.rules import OperationLimits
+from gql.graphql.shared_events import SharedEventExecutor, shared_payload
 from gql.graphql.subscriptions import inbox_updates, live_messages
 from gql.graphql.types import (
     AdminConversationPayload,
@@ -290,7 +291,7 @@ class Subscription:
             admin_id=admin_id,  # re-checked once per delivered batch, for all its readers
             still_admin=still_admin if admin_id else None,
         ):
-            yield Message.from_view(message)
+            yield shared_payload(message, Message.from_view)  # one per event, for all
 
     @strawberry.subscription(
         description="The latest state of each inbox conversation that is created, gets a "
@@ -309,7 +310,7 @@ class Subscription:
             reader_id=reader, admin_id=reader, queue_owner=mine
         ) as subscriber:
             async for item in inbox_updates(subscriber):
-                yield InboxItem.from_item(item)
+                yield shared_payload(item, InboxItem.from_item, by_value=True)
 
 
 def validation_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
@@ -333,10 +334,11 @@ def build_schema(settings: Settings) -> HelplineSchema:
     rules = validation_rules(settings)
     parsed: ByteLRU[str, DocumentNode] = ByteLRU(settings.parse_cache_bytes)
     validated: ByteLRU[tuple[str, RuleClasses], bool] = ByteLRU(settings.validation_cache_bytes)
-    return HelplineSchema(
+    schema = HelplineSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        execution_context_class=SharedEventExecutor,
         config=StrawberryConfig(disable_field_suggestions=settings.is_production),
         extensions=[
             lambda: CodedInputErrors(rules),
@@ -347,3 +349,5 @@ def build_schema(settings: Settings) -> HelplineSchema:
             lambda: ValidatedDocuments(validated),
         ],
     )
+    schema.parsed_documents, schema.validated_documents = parsed, validated  # the gate's too
+    return schema
