@@ -9,10 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, GraphQLSyntaxError, ValuesOfCorrectTypeRule
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSyntaxError,
+    ValuesOfCorrectTypeRule,
+)
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 
+from gql.graphql.lru import ByteLRU
 from gql.graphql.metrics import FOREIGN_KEY_VIOLATIONS
 from repo.errors import (
     ClientMessageIdReused,
@@ -187,7 +194,13 @@ class StreamErrorCodes(SchemaExtension):
 
 
 class HelplineSchema(strawberry.Schema):
-    """Logs unexpected errors with their traceback and request id; expected ones quietly."""
+    """Logs unexpected errors with their traceback and request id; expected ones quietly.
+
+    ``parsed_documents``, ``validated_documents``: the executor's caches (gql/graphql/
+    caches.py), which the WebSocket's subscription gate shares."""
+
+    parsed_documents: ByteLRU[str, DocumentNode]
+    validated_documents: ByteLRU[tuple[str, tuple[type[ASTValidationRule], ...]], bool]
 
     @staticmethod
     def remove_field_suggestion(error: GraphQLError) -> None:

@@ -159,7 +159,13 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         else None
     )
     in_flight = InFlight(limit=settings.max_concurrent_requests)
-    gate = SubscriptionGate(schema._schema, rules=rules, max_tokens=settings.max_tokens)
+    gate = SubscriptionGate(
+        schema._schema,
+        rules=rules,
+        max_tokens=settings.max_tokens,
+        parsed=schema.parsed_documents,
+        validated=schema.validated_documents,
+    )
     finish = Finisher(successes=settings.access_log == "all")
     persisted = PersistedQueries(settings.persisted_query_cache_bytes)
     cors: dict[str, Any] | None = (

@@ -29,6 +29,7 @@ from typing import Any
 
 from graphql import (
     ASTValidationRule,
+    DocumentNode,
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
@@ -49,7 +50,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 
 from gql.graphql.auth import ANON, LEEWAY_SECONDS, AuthenticationFailed, Caller
 from gql.graphql.authz import KNOWN_ROLES
+from gql.graphql.caches import RuleClasses, document_bytes
 from gql.graphql.errors import BAD_REQUEST, coded_errors
+from gql.graphql.lru import ByteLRU
 from gql.graphql.rules import validate_document
 from gql.graphql.subscriptions import SubscriberTooSlow
 from repo.ids import ProfileId
@@ -211,7 +214,9 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
             )
             return
         gate: SubscriptionGate = self.view.subscription_gate  # type: ignore[attr-defined]
-        refused = await run_in_threadpool(gate.refusal, message.get("payload"))
+        refused = gate.refusal(message.get("payload"), known_only=True)
+        if refused is None:  # parse or validate, off the event loop
+            refused = await run_in_threadpool(gate.refusal, message.get("payload"))
         if refused:
             await self._refuse(message["id"], refused)
             return
@@ -230,12 +235,17 @@ def _coded(message: str, code: str = BAD_REQUEST) -> GraphQLError:
 
 
 class SubscriptionGate:
-    """Whether a subscribe message may run, decided before anything runs (in a worker thread).
+    """Whether a subscribe message may run, decided before anything runs.
 
     The document is parsed with the server's ``max_tokens`` and validated with its rules (the
     executor's own), and the operation is selected exactly as graphql-core's executor selects
     it: by ``operationName``, and a document with several operations and no name is refused.
     Anything but a subscription is refused: the socket runs nothing on the event loop.
+
+    Documents parsed and validated before are remembered in the executor's own caches
+    (PARSE_CACHE_BYTES, VALIDATION_CACHE_BYTES), so a storm of widgets subscribing with the
+    same document after a deploy parses and validates it once; ``refusal(known_only=True)``
+    answers those on the event loop, and leaves the rest (None) for a worker thread.
     """
 
     def __init__(
@@ -244,38 +254,65 @@ class SubscriptionGate:
         *,
         rules: Sequence[type[ASTValidationRule]],
         max_tokens: int,
+        parsed: ByteLRU[str, DocumentNode],
+        validated: ByteLRU[tuple[str, RuleClasses], bool],
     ) -> None:
         self.schema = schema
-        self.rules = rules
+        self.rules = tuple(rules)
         self.max_tokens = max_tokens
+        self.parsed = parsed
+        self.validated = validated
 
-    def refusal(self, payload: object) -> list[GraphQLError]:
-        """The errors that refuse this subscribe payload; empty when it may run."""
-        if not isinstance(payload, dict) or not isinstance(query := payload.get("query"), str):
-            return [_coded("a subscribe payload needs a 'query' string")]
-        name = payload.get("operationName")
-        if name is not None and not isinstance(name, str):
-            return [_coded("'operationName' must be a string or null")]
-        for key in ("variables", "extensions"):
-            if not isinstance(payload.get(key), dict | None):
-                return [_coded(f"'{key}' must be an object or null")]
-        try:
-            document = parse(query, max_tokens=self.max_tokens)
-        except GraphQLError as error:
-            return [error]
-        operation = get_operation_ast(document, name)
-        if operation is None:  # graphql-core's executor refuses these, in these words
-            if name is not None:
-                return [_coded(f"Unknown operation named '{name}'.")]
-            if any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
-                return [
-                    _coded("Must provide operation name if query contains multiple operations.")
-                ]
-            return [_coded("Must provide an operation.")]
-        if operation.operation != OperationType.SUBSCRIPTION:
-            return [
-                _coded(
-                    "only subscriptions run over WebSocket; send queries and mutations over HTTP"
-                )
-            ]
-        return validate_document(self.schema, document, self.rules)
+    def refusal(self, payload: object, *, known_only: bool = False) -> list[GraphQLError] | None:
+        """The errors that refuse this subscribe payload; empty when it may run. With
+        ``known_only``, None when deciding would parse or validate (a worker thread's job)."""
+        if problem := _payload_problem(payload):
+            return [_coded(problem)]
+        assert isinstance(payload, dict)
+        query, name = payload["query"], payload.get("operationName")
+        document = self.parsed.get(query)
+        if document is None:
+            if known_only:
+                return None
+            try:
+                document = parse(query, max_tokens=self.max_tokens)
+            except GraphQLError as error:
+                return [error]
+            self.parsed.put(query, document, document_bytes(query, document))
+        if problem := _operation_problem(document, name):
+            return [_coded(problem)]
+        if self.validated.get((query, self.rules)):
+            return []
+        if known_only:
+            return None
+        errors = validate_document(self.schema, document, self.rules)
+        if not errors:
+            self.validated.put((query, self.rules), True, 0)
+        return errors
+
+
+def _payload_problem(payload: object) -> str | None:
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "a subscribe payload needs a 'query' string"
+    name = payload.get("operationName")
+    if name is not None and not isinstance(name, str):
+        return "'operationName' must be a string or null"
+    for key in ("variables", "extensions"):
+        if not isinstance(payload.get(key), dict | None):
+            return f"'{key}' must be an object or null"
+    return None
+
+
+def _operation_problem(document: DocumentNode, name: str | None) -> str | None:
+    """The operation selected as graphql-core's executor selects it, which must be a
+    subscription; the executor's words when there is none."""
+    operation = get_operation_ast(document, name)
+    if operation is None:
+        if name is not None:
+            return f"Unknown operation named '{name}'."
+        if any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
+            return "Must provide operation name if query contains multiple operations."
+        return "Must provide an operation."
+    if operation.operation != OperationType.SUBSCRIPTION:
+        return "only subscriptions run over WebSocket; send queries and mutations over HTTP"
+    return None
