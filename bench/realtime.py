@@ -44,6 +44,7 @@ import os
 import platform
 import re
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -804,6 +805,20 @@ def rig(url: str, desk: Desk, workers: int, load_processes: int) -> Iterator[Rig
             yield Rig(url, desk, port, workers, server, LoadPool(load_processes, Path(tmp)))
         finally:
             end_started()
+            keep_logs(Path(tmp))
+
+
+LOG_DIR = ROOT / ".bench-logs"  # the last run's server and load logs, to read after it
+
+
+def keep_logs(tmp: Path) -> None:
+    """Keep the run's logs (the temporary folder goes), and warn of any worker restarted."""
+    shutil.rmtree(LOG_DIR, ignore_errors=True)
+    shutil.copytree(tmp, LOG_DIR, ignore=shutil.ignore_patterns("*.sock"))
+    server_log = (LOG_DIR / "server.log").read_text(errors="replace")
+    for line in server_log.splitlines():
+        if "Child process" in line or "Traceback" in line:
+            print(f"warning: server log: {line.strip()}", file=sys.stderr)
 
 
 def warm_up(r: Rig) -> None:
