@@ -11,6 +11,7 @@ from uuid import UUID
 from peewee import JOIN, Tuple, fn
 
 from repo.conversations import conversation_from, conversation_query
+from repo.database import database
 from repo.errors import ConversationNotFound, InvalidInput
 from repo.ids import ConversationId, ProfileId
 from repo.messages import MAX_PAGE_SIZE, decode_cursor, encode_cursor, message_from, message_query
@@ -170,11 +171,12 @@ def _unread_counts(
             | (Message.created_at > ConversationRead.last_read_at),
         )
         .group_by(Message.conversation, reader.id)
-        .tuples()
     )
+    # the driver's rows as they come (a row per conversation and reader: a console's every
+    # batch reads one per admin, too many to pass through Peewee's per-row conversion)
     return {
         (ConversationId(UUID(str(cid))), ProfileId(UUID(str(rid)))): int(count)
-        for cid, rid, count in rows
+        for cid, rid, count in database.execute(rows).fetchall()
     }
 
 
