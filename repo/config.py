@@ -69,6 +69,7 @@ class Settings:
     ws_max_subscriptions: int = 20
     ws_queue_size: int = 256
     ws_send_timeout_s: float = 10.0
+    ws_per_message_deflate: bool = False
     presence_heartbeat_s: float = 15.0
     access_log: str = "all"
     persisted_query_cache_bytes: int = 8 * 1024 * 1024
@@ -163,6 +164,7 @@ class Settings:
             ),
             ws_queue_size=_int(env, "WS_QUEUE_SIZE", defaults.ws_queue_size, minimum=1),
             ws_send_timeout_s=_float(env, "WS_SEND_TIMEOUT_SECONDS", defaults.ws_send_timeout_s),
+            ws_per_message_deflate=_bool(env, "WS_PER_MESSAGE_DEFLATE"),
             presence_heartbeat_s=_float(
                 env, "PRESENCE_HEARTBEAT_SECONDS", defaults.presence_heartbeat_s
             ),

@@ -641,3 +641,26 @@ def test_a_client_that_stops_reading_is_disconnected(db: Settings) -> None:
             return sub.socket.close_code
 
         assert asyncio.run(scenario()) == 1013
+
+
+@pytest.mark.parametrize(("setting", "compressed"), [(None, False), ("true", True)])
+def test_websocket_compression_is_accepted_only_when_configured(
+    db: Settings, tmp_path: Path, setting: str | None, compressed: bool
+) -> None:
+    # each compressing socket holds ~50 KiB of zlib state: off unless WS_PER_MESSAGE_DEFLATE
+    variables = {"WS_PER_MESSAGE_DEFLATE": setting} if setting else {}
+    make_admin()
+    conversation = str(first_contact(make_user()).conversation.id)
+    with running_server(db, tmp_path / "server.log", **variables) as server:
+
+        async def scenario() -> tuple[str | None, str]:
+            sub = await Subscription.open(server.url, service_token())  # offers permessage-deflate
+            await sub.subscribe(conversation)
+            await until_live(sub, server.url, service_token(), conversation)  # frames flowed
+            extensions = sub.socket.response.headers.get("Sec-WebSocket-Extensions")
+            await sub.close()
+            return extensions, sub.socket.request.headers["Sec-WebSocket-Extensions"]
+
+        accepted, offered = asyncio.run(scenario())
+    assert "permessage-deflate" in offered
+    assert ("permessage-deflate" in (accepted or "")) == compressed
