@@ -7,11 +7,13 @@ into a plan, and requests whose document has a plan skip the executor:
 
 - What is planned: a valid document (the executor's own rules and token limit) with one
   operation, no directives, whose single root field is one of ``fast_roots`` (gql/graphql/
-  schema.py: the very functions the resolvers call), taking at most that root's one argument
-  (``customerId``, ``id``), literal or variable. Below it: fields that are plain attributes,
-  ``__typename``, and, in queries only, the resolver fields of ``FAST_RESOLVERS`` (the
-  messages page), with their arguments. No fragments, no repeated response keys, no
-  interfaces, unions or enums. Anything else: no plan, the executor answers.
+  schema.py: the very functions the resolvers call), taking only that root's arguments
+  (``customerId``; ``id``; ``conversationId``, ``content``, ``clientMessageId``), literal or
+  variable, which the function gets in that order (an argument not given: its default).
+  Below it: fields that are plain attributes, ``__typename``, and, in queries only, the
+  resolver fields of ``FAST_RESOLVERS`` (the messages page), with their arguments. No
+  fragments, no repeated response keys, no interfaces, unions or enums. Anything else: no
+  plan, the executor answers.
 - Running a plan: coerce the variables with graphql-core's own functions, call the root
   function, and project the result with the schema's own serializers, so values render
   exactly as the executor renders them.
@@ -100,8 +102,8 @@ class Selection:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    root: Callable[[Caller, Any], object]
-    argument: str | None  # the root field's one argument, if given
+    root: Callable[..., object]
+    arguments: tuple[str, ...]  # the root field's arguments, passed in this order
     field: GraphQLField
     node: FieldNode
     variable_definitions: tuple[VariableDefinitionNode, ...]
@@ -125,9 +127,9 @@ class Plan:
             arguments = get_argument_values(self.field, self.node, coerced)
         except Exception:
             raise Fallback from None
-        value = arguments.get(self.argument) if self.argument else None
+        values = [arguments.get(name) for name in self.arguments]
         try:
-            result = self.root(caller, value)
+            result = self.root(caller, *values)
         except Exception as exc:
             raise RootFailed(self._failed(exc)) from None
         try:
@@ -208,7 +210,7 @@ class FastPaths:
     def __init__(
         self,
         schema: GraphQLSchema,
-        roots: dict[tuple[str, str], tuple[Callable[[Caller, Any], object], str | None]],
+        roots: dict[tuple[str, str], tuple[Callable[..., object], tuple[str, ...]]],
         *,
         rules: Sequence[type[ASTValidationRule]],
         max_tokens: int,
@@ -276,10 +278,10 @@ class FastPaths:
         definition = root_type.fields.get(field.name.value)
         if root is None or definition is None or field.directives:
             return None
-        function, argument = root
+        function, names = root
         given = [a.name.value for a in field.arguments or ()]
-        if any(name != argument for name in given):
-            return None  # only the root's own argument
+        if any(name not in names for name in given):
+            return None  # only the root's own arguments
         output = definition.type
         nullable = not isinstance(output, GraphQLNonNull)
         object_type = output.of_type if isinstance(output, GraphQLNonNull) else output
@@ -294,7 +296,7 @@ class FastPaths:
         location, held_bytes = _located(query, operation_name)
         return Plan(
             function,
-            argument,
+            names,
             definition,
             field,
             tuple(operation.variable_definitions or ()),

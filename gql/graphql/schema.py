@@ -135,18 +135,35 @@ def read_conversation(caller: Caller, conversation_id: UUID) -> Conversation | N
     return Conversation.from_view(found) if found else None
 
 
+def send_message(
+    caller: Caller, conversation_id: UUID, content: str, client_message_id: str | None
+) -> Message:
+    """Mutation.sendMessage, for a caller (the resolver and the fast path both run it)."""
+    conversation = ConversationId(conversation_id)
+    sender = authz.sender_in(caller, lambda: conversations.find_conversation_owner(conversation))
+    sent = messages.send_message(
+        conversation, content, sender_id=sender, client_message_id=client_message_id
+    )
+    return Message.from_view(sent)
+
+
 def fast_roots(
     settings: Settings,
-) -> dict[tuple[str, str], tuple[Callable[[Caller, Any], object], str | None]]:
+) -> dict[tuple[str, str], tuple[Callable[..., object], tuple[str, ...]]]:
     """Root fields the fast path may answer (gql/graphql/fastpath.py): by operation type and field
-    name, the function the resolver runs (with this server's settings) and its one argument."""
+    name, the function the resolver runs (with this server's settings) and its arguments, in
+    the order the function takes them after the caller."""
     return {
-        ("query", "adminConversation"): (read_admin_conversation, "customerId"),
+        ("query", "adminConversation"): (read_admin_conversation, ("customerId",)),
         ("mutation", "adminConversation"): (
             functools.partial(open_admin_conversation, welcome_message=settings.welcome_message),
-            "customerId",
+            ("customerId",),
         ),
-        ("query", "conversation"): (read_conversation, "id"),
+        ("query", "conversation"): (read_conversation, ("id",)),
+        ("mutation", "sendMessage"): (
+            send_message,
+            ("conversationId", "content", "clientMessageId"),
+        ),
     }
 
 
@@ -220,14 +237,7 @@ class Mutation:
         content: str,
         client_message_id: ClientMessageIdArgument = None,
     ) -> Message:
-        conversation = ConversationId(conversation_id)
-        sender = authz.sender_in(
-            caller_of(info), lambda: conversations.find_conversation_owner(conversation)
-        )
-        sent = messages.send_message(
-            conversation, content, sender_id=sender, client_message_id=client_message_id
-        )
-        return Message.from_view(sent)
+        return send_message(caller_of(info), conversation_id, content, client_message_id)
 
     @strawberry.mutation(
         description="Give the conversation to another admin (admins and service_role); to its "

@@ -10,6 +10,7 @@ examples is bounded so the suite stays quick.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -179,3 +180,69 @@ def test_the_generator_reaches_the_fast_path(pair: Pair, caller: str) -> None:
     same(*pair.both(query, token, {"c": str(customer)}))
 
     assert pair.fast.app.state.fast_paths.answered == before + 1  # type: ignore[attr-defined]
+
+
+MESSAGE_FIELDS = selection(
+    st.one_of(
+        st.sampled_from(["id", "content", "createdAt", "clientMessageId", "__typename"]).flatmap(
+            aliased
+        ),
+        PROFILE.map(lambda inner: f"sender {inner}"),
+        st.just("sender { assignedConversationCount }"),  # a resolver field: the executor's
+    ),
+    ["nope", "id"],
+)
+CONTENT = st.sampled_from(["hello", " hello\n", "<b>x</b> & \u202e", "", "\u200b", "x" * 4001])
+
+
+@st.composite
+def sends(draw: Any, people: People) -> tuple[str, dict[str, Any]]:
+    """(document, variables): a sendMessage, always with a new clientMessageId, so the second
+    path's send is the retry of the first's and both must give the stored message."""
+    conversation = draw(st.sampled_from([people.conversation] * 3 + [str(uuid4()), "nope"]))
+    key = str(draw(st.uuids()))
+    content = draw(CONTENT)
+    as_variables = draw(st.sampled_from(["none", "all", "some"]))
+    declared, variables, arguments = [], {}, []
+    for name, graphql_type, value in (
+        ("conversationId", "UUID!", conversation),
+        ("content", "String!", content),
+        ("clientMessageId", "String", key),
+    ):
+        if as_variables == "all" or (as_variables == "some" and name != "content"):
+            declared.append(f"${name}: {graphql_type}")
+            variables[name] = value
+            arguments.append(f"{name}: ${name}")
+        else:
+            arguments.append(f"{name}: {json.dumps(value)}")
+    header = f"mutation({', '.join(declared)})" if declared else "mutation"
+    field = f"{draw(aliased('sendMessage'))}({', '.join(arguments)}) {draw(MESSAGE_FIELDS)}"
+    return f"{header} {{ {field} }}", variables
+
+
+def test_generated_sends_answer_the_same_on_both_paths(pair: Pair) -> None:
+    admin = make_admin("Ada Admin")
+    customer = make_user(full_name="Cleo Customer")
+    conversation = str(first_contact(customer).conversation.id)
+    people = People(str(customer), conversation, str(admin))
+    tokens = {
+        "customer": user_token(customer),
+        "admin": user_token(admin),
+        "service": service_token(),
+        "stranger": user_token(make_user()),
+    }
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(sends(people), st.sampled_from(sorted(tokens)))
+    def answered_alike(document: tuple[str, dict[str, Any]], caller: str) -> None:
+        query, variables = document
+        same(*pair.both(query, tokens[caller], variables))
+
+    before = answered(pair.fast)
+    answered_alike()
+    assert answered(pair.fast) - before >= EXAMPLES // 4
