@@ -93,17 +93,6 @@ def find_admin_conversation(customer_id: CustomerId) -> ConversationView | None:
 
 
 @unit_of_work
-def find_conversation_owner(conversation_id: ConversationId) -> CustomerId | None:
-    """The customer of a conversation, or None when it does not exist."""
-    customer_id = (
-        Conversation.select(Conversation.customer)
-        .where(Conversation.id == conversation_id)
-        .scalar()
-    )
-    return None if customer_id is None else CustomerId(customer_id)
-
-
-@unit_of_work
 def find_conversation(conversation_id: ConversationId) -> ConversationView | None:
     """A conversation by id, or None."""
     return _find_conversation(conversation_id)

@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -30,7 +30,8 @@ MAX_PAGE_SIZE = 100
 
 # A message is never older than the conversation's last one, even within one clock tick,
 # so newest-first order is send order on both backends. On PostgreSQL one statement stores
-# it, bumps the conversation and notifies listeners (delivered on commit): one round trip.
+# it, bumps the conversation, notifies listeners (delivered on commit) and returns it with its
+# sender's profile, as message_query() reads it: one round trip.
 _STORE_MESSAGE_POSTGRES_TEMPLATE = """
     WITH stored AS (
         INSERT INTO messages
@@ -40,13 +41,16 @@ _STORE_MESSAGE_POSTGRES_TEMPLATE = """
                %(client_message_id)s
         FROM conversations c WHERE c.id = %(conversation)s
         {on_retry}
-        RETURNING conversation_id, created_at
+        RETURNING id, conversation_id, sender_id, content, created_at, client_message_id
     ), bumped AS (
         UPDATE conversations
         SET last_message_at = stored.created_at, updated_at = stored.created_at
         FROM stored WHERE conversations.id = stored.conversation_id
     )
-    SELECT created_at, pg_notify(%(channel)s, %(payload)s) FROM stored"""
+    SELECT s.id, s.conversation_id, s.content, s.created_at, s.client_message_id,
+           p.id, p.name, p.avatar_url, p.is_admin, p.is_online,
+           pg_notify(%(channel)s, %(payload)s)
+    FROM stored s JOIN profiles p ON p.id = s.sender_id"""
 _INSERT_MESSAGE_SQLITE_TEMPLATE = """
     INSERT INTO messages (id, conversation_id, sender_id, content, created_at, client_message_id)
     SELECT ?, c.id, ?, ?,
@@ -78,34 +82,42 @@ def send_message(
     conversation_id: ConversationId,
     content: str,
     *,
-    sender_id: ProfileId | None,
+    sender_id: ProfileId | None = None,
+    sender_for: Callable[[CustomerId | None], ProfileId | None] | None = None,
     client_message_id: str | None = None,
 ) -> MessageView:
     """Store a message and bump last_message_at; no sender means the conversation's admin.
 
-    A sender's retry with the same ``client_message_id`` in the conversation stores nothing
-    and returns the message stored first (ClientMessageIdReused when the content differs).
+    ``sender_for``: decides the sender from the conversation's customer (None: no such
+    conversation), read under the conversation's lock, so the caller's check and the send are
+    one transaction; it may raise to refuse. A sender's retry with the same
+    ``client_message_id`` in the conversation stores nothing and returns the message stored
+    first (ClientMessageIdReused when the content differs).
     """
     validate_content(content)
     if client_message_id is not None:
         validate_client_message_id(client_message_id)
     with write_transaction():
-        query = Conversation.select(Conversation.admin).where(Conversation.id == conversation_id)
+        query = Conversation.select(Conversation.admin, Conversation.customer).where(
+            Conversation.id == conversation_id
+        )
         if not is_sqlite():
             query = query.for_update()
-        admin_id = query.scalar()
-        if admin_id is None:
+        found: Any = list(query.tuples())
+        if sender_for is not None:
+            sender_id = sender_for(CustomerId(found[0][1]) if found else None)
+        if not found:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
         if sender_id is not None:
             ensure_profile(CustomerId(sender_id))  # a legacy customer writing heals themself
-        sender = sender_id or ProfileId(admin_id)
-        message_id = post_message(
+        sender = sender_id or ProfileId(found[0][0])
+        message = post_message(
             conversation_id, sender, content, client_message_id=client_message_id
         )
-        if message_id is None:
+        if message is None:
             assert client_message_id is not None
             return _first_sent(conversation_id, sender, client_message_id, content=content)
-        return _read_message(message_id)
+        return message
 
 
 def post_message(
@@ -114,7 +126,7 @@ def post_message(
     content: str,
     *,
     client_message_id: str | None = None,
-) -> MessageId | None:
+) -> MessageView | None:
     """Insert a message inside the caller's transaction, after the conversation row is locked.
 
     None, and nothing stored, when the sender already used ``client_message_id`` here.
@@ -134,7 +146,10 @@ def post_message(
                 "payload": events.encode(conversation_id, message_id),
             },
         ).fetchall()
-        return message_id if stored else None
+        if not stored:
+            return None
+        row = stored[0]  # the driver's uuid text for the sender, as Peewee gives it: a UUID
+        return message_from((*row[:5], UUID(str(row[5])), *row[6:10]))
     cursor = database.execute_sql(
         _INSERT_KEYED_MESSAGE_SQLITE if keyed else _INSERT_MESSAGE_SQLITE,
         (str(message_id), str(sender_id), content, client_message_id, str(conversation_id)),
@@ -150,7 +165,7 @@ def post_message(
         .execute()
     )
     events.message_stored(conversation_id, message_id)
-    return message_id
+    return _read_message(message_id)  # embedded: a read costs no round trip
 
 
 def _first_sent(

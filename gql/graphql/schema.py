@@ -139,10 +139,15 @@ def send_message(
     caller: Caller, conversation_id: UUID, content: str, client_message_id: str | None
 ) -> Message:
     """Mutation.sendMessage, for a caller (the resolver and the fast path both run it)."""
-    conversation = ConversationId(conversation_id)
-    sender = authz.sender_in(caller, lambda: conversations.find_conversation_owner(conversation))
+
+    def sender_for(owner: CustomerId | None) -> ProfileId | None:  # under the row's lock
+        return authz.sender_in(caller, lambda: owner)
+
     sent = messages.send_message(
-        conversation, content, sender_id=sender, client_message_id=client_message_id
+        ConversationId(conversation_id),
+        content,
+        sender_for=sender_for,
+        client_message_id=client_message_id,
     )
     return Message.from_view(sent)
 
