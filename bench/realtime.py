@@ -602,7 +602,10 @@ class Rig:
     touched: set[str] = field(default_factory=set)  # conversations with news since consoles
 
     def worker_pids(self) -> list[int]:
-        """The uvicorn workers: the server's descendants but multiprocessing's resource tracker."""
+        """The uvicorn workers: the server's descendants but multiprocessing's resource tracker,
+        or, with one worker, the server itself (uvicorn serves in its own process then)."""
+        if self.workers == 1:
+            return [self.server.pid]
         return [
             pid
             for pid in descendants(self.server.pid)

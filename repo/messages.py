@@ -94,9 +94,8 @@ def send_message(
     ``client_message_id`` in the conversation stores nothing and returns the message stored
     first (ClientMessageIdReused when the content differs).
     """
-    validate_content(content)
-    if client_message_id is not None:
-        validate_client_message_id(client_message_id)
+    if sender_for is None:
+        validate_input(content, client_message_id)
     with write_transaction():
         query = Conversation.select(Conversation.admin, Conversation.customer).where(
             Conversation.id == conversation_id
@@ -104,8 +103,9 @@ def send_message(
         if not is_sqlite():
             query = query.for_update()
         found: Any = list(query.tuples())
-        if sender_for is not None:
+        if sender_for is not None:  # the caller's right first, then what they sent
             sender_id = sender_for(CustomerId(found[0][1]) if found else None)
+            validate_input(content, client_message_id)
         if not found:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
         if sender_id is not None:
@@ -148,8 +148,13 @@ def post_message(
         ).fetchall()
         if not stored:
             return None
-        row = stored[0]  # the driver's uuid text for the sender, as Peewee gives it: a UUID
-        return message_from((*row[:5], UUID(str(row[5])), *row[6:10]))
+        # as Peewee reads these columns: the sender's id a UUID, the time in UTC (the session
+        # has no time zone set; the field converts)
+        m_id, m_conversation, m_content, m_created_at, m_key, p_id, *profile = stored[0][:10]
+        created_at = Message.created_at.python_value(m_created_at)
+        return message_from(
+            (m_id, m_conversation, m_content, created_at, m_key, UUID(str(p_id)), *profile)
+        )
     cursor = database.execute_sql(
         _INSERT_KEYED_MESSAGE_SQLITE if keyed else _INSERT_MESSAGE_SQLITE,
         (str(message_id), str(sender_id), content, client_message_id, str(conversation_id)),
@@ -188,6 +193,12 @@ def _first_sent(
             "this conversation; give each new message a new id"
         )
     return first
+
+
+def validate_input(content: str, client_message_id: str | None) -> None:
+    validate_content(content)
+    if client_message_id is not None:
+        validate_client_message_id(client_message_id)
 
 
 def validate_client_message_id(client_message_id: str) -> None:

@@ -58,6 +58,11 @@ class Caller:
             self._is_admin = self.admin_lookup(self.user_id)
         return self._is_admin
 
+    @property
+    def known_admin(self) -> bool | None:
+        """Whether an admin, if already known (never looked up here; None: not yet)."""
+        return self._is_admin if self.role == AUTHENTICATED else False
+
     def learn_admin_status(self, is_admin: bool) -> None:
         """Record the admin flag of the caller's own profile, read along with other data."""
         if self.role == AUTHENTICATED:

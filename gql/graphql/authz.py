@@ -24,7 +24,8 @@ from repo.views import ConversationView
 KNOWN_ROLES = (ANON, AUTHENTICATED, SERVICE_ROLE)
 
 
-def _known(caller: Caller) -> None:
+def require_known(caller: Caller) -> None:
+    """A signed-in caller of a role this API serves (UNAUTHENTICATED, FORBIDDEN)."""
     if caller.role == ANON:
         raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>'")
     if caller.role not in KNOWN_ROLES:
@@ -38,7 +39,7 @@ def is_staff(caller: Caller) -> bool:
 
 def customer_to_open(caller: Caller, customer_id: UUID | None) -> CustomerId:
     """Whose admin conversation the caller may read or get-or-create."""
-    _known(caller)
+    require_known(caller)
     if customer_id is not None and customer_id == caller.user_id:
         return caller.user_id  # their own, named: theirs to open as customer or as admin
     if is_staff(caller):
@@ -66,7 +67,7 @@ def readable_conversation(
     caller: Caller, load: Callable[[], ConversationView | None]
 ) -> ConversationView | None:
     """The conversation ``load`` finds, if the caller may read it (staff: None when missing)."""
-    _known(caller)
+    require_known(caller)
     conversation = load()
     if conversation is not None and conversation.customer.id == caller.user_id:
         caller.learn_admin_status(conversation.customer.is_admin)  # no second read for it
@@ -93,11 +94,11 @@ def sender_in(caller: Caller, owner_of: Callable[[], CustomerId | None]) -> Prof
     None means the conversation's admin (service callers). A missing conversation is
     NOT_FOUND for staff (the repository says so) and FORBIDDEN for customers.
     """
-    _known(caller)
+    require_known(caller)
     if caller.is_service:
         return None
     assert caller.user_id is not None
-    if caller.is_admin or owner_of() == caller.user_id:
+    if owner_of() == caller.user_id or caller.is_admin:  # the owner first: no lookup
         return ProfileId(caller.user_id)
     raise Forbidden("you may only write in your own conversation")
 
@@ -105,7 +106,7 @@ def sender_in(caller: Caller, owner_of: Callable[[], CustomerId | None]) -> Prof
 def require_operator(caller: Caller, operation: str) -> None:
     """Integrity reads, dry-run repairs, the inbox, assignment: admins and service callers.
     ``operation``: the schema field refused, named in the message."""
-    _known(caller)
+    require_known(caller)
     if not is_staff(caller):
         raise Forbidden(f"{operation} is for admins and operators")
 

@@ -196,9 +196,10 @@ class StreamErrorCodes(SchemaExtension):
 class HelplineSchema(strawberry.Schema):
     """Logs unexpected errors with their traceback and request id; expected ones quietly.
 
-    ``parsed_documents``, ``validated_documents``: the executor's caches (gql/graphql/
-    caches.py), which the WebSocket's subscription gate shares."""
+    ``rules``, ``parsed_documents``, ``validated_documents``: the executor's validation rules
+    and caches (gql/graphql/caches.py), which the WebSocket's subscription gate shares."""
 
+    rules: tuple[type[ASTValidationRule], ...]
     parsed_documents: ByteLRU[str, DocumentNode]
     validated_documents: ByteLRU[tuple[str, tuple[type[ASTValidationRule], ...]], bool]
 

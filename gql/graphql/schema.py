@@ -138,7 +138,11 @@ def read_conversation(caller: Caller, conversation_id: UUID) -> Conversation | N
 def send_message(
     caller: Caller, conversation_id: UUID, content: str, client_message_id: str | None
 ) -> Message:
-    """Mutation.sendMessage, for a caller (the resolver and the fast path both run it)."""
+    """Mutation.sendMessage, for a caller (the resolver and the fast path both run it).
+
+    Who may write where is decided under the conversation's lock (one transaction with the
+    send); an anonymous caller is refused before anything is locked."""
+    authz.require_known(caller)
 
     def sender_for(owner: CustomerId | None) -> ProfileId | None:  # under the row's lock
         return authz.sender_in(caller, lambda: owner)
@@ -364,5 +368,6 @@ def build_schema(settings: Settings) -> HelplineSchema:
             lambda: ValidatedDocuments(validated),
         ],
     )
-    schema.parsed_documents, schema.validated_documents = parsed, validated  # the gate's too
+    # the gate and the fast path validate with these same rules, in these same caches
+    schema.rules, schema.parsed_documents, schema.validated_documents = rules, parsed, validated
     return schema

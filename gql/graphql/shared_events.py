@@ -14,8 +14,11 @@ have:
   same parsed document, so the operation node is one object;
 - the same variable values;
 - the same audience: what a field may show depends on the caller in one place only,
-  ``Profile.assignedConversationCount`` (staff or not: ``authz.is_staff``), so callers are
-  grouped by that; a field that reads more of the caller must be added to ``audience_of``.
+  ``Profile.assignedConversationCount`` (staff or not), so callers are grouped by that, as far
+  as it is known without asking the database (a caller whose admin status is not known yet
+  shares nothing); a field that reads more of the caller must be added to ``audience_of``;
+- the same moment: an answer is shared for SHARE_WINDOW_S after it was computed (a page of
+  messages or a count in it would go stale), and one with errors is not shared at all.
 
 Each subscriber still gets its own result object (its errors list is its own, for the error
 codes added on the way out) and its own frame. tests/integration/test_shared_events.py checks,
@@ -26,6 +29,7 @@ each subscriber's own execution gives.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
@@ -33,10 +37,11 @@ from typing import Any, TypeVar
 from graphql import ExecutionResult
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gql.graphql import authz
+from gql.graphql.auth import Caller
 
-SHARED_RESULTS = 2048  # events' results kept for the subscribers still to be served them
+SHARED_RESULTS = 256  # events' answers kept for the subscribers still to be sent them
 SHARED_PAYLOADS = 2048  # views' Strawberry objects kept for the followers still to get them
+SHARE_WINDOW_S = 1.0  # how long an answer (or an inbox item's object) is shared
 T = TypeVar("T")
 
 
@@ -64,17 +69,22 @@ def shared_payload(view: Any, build: Callable[[Any], T], *, by_value: bool = Fal
     per reader that came out the same)."""
     key = (build, view if by_value else id(view))
     found = _payloads.get(key)
-    if found is not None and (by_value or found[0] is view):
+    now = time.monotonic()
+    if found is not None and (by_value or found[0] is view) and now - found[2] < SHARE_WINDOW_S:
         return found[1]  # type: ignore[no-any-return]
     payload = build(view)
-    _payloads.keep(key, (view, payload))  # the view is kept so that its id is not reused
+    _payloads.keep(key, (view, payload, now))  # the view is kept so that its id is not reused
     return payload
 
 
 def audience_of(context: Any) -> Hashable | None:
     """What of the caller an answer depends on; None: share nothing with this subscriber."""
     caller = context.get("caller") if isinstance(context, dict) else None
-    return None if caller is None else authz.is_staff(caller)
+    if not isinstance(caller, Caller):
+        return None
+    if caller.is_service:
+        return True
+    return caller.known_admin  # never a database read here, on the event loop
 
 
 def _frozen(value: Any) -> Hashable:
@@ -109,13 +119,30 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         if key is None:
             return super().execute_operation(serially)
         found = _results.get(key)
-        if found is not None and found[0] is self.root_value and found[1] is self.operation:
+        now = time.monotonic()
+        if (
+            found is not None
+            and found[0] is self.root_value
+            and found[1] is self.operation
+            and now - found[3] < SHARE_WINDOW_S
+            and not _failed(found[2])
+        ):
             return _own_copy(found[2])
         result = super().execute_operation(serially)
         if self.is_awaitable(result):  # a field read the database off the loop: one read
             result = asyncio.ensure_future(result)
-        _results.keep(key, (self.root_value, self.operation, result))
+        _results.keep(key, (self.root_value, self.operation, result, now))
         return _own_copy(result)
+
+
+def _failed(result: Any) -> bool:
+    """An answer with errors (or one still running, which may end with some) is not shared
+    once known to have failed: the next subscriber runs the event again."""
+    if isinstance(result, asyncio.Future):
+        return result.done() and (
+            result.cancelled() or result.exception() is not None or bool(result.result().errors)
+        )
+    return bool(result.errors)
 
 
 def _own_copy(result: Any) -> Any:

@@ -25,7 +25,7 @@ from gql.graphql.auth import Authenticator
 from gql.graphql.fastpath import FastPaths
 from gql.graphql.metrics import DATABASE_FIGURES, REPLICA_FALLBACKS, exposition, forget_this_process
 from gql.graphql.persisted import PersistedQueries
-from gql.graphql.schema import build_schema, fast_roots, validation_rules
+from gql.graphql.schema import build_schema, fast_roots
 from gql.http.demo import demo_routes
 from gql.http.fastfront import FastFront
 from gql.http.middleware import BodySizeLimit, ConcurrencyLimit, InFlight
@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     on_replica_fallback(REPLICA_FALLBACKS.inc)
     schema = build_schema(settings)
     authenticator = Authenticator(settings, admin_lookup=is_admin)
-    rules = validation_rules(settings)
+    rules = schema.rules  # the executor's own: one validation per document, however it comes
     fast_paths = (
         FastPaths(
             schema._schema,

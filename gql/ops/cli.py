@@ -328,7 +328,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=True,
         ws_max_size=settings.max_body_bytes,  # a socket's message: as an HTTP body
-        # off unless asked: each compressing socket keeps about 50 KiB of zlib state, for
+        # off unless asked: each compressing socket keeps about 40 KiB of zlib state, for
         # frames of a few hundred bytes (README, "WebSocket compression")
         ws_per_message_deflate=settings.ws_per_message_deflate,
         # httptools with bounds on heads, slow clients and idle connections (MAX_CONNECTIONS);

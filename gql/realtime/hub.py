@@ -11,10 +11,10 @@ Bounds, per subscriber (WS_QUEUE_SIZE, ``queue_size``):
   them for a single RESYNC and catches up from the database where it stands (nothing lost,
   nothing twice);
 - an inbox reader holds at most one update per conversation (the latest replaces the one
-  pending; the item is the one built for every reader, so an entry costs a reference), for at
-  most INBOX_PENDING_LIMIT conversations; one more and it is ended (OVERFLOW). A console that
-  keeps reading never meets it, however busy the desk: what it has pending is the conversations
-  that changed since its last frame went out.
+  pending; the conversation and its last message are read once for every reader, so an entry
+  holds little of its own), for at most INBOX_PENDING_LIMIT conversations; one more and it is
+  ended (OVERFLOW). A console that keeps reading never meets it, however busy the desk: what
+  it has pending is the conversations that changed since its last frame went out.
 A client that stops reading is closed by the WebSocket's send timeout (gql/ws/websocket.py).
 """
 

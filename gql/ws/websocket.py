@@ -109,7 +109,8 @@ def bearer_token(payload: dict[str, Any]) -> str | None:
 
 
 class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
-    expiry: asyncio.Task[None] | None = None
+    expiry: asyncio.TimerHandle | None = None  # a timer, not a task: one per open socket
+    closer_on_expiry: asyncio.Task[None] | None = None
     too_slow: bool = False
     closing: bool = False
     closer: asyncio.Task[None] | None = None  # the close of a socket whose client fell behind
@@ -151,18 +152,18 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
                 await self.websocket.close(code=UNAUTHORIZED, reason="role may not use this API")
                 return
             self.context["caller"] = caller
-            self.expiry = asyncio.create_task(self._close_when_expired(caller))
+            assert caller.expires_at is not None  # a verified token always has one
+            self.expiry = asyncio.get_running_loop().call_later(
+                max(0.0, caller.expires_at + LEEWAY_SECONDS - time.time()), self._expired
+            )
             self.counted_present = await self.view.presence.join(  # type: ignore[attr-defined]
                 None if caller.user_id is None else ProfileId(caller.user_id),
                 lambda: caller.is_admin,
             )
         await super().handle_connection_init(message)
 
-    async def _close_when_expired(self, caller: Caller) -> None:
-        assert caller.expires_at is not None  # a verified token always has one
-        await asyncio.sleep(max(0.0, caller.expires_at + LEEWAY_SECONDS - time.time()))
-        with contextlib.suppress(Exception):  # the socket may be closing already
-            await self.websocket.close(code=TOKEN_EXPIRED, reason="token expired")
+    def _expired(self) -> None:
+        self.closer_on_expiry = asyncio.create_task(self._close(TOKEN_EXPIRED, "token expired"))
 
     async def send_message(self, message: Message) -> None:
         if self.closing:

@@ -101,6 +101,8 @@ def people() -> dict[str, Any]:
         "other admin": Caller("authenticated", other_admin, admin_lookup=is_admin),
         "service": Caller("service_role"),
     }
+    for caller in callers.values():  # known, as the subscription's resolver leaves it
+        assert caller.is_admin in (True, False)
     changes = inbox_changes([conversation], {admin, other_admin})
     return {
         "callers": callers,
@@ -231,3 +233,26 @@ def test_subscribers_with_the_same_document_share_one_execution(people: dict[str
     assert len(calls) == 1  # one object for the event
     assert answers[0].data is answers[1].data is answers[2].data  # executed once
     assert answers[0].data == {"messageAdded": {"id": str(view.id), "content": "hello"}}
+
+
+def test_a_caller_whose_admin_status_is_not_known_yet_shares_nothing(
+    people: dict[str, Any],
+) -> None:
+    text = "subscription ($c: UUID!) { messageAdded(conversationId: $c) { id } }"
+    shared_document = parse(text)
+    view = people["message"]
+    customer = people["callers"]["customer"]
+    unknown = customer.rechecked()  # as a new subscribe leaves the socket's caller
+
+    async def scenario() -> list[ExecutionResult]:
+        payload = shared_payload(view, Message.from_view)
+        variables = {"c": people["conversation"]}
+        return [
+            await execute(SharedEventExecutor, shared_document, who, variables, payload)
+            for who in (customer, unknown)
+        ]
+
+    known, fresh = asyncio.run(scenario())
+    assert known.data == fresh.data
+    assert known.data is not fresh.data  # executed again, with no database read to decide
+    assert unknown.known_admin is None  # and none was made on the event loop
