@@ -26,6 +26,7 @@ from gql.graphql.fastpath import FastPaths
 from gql.graphql.metrics import DATABASE_FIGURES, REPLICA_FALLBACKS, exposition, forget_this_process
 from gql.graphql.persisted import PersistedQueries
 from gql.graphql.schema import build_schema, fast_roots
+from gql.http import heap
 from gql.http.demo import demo_routes
 from gql.http.fastfront import FastFront
 from gql.http.middleware import BodySizeLimit, ConcurrencyLimit, InFlight
@@ -74,6 +75,7 @@ async def _lifespan(
         await listener.start()
         presence.start()
         app.state.listener = listener
+        heap.settle()  # the collector's long pauses, out of the way of delivery
         try:
             yield
         finally:

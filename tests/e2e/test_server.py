@@ -128,3 +128,33 @@ def test_a_second_process_serves_postgresql_but_is_refused_a_sqlite_file(
     else:  # stateless over PostgreSQL: any number of processes side by side
         assert serving
     assert httpx.get(f"{server.base}/live", timeout=5).status_code == 200  # the first serves on
+
+
+def test_a_serving_process_keeps_start_up_objects_out_of_the_collector_s_walks(
+    tmp_path: Path,
+) -> None:
+    # a fresh process serves the app (its lifespan runs) and reports its collector: what
+    # start-up built is frozen, and the young generation is collected 10,000 allocations
+    # apart (long full collections set the delivery p99: gql/http/heap.py)
+    probe = (
+        "import gc, json, sys; sys.path.insert(0, '.');"
+        "from starlette.testclient import TestClient;"
+        "from gql.http.app import create_app; from repo.config import Settings;"
+        f"settings = Settings(database_url='sqlite:///{tmp_path / 'heap.db'}');"
+        "from repo.migrate import migrate; migrate(settings);"
+        "before = gc.get_threshold()[0];"
+        "client = TestClient(create_app(settings)); client.__enter__();"
+        "print(json.dumps([before, gc.get_freeze_count() > 0, gc.get_threshold()[0]]));"
+        "client.__exit__(None, None, None)"
+    )
+    env = {**os.environ, "JWT_SECRET": TEST_JWT_SECRET}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[700, true, 10000]"
