@@ -132,11 +132,11 @@ def documents(draw: Any, people: People) -> tuple[str, dict[str, Any]]:
     return document, variables
 
 
-def test_generated_documents_read_the_same_on_both_paths(pair: Pair) -> None:
+def cast_of_callers() -> tuple[People, dict[str, str]]:
+    """An admin, a customer with a conversation, and a token for each kind of caller."""
     admin = make_admin("Ada Admin")
     customer = make_user(full_name="Cleo Customer")
     conversation = str(first_contact(customer).conversation.id)
-    people = People(str(customer), conversation, str(admin))
     stranger = make_user()
     first_contact(stranger)  # a mutation of their own finds it: both paths answer alike
     tokens = {
@@ -145,6 +145,14 @@ def test_generated_documents_read_the_same_on_both_paths(pair: Pair) -> None:
         "service": service_token(),
         "stranger": user_token(stranger),
     }
+    return People(str(customer), conversation, str(admin)), tokens
+
+
+def answered_alike_on_both_paths(
+    pair: Pair, generated: st.SearchStrategy[tuple[str, dict[str, Any]]], tokens: dict[str, str]
+) -> None:
+    """Each generated (document, variables), from a caller drawn from ``tokens``, gets the same
+    answer from both paths; a good share is the fast path's (two paths were compared)."""
 
     @settings(
         max_examples=EXAMPLES,
@@ -152,7 +160,7 @@ def test_generated_documents_read_the_same_on_both_paths(pair: Pair) -> None:
         derandomize=True,
         suppress_health_check=[HealthCheck.too_slow],
     )
-    @given(documents(people), st.sampled_from(sorted(tokens)))
+    @given(generated, st.sampled_from(sorted(tokens)))
     def answered_alike(document: tuple[str, dict[str, Any]], caller: str) -> None:
         query, variables = document
         same(*pair.both(query, tokens[caller], variables))
@@ -161,6 +169,11 @@ def test_generated_documents_read_the_same_on_both_paths(pair: Pair) -> None:
     answered_alike()
     # the fast path answered a good share (29 of 60 when written), so two paths were compared
     assert answered(pair.fast) - before >= EXAMPLES // 4
+
+
+def test_generated_documents_read_the_same_on_both_paths(pair: Pair) -> None:
+    people, tokens = cast_of_callers()
+    answered_alike_on_both_paths(pair, documents(people), tokens)
 
 
 @pytest.mark.parametrize("caller", ["customer", "service"])
@@ -221,28 +234,5 @@ def sends(draw: Any, people: People) -> tuple[str, dict[str, Any]]:
 
 
 def test_generated_sends_answer_the_same_on_both_paths(pair: Pair) -> None:
-    admin = make_admin("Ada Admin")
-    customer = make_user(full_name="Cleo Customer")
-    conversation = str(first_contact(customer).conversation.id)
-    people = People(str(customer), conversation, str(admin))
-    tokens = {
-        "customer": user_token(customer),
-        "admin": user_token(admin),
-        "service": service_token(),
-        "stranger": user_token(make_user()),
-    }
-
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-    @given(sends(people), st.sampled_from(sorted(tokens)))
-    def answered_alike(document: tuple[str, dict[str, Any]], caller: str) -> None:
-        query, variables = document
-        same(*pair.both(query, tokens[caller], variables))
-
-    before = answered(pair.fast)
-    answered_alike()
-    assert answered(pair.fast) - before >= EXAMPLES // 4
+    people, tokens = cast_of_callers()
+    answered_alike_on_both_paths(pair, sends(people), tokens)
