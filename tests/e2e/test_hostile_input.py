@@ -321,12 +321,14 @@ def rss_bytes(pid: int) -> int:
 
 
 def test_verified_tokens_hold_at_most_token_cache_bytes(served: Server) -> None:
-    count, name_length = 400, 9000  # each token ~12.5 KB, its name 9 KB more once verified
+    # each token ~12.5 KB, its name 9 KB more once verified; enough of them that what the
+    # collector leaves for its next pass (gql/http/heap.py) is small beside an unbounded cache
+    count, name_length = 1200, 9000
     tokens = [
         user_token(uuid4(), email=f"{n}@example.com", full_name=f"{n}{'n' * name_length}")
         for n in range(count)
     ]
-    unbounded = sum(sys.getsizeof(t) + name_length for t in tokens)  # about 8.6 MB
+    unbounded = sum(sys.getsizeof(t) + name_length for t in tokens)  # about 26 MB
     assert unbounded > 10 * TOKEN_CACHE_BYTES
 
     with clean_log(served), httpx.Client(timeout=10) as http:
