@@ -42,20 +42,19 @@ from bench.common import (
     METRICS_TOKEN,
     ROOT,
     SECRET,
+    add_admin,
     bench_database,
     helpline_serve,
     machine,
     percentile,
     rss_mib,
+    seeding,
     stop,
     wait_until_serving,
     write_section,
 )
 from gql.ops.tokens import mint
-from repo.config import Settings
-from repo.database import close_database, open_database
-from repo.migrate import migrate
-from repo.models import Profile, User
+from repo.models import User
 
 ATTACKERS = {"headers": "127.0.0.2", "documents": "127.0.0.3", "caches": "127.0.0.4"}
 IDLE_ADDRESS = "127.0.0.5"
@@ -303,18 +302,11 @@ async def chat(base: str, token: str, seconds: float, pid: int) -> Chat:
 
 def seed(url: str) -> str:
     """A migrated database with an admin and one customer; the customer's id."""
-    settings = Settings(database_url=url)
-    migrate(settings)
-    open_database(settings)
-    try:
-        admin = uuid4()
-        User.insert(id=admin, email="ada@example.com", full_name="Ada").execute()
-        Profile.update(is_admin=True).where(Profile.id == admin).execute()
+    with seeding(url):
+        add_admin("ada@example.com", "Ada")
         customer = uuid4()
         User.insert(id=customer, email="cleo@example.com", full_name="Cleo").execute()
-        return str(customer)
-    finally:
-        close_database()
+    return str(customer)
 
 
 def attacker_main(port: int, seconds: float, *, flood: bool) -> int:

@@ -16,9 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID, uuid4
 
 import httpx2 as httpx
 import psycopg2
+
+from repo.config import Settings
+from repo.conversations import get_or_create_admin_conversation
+from repo.database import close_database, open_database
+from repo.migrate import migrate
+from repo.models import Profile, User
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -184,3 +191,35 @@ def run_and_write(run: Callable[[], str], path: Path) -> int:
     write_section(path, section)
     print(f"(took {time.monotonic() - started:.0f} s)")
     return 0
+
+
+@contextlib.contextmanager
+def seeding(url: str) -> Iterator[Settings]:
+    """The database at ``url`` migrated and bound to the repository while the block runs."""
+    settings = Settings(database_url=url)
+    migrate(settings)
+    open_database(settings)
+    try:
+        yield settings
+    finally:
+        close_database()
+
+
+def add_admin(email: str, full_name: str) -> UUID:
+    """A users row (its profile made by the sign-up trigger), promoted to admin."""
+    admin = uuid4()
+    User.insert(id=admin, email=email, full_name=full_name).execute()
+    Profile.update(is_admin=True).where(Profile.id == admin).execute()
+    return admin
+
+
+def add_customers_with_conversations(count: int, welcome_message: str) -> list[tuple[UUID, str]]:
+    """``count`` customers (c0@example.com, ...), each with its admin conversation opened:
+    (customer id, conversation id) each."""
+    made = []
+    for i in range(count):
+        customer = uuid4()
+        User.insert(id=customer, email=f"c{i}@example.com").execute()
+        opened = get_or_create_admin_conversation(customer, welcome_message=welcome_message)
+        made.append((customer, str(opened.conversation.id)))
+    return made

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx2 as httpx
 import psycopg2
@@ -68,21 +68,19 @@ from bench.common import (
     METRICS_TOKEN,
     ROOT,
     SECRET,
+    add_admin,
+    add_customers_with_conversations,
     bench_database,
     helpline_serve,
     machine,
     percentile,
+    seeding,
     stop,
     subscribe_over_websocket,
     wait_until_serving,
     write_section,
 )
 from gql.ops.tokens import mint
-from repo.config import Settings
-from repo.conversations import get_or_create_admin_conversation
-from repo.database import close_database, open_database
-from repo.migrate import migrate
-from repo.models import Profile, User
 
 DEADLINE_S = 300
 WORKERS = 2
@@ -110,27 +108,10 @@ def bracketed(
 
 
 def seed(url: str, conversations: int) -> list[str]:
-    settings = Settings(database_url=url)
-    migrate(settings)
-    open_database(settings)
-    try:
-        admin = uuid4()
-        User.insert(id=admin, email="bench-admin@example.com", full_name="Bench Admin").execute()
-        Profile.update(is_admin=True).where(Profile.id == admin).execute()
-        ids = []
-        for i in range(conversations):
-            customer = uuid4()
-            User.insert(id=customer, email=f"c{i}@example.com").execute()
-            ids.append(
-                str(
-                    get_or_create_admin_conversation(
-                        customer, welcome_message=settings.welcome_message
-                    ).conversation.id
-                )
-            )
-        return ids
-    finally:
-        close_database()
+    with seeding(url) as settings:
+        add_admin("bench-admin@example.com", "Bench Admin")
+        made = add_customers_with_conversations(conversations, settings.welcome_message)
+    return [conversation for _, conversation in made]
 
 
 def baseline(url: str, samples: int) -> Latencies:
@@ -391,30 +372,11 @@ class Desk:
 
 
 def seed_desk(url: str, conversations: int, admins: int) -> Desk:
-    settings = Settings(database_url=url)
-    migrate(settings)
-    open_database(settings)
-    try:
-        admin_ids = []
-        for k in range(admins):
-            admin = uuid4()
-            User.insert(id=admin, email=f"admin{k}@example.com", full_name=f"Admin {k}").execute()
-            Profile.update(is_admin=True).where(Profile.id == admin).execute()
-            admin_ids.append(admin)
-        ids, tokens = [], []
-        for i in range(conversations):
-            customer = uuid4()
-            User.insert(id=customer, email=f"c{i}@example.com").execute()
-            ids.append(
-                str(
-                    get_or_create_admin_conversation(
-                        customer, welcome_message=settings.welcome_message
-                    ).conversation.id
-                )
-            )
-            tokens.append(user_token(customer, f"c{i}@example.com"))
-    finally:
-        close_database()
+    with seeding(url) as settings:
+        admin_ids = [add_admin(f"admin{k}@example.com", f"Admin {k}") for k in range(admins)]
+        made = add_customers_with_conversations(conversations, settings.welcome_message)
+    ids = [conversation for _, conversation in made]
+    tokens = [user_token(customer, f"c{i}@example.com") for i, (customer, _) in enumerate(made)]
     return Desk(
         conversations=ids,
         customer_tokens=tokens,
