@@ -1,11 +1,10 @@
 """Helpline's first contact as it was before issue #14: one call to a PL/pgSQL function.
 
 Until then, PostgreSQL ran the first contact as ``helpline_open_conversation`` (migration
-0004) in one round trip. Helpline now runs that sequence in Python (repo/conversations.py);
-the function stays in the schema only while processes of the previous release still call it,
-and a later release drops it. So the benchmark keeps a function of its own, made from 0004's
-text under another name, and serves it as a contender: Helpline with its first contact
-swapped for that one call, everything else the same.
+0004) in one round trip. Helpline now runs that sequence in Python (repo/conversations.py),
+migration 0009 drops the function, and 0004 installs nothing. So the benchmark keeps a copy of
+its own (bench/sql/open_conversation.sql, under another name) and serves it as a contender:
+Helpline with its first contact swapped for that one call, everything else the same.
 
     uvicorn --factory bench.function_path:create_app   # what bench.api starts
 """
@@ -24,15 +23,14 @@ from repo.units import unit_of_work
 from repo.users import NewUser
 from repo.views import AdminConversation
 
-MIGRATION = ROOT / "schema" / "migrations" / "postgresql" / "0004_open_conversation.sql"
+FUNCTION_SQL = ROOT / "bench" / "sql" / "open_conversation.sql"
 FUNCTION = "bench_open_conversation"
 _NO_USERS_ROW, _NO_ADMIN = "HL001", "HL002"  # the function's own SQLSTATEs
 
 
 def function_sql() -> str:
-    """0004's function, under the benchmark's own name."""
-    text = MIGRATION.read_text().replace("helpline_open_conversation", FUNCTION)
-    return text.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+    """The function migration 0004 once installed, under the benchmark's own name."""
+    return FUNCTION_SQL.read_text()
 
 
 @unit_of_work
