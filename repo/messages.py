@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import unicodedata
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from repo import events
 from repo.database import database, is_sqlite
 from repo.errors import ClientMessageIdReused, ConversationNotFound, InvalidInput
 from repo.ids import ConversationId, CustomerId, MessageId, ProfileId
+from repo.invisible import shows_nothing
 from repo.models import Conversation, Message, Profile
 from repo.prepared import PreparedSelect
 from repo.rows import profile_columns, profile_from
@@ -216,20 +216,10 @@ def validate_client_message_id(client_message_id: str) -> None:
         )
 
 
-# Characters that show nothing: blank fillers (Hangul and Braille) that Unicode files as letters
-# or symbols, beside the separator (Z*), control (Cc) and format (Cf) categories.
-BLANK_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-
-
-def _shows_nothing(character: str) -> bool:
-    category = unicodedata.category(character)
-    return category[0] == "Z" or category in ("Cc", "Cf") or character in BLANK_FILLERS
-
-
 def validate_content(content: str) -> None:
     """Content is stored exactly as sent (clients escape it on display), once it has
-    something to read: not only whitespace, separators, control or format characters."""
-    if all(_shows_nothing(character) for character in content):
+    something to read: not only characters that render as nothing (repo/invisible.py)."""
+    if shows_nothing(content):
         raise InvalidInput("content must not be empty (or only blank or invisible characters)")
     if len(content) > MAX_MESSAGE_LENGTH:
         raise InvalidInput(

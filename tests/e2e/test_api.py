@@ -202,6 +202,8 @@ INVISIBLE = [
     "\x07\x1b",  # control characters (Cc)
     "\u200d\u2060\ufeff\u202e",  # joiners, a BOM, a direction override (Cf)
     "\u115f\u1160\u3164\uffa0\u2800",  # blank fillers (Hangul, Braille)
+    "\u034f\ufe0f\u17b4\u180b\U000e0100\u0301",  # joiners, variation selectors, marks
+    "\u0301 \u20dd\n\u0903",  # combining marks alone (Mn, Me, Mc), between separators
 ]
 
 
@@ -225,7 +227,8 @@ def test_empty_or_overlong_messages_are_bad_user_input(
 
 
 @pytest.mark.parametrize(
-    "content", ["a\u200b", "\u3164x", "<b>hi</b> & \u202e", "\U0001f44b", "\ue000"]
+    "content",
+    ["a\u200b", "\u3164x", "<b>hi</b> & \u202e", "\U0001f44b", "\ue000", "e\u0301", "\u2764\ufe0f"],
 )
 def test_content_with_something_to_read_is_stored_exactly_as_sent(
     client: GraphQLClient, content: str
