@@ -44,6 +44,7 @@ def run_checks(*, strict: bool = False) -> list[Check]:
         _orphaned_conversations(),
         _users_without_profile(strict=strict),
         _conversations_with_non_admin_admin(),
+        _conversations_whose_admin_is_their_customer(),
         _customers_with_several_conversations(),
         _constraint(FOREIGN_KEY, "foreign key conversations.customer_id -> profiles.id"),
         _constraint(UNIQUE_CUSTOMER, "one admin conversation per customer"),
@@ -105,6 +106,21 @@ def _conversations_with_non_admin_admin() -> Check:
         count,
         sample,
         what="conversation(s) whose admin_id is not an admin",
+        bad=VIOLATION,
+    )
+
+
+def _conversations_whose_admin_is_their_customer() -> Check:
+    """An admin who is also a customer never answers their own conversation: the balancer
+    skips them and assignConversation refuses it; a row written another way shows here."""
+    query = Conversation.select(Conversation.id).where(Conversation.admin == Conversation.customer)
+    count = query.count()
+    sample = _first(query.order_by(Conversation.created_at)) if count else []
+    return _counted(
+        "conversations_whose_admin_is_their_customer",
+        count,
+        sample,
+        what="conversation(s) whose admin is their own customer",
         bad=VIOLATION,
     )
 

@@ -307,9 +307,14 @@ def assign_conversation(conversation_id: ConversationId, admin_id: ProfileId) ->
     of it once the transaction commits. Earlier messages keep their senders.
     """
     with write_transaction():
-        previous = _conversation_admin(conversation_id)
+        previous, customer = _conversation_parties(conversation_id)
         if not _is_admin(admin_id):
             raise InvalidInput(f"adminId {admin_id} is not an admin's profile")
+        if admin_id == customer:
+            raise InvalidInput(
+                f"adminId {admin_id} is this conversation's customer: an admin cannot be "
+                "given their own conversation"
+            )
         if previous != admin_id:
             _hand_over(conversation_id, previous, admin_id)
     found = _find_conversation(conversation_id)
@@ -317,12 +322,16 @@ def assign_conversation(conversation_id: ConversationId, admin_id: ProfileId) ->
     return Reassignment(found, previous)
 
 
-def _conversation_admin(conversation_id: ConversationId) -> ProfileId:
-    query = Conversation.select(Conversation.admin).where(Conversation.id == conversation_id)
-    admin = (query if is_sqlite() else query.for_update()).scalar()
-    if admin is None:
+def _conversation_parties(conversation_id: ConversationId) -> tuple[ProfileId, ProfileId]:
+    """The conversation's admin and customer, its row locked."""
+    query = Conversation.select(Conversation.admin, Conversation.customer).where(
+        Conversation.id == conversation_id
+    )
+    found: Any = list((query if is_sqlite() else query.for_update()).tuples())
+    if not found:
         raise ConversationNotFound(f"conversation {conversation_id} not found")
-    return ProfileId(UUID(str(admin)))
+    ((admin, customer),) = found
+    return ProfileId(UUID(str(admin))), ProfileId(UUID(str(customer)))
 
 
 def _is_admin(profile_id: ProfileId) -> bool:

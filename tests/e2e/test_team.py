@@ -245,6 +245,22 @@ def test_who_may_assign_and_to_whom(
     assert first_contact(customer).conversation.admin.id == admin  # nothing moved
 
 
+def test_an_admin_is_never_given_their_own_conversation(client: GraphQLClient) -> None:
+    make_admin()
+    staff_member = make_user()
+    chat = first_contact(staff_member).conversation  # written to the desk as a customer
+    with database.connection_context():
+        Profile.update(is_admin=True).where(Profile.id == staff_member).execute()
+
+    error = client.request(ASSIGN, c=str(chat.id), a=str(staff_member)).json()
+
+    assert [e["extensions"]["code"] for e in error["errors"]] == ["BAD_USER_INPUT"]
+    assert "own conversation" in error["errors"][0]["message"]
+    assert first_contact(staff_member).conversation.admin.id == chat.admin.id  # nothing moved
+    counts = client.data(COUNTS, c=str(staff_member))["adminConversation"]["admin"]
+    assert counts == {"id": str(chat.admin.id), "assignedConversationCount": 1}
+
+
 def test_both_admins_inboxes_hear_of_a_handover(db: Settings, tmp_path: Path) -> None:
     with running_server(db, tmp_path / "server.log") as server:
         first = make_admin("First")

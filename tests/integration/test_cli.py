@@ -102,6 +102,28 @@ def test_a_conversation_held_by_a_non_admin_is_a_violation(
     assert checks_by_name(out)["conversations_with_non_admin_admin"]["count"] == 1
 
 
+def test_a_conversation_whose_admin_is_its_customer_is_a_violation(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_admin()
+    conversation = first_contact(make_user()).conversation
+    with database.connection_context():  # written around Helpline, which refuses it
+        Profile.update(is_admin=True).where(Profile.id == conversation.customer.id).execute()
+        Conversation.update(admin=conversation.customer.id).where(
+            Conversation.id == conversation.id
+        ).execute()
+
+    code, out = helpline("integrity", "check", "--json", capsys=capsys)
+
+    assert code == 1
+    found = checks_by_name(out)["conversations_whose_admin_is_their_customer"]
+    assert (found["status"], found["count"], found["sample"]) == (
+        "violation",
+        1,
+        [str(conversation.id)],
+    )
+
+
 def test_a_check_that_cannot_reach_the_database_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
