@@ -70,6 +70,7 @@ bench: install bench-tools
 	$(PY) -m bench.browsers
 	$(PY) -m bench.documents
 	$(PY) -m bench.attack
+	$(PY) -m bench.allowance
 
 # wrk loads the HTTP servers; pgbench (PostgreSQL's client package) runs the SQL baselines.
 bench-tools:

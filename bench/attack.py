@@ -67,6 +67,7 @@ CHUNK = 1024 * 1024
 DOCUMENT_RATE_BYTES = 18 * 1024
 CACHE_RATE_BYTES = 10 * 8192  # ten new 8 KB documents a second
 TARGET_P99_MS = 100
+SEND_EVERY = 30  # turns: a message every 1.5 s or more, under the default 60 a minute
 TARGET_RSS_MIB = 400
 
 OPEN = "mutation { adminConversation { conversation { id } } }"
@@ -254,7 +255,8 @@ class Chat:
 
 
 async def chat(base: str, token: str, seconds: float, pid: int) -> Chat:
-    """A customer on 127.0.0.1: a message, then the newest page, in turns; /live probed twice a
+    """A customer on 127.0.0.1 reading the newest page every 50 ms and writing a message every
+    SEND_EVERY turns (within RATE_LIMIT_MESSAGES_PER_MINUTE's default); /live probed twice a
     second; the server's RSS sampled."""
     result = Chat()
     headers = {"authorization": f"Bearer {token}"}
@@ -270,7 +272,7 @@ async def chat(base: str, token: str, seconds: float, pid: int) -> Chat:
                 turn += 1
                 query, variables = (
                     (SEND, {"c": conversation, "t": f"message {turn}"})
-                    if turn % 2
+                    if turn % SEND_EVERY == 1
                     else (PAGE, {"c": conversation})
                 )
                 started = time.perf_counter()

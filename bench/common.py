@@ -171,6 +171,13 @@ def write_marked_section(path: Path, name: str, section: str) -> None:
     path.write_text(text[:start] + block + text[end:])
 
 
+def loopback(index: int) -> str:
+    """The index-th load client's own source address: the whole of 127.0.0.0/8 is loopback
+    on Linux, so the load comes from many addresses, as a help desk's customers do, and a
+    burst of connects never meets WS_MAX_PENDING_PER_ADDRESS (20 per address)."""
+    return f"127.1.{index // 250 % 250}.{index % 250 + 1}"
+
+
 async def subscribe_over_websocket(
     socket: Any, token: str, query: str, variables: dict[str, Any]
 ) -> None:

@@ -72,6 +72,7 @@ from bench.common import (
     add_customers_with_conversations,
     bench_database,
     helpline_serve,
+    loopback,
     machine,
     percentile,
     seeding,
@@ -206,10 +207,12 @@ async def helpline_latencies(
     expected = messages * (subscribers // len(conversations))
     done = asyncio.Event()
 
-    async def subscriber(conversation: str, ready: asyncio.Event) -> None:
+    async def subscriber(conversation: str, ready: asyncio.Event, index: int) -> None:
         async with connect(
-            f"ws://127.0.0.1:{port}/graphql", subprotocols=["graphql-transport-ws"]
-        ) as socket:  # type: ignore[list-item]
+            f"ws://127.0.0.1:{port}/graphql",
+            subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            local_addr=(loopback(index), 0),
+        ) as socket:
             await subscribe_over_websocket(socket, token, query, {"id": conversation})
             ready.set()
             while not done.is_set():
@@ -229,7 +232,7 @@ async def helpline_latencies(
 
     readies = [asyncio.Event() for _ in range(subscribers)]
     tasks = [
-        asyncio.create_task(subscriber(conversations[i % len(conversations)], readies[i]))
+        asyncio.create_task(subscriber(conversations[i % len(conversations)], readies[i], i))
         for i in range(subscribers)
     ]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)

@@ -32,6 +32,8 @@ import httpx2 as httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.common import loopback
+
 WIDGET = (
     "subscription ($id: UUID!) { messageAdded(conversationId: $id) "
     "{ id content createdAt sender { id name avatarUrl } } }"
@@ -93,13 +95,14 @@ class Sockets:
         gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
         failures: list[str] = []
 
-        async def one(item: list[str]) -> None:
+        async def one(index: int, item: list[str]) -> None:
             token, subject = item
             async with gate:
                 try:
                     socket = await connect(
                         f"ws://127.0.0.1:{port}/graphql",
                         subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                        local_addr=(loopback(index), 0),
                         ping_interval=None,  # as a browser: no client pings
                         open_timeout=60,
                         max_queue=None,
@@ -125,7 +128,7 @@ class Sockets:
                 self.sockets.append(socket)
                 self.tasks.append(asyncio.create_task(self.read(socket, reader)))
 
-        await asyncio.gather(*(one(item) for item in items))
+        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
         return {"opened": len(items) - len(failures), "failures": failures[:ENDINGS_KEPT]}
 
     async def read(self, socket: ClientConnection, reader: Reader) -> None:

@@ -26,6 +26,15 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class SendLimits:
+    """Messages a minute per sender: a customer in their own conversation, and staff
+    (repo/allowance.py)."""
+
+    customer_per_minute: int
+    staff_per_minute: int
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     listen_database_url: str | None = None
@@ -67,6 +76,12 @@ class Settings:
     web_concurrency: int = 1
     ws_max_connections: int = 1000
     ws_max_subscriptions: int = 20
+    ws_max_sockets_per_caller: int = 10
+    ws_max_subscriptions_per_caller: int = 50
+    ws_max_pending_per_address: int = 20
+    ws_init_timeout_s: float = 5.0
+    rate_limit_messages_per_minute: int = 60
+    rate_limit_staff_messages_per_minute: int = 600
     ws_queue_size: int = 256
     ws_send_timeout_s: float = 10.0
     ws_per_message_deflate: bool = False
@@ -162,6 +177,31 @@ class Settings:
             ws_max_subscriptions=_int(
                 env, "WS_MAX_SUBSCRIPTIONS", defaults.ws_max_subscriptions, minimum=1
             ),
+            ws_max_sockets_per_caller=_int(
+                env, "WS_MAX_SOCKETS_PER_CALLER", defaults.ws_max_sockets_per_caller, minimum=1
+            ),
+            ws_max_subscriptions_per_caller=_int(
+                env,
+                "WS_MAX_SUBSCRIPTIONS_PER_CALLER",
+                defaults.ws_max_subscriptions_per_caller,
+                minimum=1,
+            ),
+            ws_max_pending_per_address=_int(
+                env, "WS_MAX_PENDING_PER_ADDRESS", defaults.ws_max_pending_per_address, minimum=1
+            ),
+            ws_init_timeout_s=_float(env, "WS_INIT_TIMEOUT_SECONDS", defaults.ws_init_timeout_s),
+            rate_limit_messages_per_minute=_int(
+                env,
+                "RATE_LIMIT_MESSAGES_PER_MINUTE",
+                defaults.rate_limit_messages_per_minute,
+                minimum=1,
+            ),
+            rate_limit_staff_messages_per_minute=_int(
+                env,
+                "RATE_LIMIT_STAFF_MESSAGES_PER_MINUTE",
+                defaults.rate_limit_staff_messages_per_minute,
+                minimum=1,
+            ),
             ws_queue_size=_int(env, "WS_QUEUE_SIZE", defaults.ws_queue_size, minimum=1),
             ws_send_timeout_s=_float(env, "WS_SEND_TIMEOUT_SECONDS", defaults.ws_send_timeout_s),
             ws_per_message_deflate=_bool(env, "WS_PER_MESSAGE_DEFLATE"),
@@ -225,6 +265,12 @@ class Settings:
                 "METRICS_TOKEN or METRICS_UNPROTECTED=true: with APP_ENV=production set a token "
                 "for /metrics, or say it is only reachable from a trusted network"
             )
+
+    @property
+    def send_limits(self) -> SendLimits:
+        return SendLimits(
+            self.rate_limit_messages_per_minute, self.rate_limit_staff_messages_per_minute
+        )
 
     @property
     def is_production(self) -> bool:

@@ -30,6 +30,20 @@ class ClientMessageIdReused(HelplineError):
     """
 
 
+class RateLimited(HelplineError):
+    """The sender used up their allowance of messages (repo/allowance.py); nothing was stored.
+
+    ``retry_after_s``: when the allowance holds one message again; ``limit``: a minute's worth.
+    """
+
+    def __init__(self, *, limit: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"too many messages: at most {limit} a minute; try again in {retry_after_s} s"
+        )
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
 class DatabaseUnavailable(HelplineError):
     """The database could not be reached or was busy (locked, timed out, connection lost).
 

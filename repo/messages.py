@@ -13,9 +13,11 @@ from uuid import UUID, uuid4
 import peewee
 from peewee import Tuple
 
-from repo import events
+from repo import allowance, events
+from repo.allowance import Allowance
+from repo.config import SendLimits
 from repo.database import database, is_sqlite
-from repo.errors import ClientMessageIdReused, ConversationNotFound, InvalidInput
+from repo.errors import ClientMessageIdReused, ConversationNotFound, InvalidInput, RateLimited
 from repo.ids import ConversationId, CustomerId, MessageId, ProfileId
 from repo.invisible import shows_nothing
 from repo.models import Conversation, Message, Profile
@@ -33,13 +35,13 @@ MAX_PAGE_SIZE = 100
 # it, bumps the conversation, notifies listeners (delivered on commit) and returns it with its
 # sender's profile, as message_query() reads it: one round trip.
 _STORE_MESSAGE_POSTGRES_TEMPLATE = """
-    WITH stored AS (
+    WITH {allowance}stored AS (
         INSERT INTO messages
             (id, conversation_id, sender_id, content, created_at, client_message_id)
         SELECT %(id)s::uuid, c.id, %(sender)s::uuid, %(content)s,
                GREATEST(clock_timestamp(), c.last_message_at + interval '1 microsecond'),
                %(client_message_id)s
-        FROM conversations c WHERE c.id = %(conversation)s
+        FROM conversations c WHERE c.id = %(conversation)s{if_allowed}
         {on_retry}
         RETURNING id, conversation_id, sender_id, content, created_at, client_message_id
     ), bumped AS (
@@ -49,7 +51,7 @@ _STORE_MESSAGE_POSTGRES_TEMPLATE = """
     )
     SELECT s.id, s.conversation_id, s.content, s.created_at, s.client_message_id,
            p.id, p.name, p.avatar_url, p.is_admin, p.is_online,
-           pg_notify(%(channel)s, %(payload)s)
+           pg_notify(%(channel)s, %(payload)s){tokens}
     FROM stored s JOIN profiles p ON p.id = s.sender_id"""
 _INSERT_MESSAGE_SQLITE_TEMPLATE = """
     INSERT INTO messages (id, conversation_id, sender_id, content, created_at, client_message_id)
@@ -64,10 +66,25 @@ _INSERT_MESSAGE_SQLITE_TEMPLATE = """
 # bumped or announced). Sends without one run the plain insert, at the cost they always had.
 _RETRY_STORES_NOTHING = """ON CONFLICT (conversation_id, sender_id, client_message_id)
         WHERE client_message_id IS NOT NULL DO NOTHING"""
-_STORE_MESSAGE_POSTGRES = _STORE_MESSAGE_POSTGRES_TEMPLATE.format(on_retry="")
-_STORE_KEYED_MESSAGE_POSTGRES = _STORE_MESSAGE_POSTGRES_TEMPLATE.format(
-    on_retry=_RETRY_STORES_NOTHING
-)
+
+
+def _store_postgres(*, keyed: bool, limited: bool) -> str:
+    """The one statement that stores a message on PostgreSQL; ``limited``: it takes the
+    message from the sender's allowance first and stores nothing when that is empty."""
+    return _STORE_MESSAGE_POSTGRES_TEMPLATE.format(
+        on_retry=_RETRY_STORES_NOTHING if keyed else "",
+        allowance=f"allowance AS ({allowance.TAKE[False, keyed]}\n    ), " if limited else "",
+        if_allowed=" AND EXISTS (SELECT 1 FROM allowance)" if limited else "",
+        tokens=", (SELECT tokens FROM allowance)" if limited else "",
+    )
+
+
+# By (keyed, limited).
+_STORE_POSTGRES = {
+    (keyed, limited): _store_postgres(keyed=keyed, limited=limited)
+    for keyed in (False, True)
+    for limited in (False, True)
+}
 _INSERT_MESSAGE_SQLITE = _INSERT_MESSAGE_SQLITE_TEMPLATE.format(on_retry="")
 _INSERT_KEYED_MESSAGE_SQLITE = _INSERT_MESSAGE_SQLITE_TEMPLATE.format(
     on_retry=_RETRY_STORES_NOTHING
@@ -85,6 +102,8 @@ def send_message(
     sender_id: ProfileId | None = None,
     sender_for: Callable[[CustomerId | None], ProfileId | None] | None = None,
     client_message_id: str | None = None,
+    limits: SendLimits | None = None,
+    on_allowance: Callable[[Allowance], object] | None = None,
 ) -> MessageView:
     """Store a message and bump last_message_at; no sender means the conversation's admin.
 
@@ -93,6 +112,10 @@ def send_message(
     one transaction; it may raise to refuse. A sender's retry with the same
     ``client_message_id`` in the conversation stores nothing and returns the message stored
     first (ClientMessageIdReused when the content differs).
+
+    ``limits``: the message is taken from the sender's allowance (repo/allowance.py: the
+    customer's rate in their own conversation, staff's elsewhere; none for the admin's voice),
+    RateLimited when it is empty; ``on_allowance`` hears what it holds, refused or not.
     """
     if sender_for is None:
         validate_input(content, client_message_id)
@@ -108,16 +131,38 @@ def send_message(
             validate_input(content, client_message_id)
         if not found:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
+        per_minute: int | None = None
         if sender_id is not None:
             ensure_profile(CustomerId(sender_id))  # a legacy customer writing heals themself
+            if limits is not None:
+                own = sender_id == found[0][1]
+                per_minute = limits.customer_per_minute if own else limits.staff_per_minute
         sender = sender_id or ProfileId(found[0][0])
-        message = post_message(
-            conversation_id, sender, content, client_message_id=client_message_id
+        message, tokens = post_message(
+            conversation_id,
+            sender,
+            content,
+            client_message_id=client_message_id,
+            per_minute=per_minute,
         )
-        if message is None:
-            assert client_message_id is not None
-            return _first_sent(conversation_id, sender, client_message_id, content=content)
-        return message
+        if message is not None:
+            if per_minute is not None and on_allowance is not None:
+                assert tokens is not None
+                on_allowance(allowance.after_taking(per_minute, tokens))
+            return message
+        # Nothing stored: a retry (it costs nothing), or the allowance is empty.
+        first = (
+            None
+            if client_message_id is None
+            else _first_sent(conversation_id, sender, client_message_id, content=content)
+        )
+        held = None if per_minute is None else allowance.held(sender, per_minute)
+        if held is not None and on_allowance is not None:
+            on_allowance(held)
+        if first is not None:
+            return first
+        assert held is not None and held.retry_after_s is not None
+        raise RateLimited(limit=held.limit, retry_after_s=held.retry_after_s)
 
 
 def post_message(
@@ -126,16 +171,22 @@ def post_message(
     content: str,
     *,
     client_message_id: str | None = None,
-) -> MessageView | None:
-    """Insert a message inside the caller's transaction, after the conversation row is locked.
+    per_minute: int | None = None,
+) -> tuple[MessageView | None, float | None]:
+    """Insert a message inside the caller's transaction, after the conversation row is locked:
+    the message, and what the sender's allowance holds after it (``per_minute``: taken from
+    it; None: not limited).
 
-    None, and nothing stored, when the sender already used ``client_message_id`` here.
+    No message, and nothing stored, when the sender already used ``client_message_id`` here,
+    or their allowance is empty.
     """
     message_id = MessageId(uuid4())
     keyed = client_message_id is not None
+    limited = per_minute is not None
+    bucket = {} if per_minute is None else allowance.parameters(sender_id, per_minute)
     if not is_sqlite():
         stored = database.execute_sql(
-            _STORE_KEYED_MESSAGE_POSTGRES if keyed else _STORE_MESSAGE_POSTGRES,
+            _STORE_POSTGRES[keyed, limited],
             {
                 "id": str(message_id),
                 "sender": str(sender_id),
@@ -144,17 +195,32 @@ def post_message(
                 "conversation": str(conversation_id),
                 "channel": events.CHANNEL,
                 "payload": events.encode(conversation_id, message_id),
+                **bucket,
             },
         ).fetchall()
         if not stored:
-            return None
+            return None, None
         # as Peewee reads these columns: the sender's id a UUID, the time in UTC (the session
         # has no time zone set; the field converts)
         m_id, m_conversation, m_content, m_created_at, m_key, p_id, *profile = stored[0][:10]
         created_at = Message.created_at.python_value(m_created_at)
-        return message_from(
+        message = message_from(
             (m_id, m_conversation, m_content, created_at, m_key, UUID(str(p_id)), *profile)
         )
+        return message, (float(stored[0][11]) if limited else None)
+    tokens: float | None = None
+    if limited:
+        taken = database.execute_sql(
+            allowance.TAKE[True, keyed],
+            {
+                **bucket,
+                "conversation": str(conversation_id),
+                "client_message_id": client_message_id,
+            },
+        ).fetchall()
+        if not taken:
+            return None, None
+        tokens = float(taken[0][0])
     cursor = database.execute_sql(
         _INSERT_KEYED_MESSAGE_SQLITE if keyed else _INSERT_MESSAGE_SQLITE,
         (str(message_id), str(sender_id), content, client_message_id, str(conversation_id)),
@@ -162,7 +228,7 @@ def post_message(
     row = cursor.fetchone()
     cursor.fetchall()
     if row is None:
-        return None
+        return None, None
     (created_at,) = row
     (
         Conversation.update(last_message_at=created_at, updated_at=created_at)
@@ -170,14 +236,15 @@ def post_message(
         .execute()
     )
     events.message_stored(conversation_id, message_id)
-    return _read_message(message_id)  # embedded: a read costs no round trip
+    return _read_message(message_id), tokens  # embedded: a read costs no round trip
 
 
 def _first_sent(
     conversation_id: ConversationId, sender_id: ProfileId, client_message_id: str, *, content: str
-) -> MessageView:
-    """The message the sender stored first with this client message id (a retry's answer)."""
-    first = message_from(
+) -> MessageView | None:
+    """The message the sender stored first with this client message id (a retry's answer),
+    None when there is none."""
+    rows = list(
         message_query()
         .where(
             Message.conversation == conversation_id,
@@ -185,8 +252,10 @@ def _first_sent(
             Message.client_message_id == client_message_id,
         )
         .tuples()
-        .get()
     )
+    if not rows:
+        return None
+    first = message_from(rows[0])
     if first.content != content:
         raise ClientMessageIdReused(
             f"clientMessageId {client_message_id!r} was already used for another message in "

@@ -35,6 +35,7 @@ TABLES = (
     "admin_conversation_counts",
     "conversation_assignment_totals",
     "presence",
+    "send_allowances",
     "conversation_reads",
     "messages",
     "conversations",

@@ -30,6 +30,7 @@ from repo.errors import (
     IntegrityViolation,
     InvalidInput,
     NoAdminAvailable,
+    RateLimited,
 )
 
 log = logging.getLogger("helpline.errors")
@@ -39,6 +40,7 @@ UNAUTHENTICATED = "UNAUTHENTICATED"
 BAD_REQUEST = "BAD_REQUEST"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+RATE_LIMITED = "RATE_LIMITED"
 RETRY_AFTER_S = 1  # what a client answered SERVICE_UNAVAILABLE (HTTP 503) should wait
 MASKED_MESSAGE = "Internal server error"
 
@@ -49,6 +51,7 @@ CODES: dict[type[HelplineError], str] = {
     ConversationNotFound: "NOT_FOUND",
     ClientMessageIdReused: "CLIENT_MESSAGE_ID_REUSED",
     DatabaseUnavailable: SERVICE_UNAVAILABLE,
+    RateLimited: RATE_LIMITED,
 }
 
 
@@ -158,6 +161,8 @@ def coded_errors(errors: Iterable[GraphQLError], request_id: str | None) -> list
 def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
     classified = classify(error)
     extensions: dict[str, Any] = {**(error.extensions or {}), "code": classified.code}
+    if isinstance(error.original_error, RateLimited):  # as the 429's Retry-After says it
+        extensions["retryAfterSeconds"] = error.original_error.retry_after_s
     if classified.masked and request_id:
         extensions["requestId"] = request_id
     message = error.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncGenerator, Callable
+from contextvars import ContextVar
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -44,7 +45,8 @@ from gql.graphql.types import (
     RepairReport,
 )
 from repo import admins, conversations, inbox, integrity, messages
-from repo.config import Settings
+from repo.allowance import Allowance
+from repo.config import SendLimits, Settings
 from repo.errors import ConversationNotFound
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.users import NewUser
@@ -135,13 +137,24 @@ def read_conversation(caller: Caller, conversation_id: UUID) -> Conversation | N
     return Conversation.from_view(found) if found else None
 
 
+# What the sender's allowance holds after this thread's last send (gql/http reads it within
+# the same worker thread and answers it as X-RateLimit-* headers, and Retry-After on a 429).
+SEND_ALLOWANCE: ContextVar[Allowance | None] = ContextVar("send_allowance", default=None)
+
+
 def send_message(
-    caller: Caller, conversation_id: UUID, content: str, client_message_id: str | None
+    caller: Caller,
+    conversation_id: UUID,
+    content: str,
+    client_message_id: str | None,
+    *,
+    limits: SendLimits,
 ) -> Message:
     """Mutation.sendMessage, for a caller (the resolver and the fast path both run it).
 
     Who may write where is decided under the conversation's lock (one transaction with the
-    send); an anonymous caller is refused before anything is locked."""
+    send); an anonymous caller is refused before anything is locked. The message is taken from
+    the sender's allowance (``limits``; service_role, writing in the admin's voice, has none)."""
     authz.require_known(caller)
 
     def sender_for(owner: CustomerId | None) -> ProfileId | None:  # under the row's lock
@@ -152,6 +165,8 @@ def send_message(
         content,
         sender_for=sender_for,
         client_message_id=client_message_id,
+        limits=limits,
+        on_allowance=SEND_ALLOWANCE.set,
     )
     return Message.from_view(sent)
 
@@ -170,7 +185,7 @@ def fast_roots(
         ),
         ("query", "conversation"): (read_conversation, ("id",)),
         ("mutation", "sendMessage"): (
-            send_message,
+            functools.partial(send_message, limits=settings.send_limits),
             ("conversationId", "content", "clientMessageId"),
         ),
     }
@@ -246,7 +261,13 @@ class Mutation:
         content: str,
         client_message_id: ClientMessageIdArgument = None,
     ) -> Message:
-        return send_message(caller_of(info), conversation_id, content, client_message_id)
+        return send_message(
+            caller_of(info),
+            conversation_id,
+            content,
+            client_message_id,
+            limits=info.context["send_limits"],
+        )
 
     @strawberry.mutation(
         description="Give the conversation to another admin (admins and service_role); to its "

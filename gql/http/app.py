@@ -36,6 +36,7 @@ from gql.http.view import HelplineGraphQL
 from gql.realtime.hub import Hub
 from gql.realtime.listeners import LocalListener, PostgresListener
 from gql.realtime.presence import Presence
+from gql.ws.quotas import Quotas
 from gql.ws.websocket import SubscriptionGate
 from repo.config import ConfigError, Settings
 from repo.database import (
@@ -175,7 +176,12 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
             "allow_origins": list(settings.cors_origins),
             "allow_methods": ["GET", "POST"],
             "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
-            "expose_headers": ["X-Request-ID"],
+            "expose_headers": [
+                "X-Request-ID",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+            ],
             "max_age": 600,
         }
         if settings.cors_origins
@@ -192,9 +198,15 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         request_timeout_s=settings.request_timeout_s,
         subscription_gate=gate,
         welcome_message=settings.welcome_message,
+        send_limits=settings.send_limits,
         persisted=persisted,
+        quotas=Quotas(
+            pending_per_address=settings.ws_max_pending_per_address,
+            sockets_per_caller=settings.ws_max_sockets_per_caller,
+            subscriptions_per_caller=settings.ws_max_subscriptions_per_caller,
+        ),
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
-        connection_init_wait_timeout=timedelta(seconds=10),  # an idle socket holds a slot
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_s),
         graphql_ide=None if settings.is_production else "graphiql",
     )
     app = Starlette(

@@ -27,14 +27,17 @@ from gql.graphql.fastpath import Fallback, FastPaths, RootFailed
 from gql.graphql.logs import request_id_var
 from gql.graphql.metrics import REFUSED_OPERATION
 from gql.graphql.persisted import PersistedQueries, PersistedQueryError, persisted_query_hash
+from gql.graphql.schema import SEND_ALLOWANCE
 from gql.http.responses import (
     GRAPHQL_RESPONSE_JSON,
     Finisher,
+    rate_headers,
     request_id_from,
     status_of,
     wants_graphql_response,
 )
 from gql.http.view import in_worker_thread, timed_out
+from repo.allowance import Allowance
 
 MAX_FAST_BODY_BYTES = 8192  # hot requests are small; larger ones are parsed once, by the executor
 _WANTED = (b"content-type", b"content-length", b"authorization", b"accept", b"x-request-id")
@@ -132,8 +135,9 @@ class FastFront:
         scope["helpline.request_id"] = request_id  # the same id if the generic path answers
         authorization = _text(headers.get(b"authorization"))
         response: dict[str, Any]
+        allowance: Allowance | None = None
         try:
-            operation, name, response = await in_worker_thread(
+            operation, name, response, allowance = await in_worker_thread(
                 functools.partial(
                     self._run_plan,
                     str(query),
@@ -156,6 +160,7 @@ class FastFront:
             name = plan.name if plan is not None else operation_name
         codes = [str(e["extensions"]["code"]) for e in response.get("errors", ())]
         status, extra = status_of(codes)
+        extra |= rate_headers(allowance)
         self.fast_paths.answered += 1
         graphql_response = wants_graphql_response(_text(headers.get(b"accept")) or "")
         content = json.dumps(response, separators=(",", ":")).encode()
@@ -189,8 +194,9 @@ class FastFront:
         variables: dict[str, Any] | None,
         *,
         learn: str | None,
-    ) -> tuple[str, str | None, dict[str, Any]]:
-        """(the operation's metric label, its name, the response). Runs in a worker thread, as the
+    ) -> tuple[str, str | None, dict[str, Any], Allowance | None]:
+        """(the operation's metric label, its name, the response, the allowance a send left its
+        sender: SEND_ALLOWANCE, read in this thread). Runs in a worker thread, as the
         generic path does; documents compile only here, for an authenticated caller, never
         on the event loop. ``learn``: the persisted-query hash of a document sent with it, kept
         once the caller is known to be authenticated."""
@@ -206,9 +212,10 @@ class FastFront:
         if learn is not None:  # a plan: the document parsed and validated
             self.persisted.remember(learn, query)
         try:
-            return plan.label, plan.name, {"data": plan.run(caller, variables)}
+            response = {"data": plan.run(caller, variables)}
         except RootFailed as exc:
-            return plan.label, plan.name, exc.response
+            response = exc.response
+        return plan.label, plan.name, response, SEND_ALLOWANCE.get()
 
 
 def _first_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

@@ -10,8 +10,15 @@ from uuid import uuid4
 
 from starlette.responses import Response
 
-from gql.graphql.errors import BAD_REQUEST, RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAUTHENTICATED
+from gql.graphql.errors import (
+    BAD_REQUEST,
+    RATE_LIMITED,
+    RETRY_AFTER_S,
+    SERVICE_UNAVAILABLE,
+    UNAUTHENTICATED,
+)
 from gql.graphql.metrics import record_operation
+from repo.allowance import Allowance
 
 access_log = logging.getLogger("helpline.access")
 MAX_NAME_CHARS = 64  # a client's operation name, as logged
@@ -46,7 +53,23 @@ def status_of(
         return 401, {"WWW-Authenticate": WWW_AUTHENTICATE}
     if SERVICE_UNAVAILABLE in codes:  # retry the request (what is safe to: README)
         return 503, dict(RETRY_AFTER)
+    if RATE_LIMITED in codes:  # its Retry-After is the sender's own (rate_headers)
+        return 429, {}
     return (400 if request_error_is_400 else 200), {}
+
+
+def rate_headers(allowance: Allowance | None) -> dict[str, str]:
+    """A send's headers: the sender's allowance (a minute's worth, what is left) and, when
+    it was empty, when it holds a message again."""
+    if allowance is None:
+        return {}
+    headers = {
+        "X-RateLimit-Limit": str(allowance.limit),
+        "X-RateLimit-Remaining": str(allowance.remaining),
+    }
+    if allowance.retry_after_s is not None:
+        headers["Retry-After"] = str(allowance.retry_after_s)
+    return headers
 
 
 class Finisher:

@@ -36,6 +36,7 @@ from gql.graphql.metrics import (
     WEBSOCKET_CONNECTIONS,
 )
 from gql.graphql.persisted import PersistedQueries, PersistedQueryError, persisted_query_hash
+from gql.graphql.schema import SEND_ALLOWANCE
 from gql.http.playground import localize
 from gql.http.responses import (
     GRAPHQL_RESPONSE_JSON,
@@ -45,6 +46,7 @@ from gql.http.responses import (
     WWW_AUTHENTICATE,
     Finisher,
     prefers_html,
+    rate_headers,
     refusal,
     request_id_from,
     status_of,
@@ -52,7 +54,9 @@ from gql.http.responses import (
 )
 from gql.realtime.hub import Hub
 from gql.realtime.presence import Presence
+from gql.ws.quotas import TOO_MANY, TOO_MANY_PENDING, Quotas
 from gql.ws.websocket import HelplineTransportWSHandler, SubscriptionGate
+from repo.config import SendLimits
 
 log = logging.getLogger("helpline")
 T = TypeVar("T")
@@ -106,6 +110,8 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         request_timeout_s: float,
         subscription_gate: SubscriptionGate,
         welcome_message: str,
+        send_limits: SendLimits,
+        quotas: Quotas,
         persisted: PersistedQueries,
         **kwargs: Any,
     ) -> None:
@@ -119,6 +125,8 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self.request_timeout_s = request_timeout_s
         self.subscription_gate = subscription_gate
         self.welcome_message = welcome_message  # what resolvers open new conversations with
+        self.send_limits = send_limits
+        self.quotas = quotas
         self.persisted = persisted
         self.sockets = 0
         self._page: str | None = None
@@ -157,22 +165,21 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one socket, refusing it when this process already holds max_sockets."""
         if self.sockets >= self.max_sockets:
-            socket = WebSocket(scope, receive, send)
-            offered = [
-                p.strip() for p in socket.headers.get("sec-websocket-protocol", "").split(",")
-            ]
-            protocol = (
-                GRAPHQL_TRANSPORT_WS_PROTOCOL if GRAPHQL_TRANSPORT_WS_PROTOCOL in offered else None
-            )
-            await socket.accept(subprotocol=protocol)  # accepted, so the client can read the code
-            await socket.close(code=1013, reason="Try again later")
+            await _refuse_socket(scope, receive, send, 1013, "Try again later")
             return
+        client = scope.get("client")
+        ticket = self.quotas.open(client[0] if client else "")
+        if ticket is None:
+            await _refuse_socket(scope, receive, send, TOO_MANY, TOO_MANY_PENDING)
+            return
+        scope["helpline.ticket"] = ticket
         self.sockets += 1
         WEBSOCKET_CONNECTIONS.inc()
         try:
             await super().__call__(scope, receive, send)
         finally:
             self.sockets -= 1
+            self.quotas.close(ticket)
             WEBSOCKET_CONNECTIONS.dec()
 
     def should_render_graphql_ide(self, request: Any) -> bool:
@@ -240,6 +247,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             "request_id": request_id,
             "hub": self.hub,
             "welcome_message": self.welcome_message,
+            "send_limits": self.send_limits,
         }
 
     async def execute_single(
@@ -268,6 +276,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             if status != 200:
                 sub_response.status_code = status
                 sub_response.headers.update(headers)
+            sub_response.headers.update(rate_headers(context.get("allowance")))
             return result
         except HTTPException as exc:
             status, codes = exc.status_code, [refusal_code(exc, exc.status_code)]
@@ -335,6 +344,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             allowed_operation_types=HTTP_OPERATION_TYPES[request_method(request)],
             operation_extensions=request_data.extensions,
         )
+        context["allowance"] = SEND_ALLOWANCE.get()  # set in this thread by a send
         digest = persisted_query_hash(request_data.extensions)  # checked when parsed
         if (
             digest is not None
@@ -360,6 +370,17 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         if sub_response.media_type:
             response.headers["content-type"] = sub_response.media_type
         return response
+
+
+async def _refuse_socket(
+    scope: Scope, receive: Receive, send: Send, code: int, reason: str
+) -> None:
+    """Accept a socket (so that its client can read the close code) and close it at once."""
+    socket = WebSocket(scope, receive, send)
+    offered = [p.strip() for p in socket.headers.get("sec-websocket-protocol", "").split(",")]
+    protocol = GRAPHQL_TRANSPORT_WS_PROTOCOL if GRAPHQL_TRANSPORT_WS_PROTOCOL in offered else None
+    await socket.accept(subprotocol=protocol)
+    await socket.close(code=code, reason=reason)
 
 
 async def in_worker_thread(work: Callable[[], T], *, deadline_s: float) -> T:

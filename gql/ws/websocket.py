@@ -55,6 +55,7 @@ from gql.graphql.errors import BAD_REQUEST, coded_errors
 from gql.graphql.lru import ByteLRU
 from gql.graphql.rules import validate_document
 from gql.graphql.subscriptions import SubscriberTooSlow
+from gql.ws.quotas import TOO_MANY, TOO_MANY_SOCKETS, Quotas, Ticket
 from repo.ids import ProfileId
 
 # graphql-ws 6's client gives up at once on 4401 (isFatalConnectionProblem's default) and
@@ -151,6 +152,12 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
             if caller.role not in KNOWN_ROLES:
                 await self.websocket.close(code=UNAUTHORIZED, reason="role may not use this API")
                 return
+            ticket: Ticket = self.context["request"].scope["helpline.ticket"]
+            quotas: Quotas = self.view.quotas  # type: ignore[attr-defined]
+            identity = None if caller.is_service else caller.user_id  # service_role: not counted
+            if not quotas.identify(ticket, identity, self.operations):
+                await self.websocket.close(code=TOO_MANY, reason=TOO_MANY_SOCKETS)
+                return
             self.context["caller"] = caller
             assert caller.expires_at is not None  # a verified token always has one
             self.expiry = asyncio.get_running_loop().call_later(
@@ -220,6 +227,16 @@ class HelplineTransportWSHandler(BaseGraphQLTransportWSHandler[dict[str, Any], N
             refused = await run_in_threadpool(gate.refusal, message.get("payload"))
         if refused:
             await self._refuse(message["id"], refused)
+            return
+        # Counted and registered with no await between: sockets of one caller subscribing
+        # at once cannot all slip under the bound.
+        quotas: Quotas = self.view.quotas  # type: ignore[attr-defined]
+        if not quotas.may_subscribe(self.context["request"].scope["helpline.ticket"]):
+            per_caller = quotas.subscriptions_per_caller
+            await self._refuse(
+                message["id"],
+                [_coded(f"at most {per_caller} subscriptions per caller", TOO_MANY_SUBSCRIPTIONS)],
+            )
             return
         caller = self.context.get("caller")
         if isinstance(caller, Caller):  # an admin may have been demoted since the last one

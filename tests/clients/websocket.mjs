@@ -1,10 +1,12 @@
 // graphql-ws 6's client against a running Helpline: the README's token-refresh recipe (return a
 // fresh token from connectionParams; the server closes an expiring socket with 4403, which the
-// client retries), and a token whose role may never connect (4401: fatal, no retries). Prints
-// what the app would see, as JSON, for tests/e2e/test_clients.py to check.
+// client retries), a token whose role may never connect (4401: fatal, no retries), and a caller
+// over their bound of sockets (4429: fatal too). Prints what the app would see, as JSON, for
+// tests/e2e/test_clients.py to check.
 //
 //   node websocket.mjs '{"url": "...", "conversation": "<uuid>", "sender": "<jwt>",
-//                        "tokens": ["<expiring jwt>", "<fresh jwt>"], "forbidden": "<jwt>"}'
+//                        "tokens": ["<expiring jwt>", "<fresh jwt>"], "forbidden": "<jwt>",
+//                        "crowded": {"token": "<jwt>", "bound": 10}}'
 
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
@@ -84,6 +86,39 @@ refused.error = await new Promise((resolve) => {
 refused.seconds = (Date.now() - started) / 1000;
 await forbidden.dispose();
 report.refused = refused;
+
+// --- one caller over their bound of sockets (4429): fatal too, no retry storm ------------------
+if (config.crowded) {
+  const { token, bound } = config.crowded;
+  const held = [];
+  for (let i = 0; i < bound; i += 1) {
+    const open = createClient({
+      url: wsUrl,
+      webSocketImpl: WebSocket,
+      lazy: false,
+      connectionParams: { Authorization: `Bearer ${token}` },
+    });
+    await new Promise((resolve) => { open.on('connected', resolve); });
+    held.push(open);
+  }
+  const over = { connecting: 0 };
+  const extra = createClient({
+    url: wsUrl,
+    webSocketImpl: WebSocket,
+    connectionParams: { Authorization: `Bearer ${token}` },
+    on: { connecting: () => { over.connecting += 1; } },
+  });
+  over.error = await new Promise((resolve) => {
+    extra.subscribe(
+      { query: MESSAGE_ADDED, variables: { id: config.conversation } },
+      { next: () => {}, error: (error) => resolve({ code: error.code, reason: error.reason }), complete: () => resolve(null) },
+    );
+  });
+  await new Promise((resolve) => { setTimeout(resolve, 500); }); // a retry would connect again
+  await extra.dispose();
+  await Promise.all(held.map((open) => open.dispose()));
+  report.crowded = over;
+}
 
 console.log(JSON.stringify(report));
 process.exit(0);

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from gql.ops.tokens import mint
+from repo.config import Settings
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import Server, user_token
 from tests.e2e.test_subscriptions import open_conversation
@@ -77,7 +78,7 @@ def test_apollo_client_pages_caches_and_hears_messages_as_the_recipe_says(
     assert seen["customerInbox"] == [["FORBIDDEN", "inbox is for admins and operators"]]
 
 
-def test_graphql_ws_reconnects_with_a_fresh_token_and_gives_up_on_a_forbidden_role(
+def test_graphql_ws_reconnects_with_a_fresh_token_and_gives_up_on_a_forbidden_role_or_a_crowd(
     postgres_server: Server,
 ) -> None:
     make_admin()
@@ -90,6 +91,11 @@ def test_graphql_ws_reconnects_with_a_fresh_token_and_gives_up_on_a_forbidden_ro
         # accepted thanks to the 30 s leeway, closed (4403) two seconds later
         "tokens": [user_token(customer, expires_in=-28), token],
         "forbidden": mint(TEST_JWT_SECRET, role="postgres"),
+        # another customer, who opens their bound of sockets, then one more
+        "crowded": {
+            "token": user_token(make_user()),
+            "bound": Settings().ws_max_sockets_per_caller,
+        },
     }
 
     seen = node("websocket.mjs", json.dumps(config))
@@ -101,6 +107,9 @@ def test_graphql_ws_reconnects_with_a_fresh_token_and_gives_up_on_a_forbidden_ro
     refused = seen["refused"]
     assert refused["error"] == {"code": 4401, "reason": "role may not use this API"}
     assert refused["connecting"] == 1  # fatal: no retries, the app heard it at once
+    crowded = seen["crowded"]  # one socket more than a customer may hold
+    assert crowded["error"] == {"code": 4429, "reason": "too many sockets for this caller"}
+    assert crowded["connecting"] == 1  # fatal as well: it does not retry into the same wall
 
 
 def test_graphql_http_audit_passes_every_audit(postgres_server: Server) -> None:

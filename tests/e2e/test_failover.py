@@ -88,6 +88,8 @@ def test_a_primary_lost_under_load_fails_over_with_nothing_acknowledged_lost(
             REQUEST_TIMEOUT_SECONDS="3",
             DB_POOL_TIMEOUT="2",
             DB_CONNECT_TIMEOUT_SECONDS="2",
+            # one customer's writes as fast as they go: the load, not a sender to slow down
+            RATE_LIMIT_MESSAGES_PER_MINUTE="1000000",
         ) as server:
             open_database(settings)  # seed-demo migrated it, through the same URL
             try:

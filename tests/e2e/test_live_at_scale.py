@@ -63,7 +63,10 @@ def test_hundreds_of_subscribers_get_a_two_sender_burst_in_order_exactly_once(
 
         async def scenario() -> list[list[dict[str, Any]]]:
             subs = await asyncio.gather(
-                *(Subscription.open(server.url, service_token()) for _ in range(followers))
+                *(  # at once, from many addresses, as widgets after a deploy
+                    Subscription.open(server.url, service_token(), source=f"127.0.3.{i % 50 + 1}")
+                    for i in range(followers)
+                )
             )
             frames: list[list[dict[str, Any]]] = [[] for _ in subs]
             pairs = zip(subs, frames, strict=True)

@@ -473,8 +473,11 @@ def test_two_hundred_subscribers_get_a_burst_and_leave_nothing_behind(
     burst = 50
 
     async def scenario() -> list[list[str]]:
-        subs = await asyncio.gather(
-            *(Subscription.open(url, service_token()) for _ in range(SUBSCRIBERS))
+        subs = await asyncio.gather(  # all at once, as many widgets from many addresses
+            *(
+                Subscription.open(url, service_token(), source=f"127.0.2.{i % 50 + 1}")
+                for i in range(SUBSCRIBERS)
+            )
         )
         await asyncio.gather(*(sub.subscribe(str(conversation)) for sub in subs))
         deadline = time.monotonic() + 10

@@ -27,12 +27,17 @@ class Subscription:
         self.socket = socket
 
     @classmethod
-    async def open(cls, url: str, token: str | None, *, max_queue: int = 16) -> Subscription:
-        """Connect and initialise; ``max_queue``: frames held unread before reading stops."""
+    async def open(
+        cls, url: str, token: str | None, *, max_queue: int = 16, source: str = "127.0.0.1"
+    ) -> Subscription:
+        """Connect and initialise; ``max_queue``: frames held unread before reading stops;
+        ``source``: the loopback address it connects from (WS_MAX_PENDING_PER_ADDRESS bounds
+        the sockets one address opens at once)."""
         socket = await connect(
             ws_url(url),
             subprotocols=[PROTOCOL],  # type: ignore[list-item]
             max_queue=max_queue,
+            local_addr=(source, 0),
         )
         payload = {"Authorization": f"Bearer {token}"} if token else {}
         await socket.send(json.dumps({"type": "connection_init", "payload": payload}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from repo.config import DEFAULT_DATABASE_URL, ConfigError, Settings
+from repo.config import DEFAULT_DATABASE_URL, ConfigError, SendLimits, Settings
 
 
 def test_defaults_to_the_embedded_sqlite_database() -> None:
@@ -40,6 +40,13 @@ def test_defaults_to_the_embedded_sqlite_database() -> None:
         ),
         ({"HEADER_TIMEOUT_SECONDS": "0"}, "HEADER_TIMEOUT_SECONDS: must be positive"),
         ({"MAX_CONNECTIONS": "1"}, "MAX_CONNECTIONS: must be at least 16"),
+        ({"WS_MAX_SOCKETS_PER_CALLER": "0"}, "WS_MAX_SOCKETS_PER_CALLER: must be at least 1"),
+        ({"WS_MAX_PENDING_PER_ADDRESS": "x"}, "WS_MAX_PENDING_PER_ADDRESS: expected an integer"),
+        ({"WS_INIT_TIMEOUT_SECONDS": "0"}, "WS_INIT_TIMEOUT_SECONDS: must be positive"),
+        (
+            {"RATE_LIMIT_MESSAGES_PER_MINUTE": "0"},
+            "RATE_LIMIT_MESSAGES_PER_MINUTE: must be at least 1, got 0",
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_in_words(env: dict[str, str], message: str) -> None:
@@ -79,3 +86,32 @@ def test_the_caches_are_bounded_by_bytes_and_zero_turns_them_off() -> None:
     assert (settings.parse_cache_bytes, settings.validation_cache_bytes) == (0, 0)
     assert settings.plan_cache_bytes == 1024 * 1024
     assert Settings.from_env({}).max_validation_cost == 3000
+
+
+def test_fair_use_settings_are_read_with_their_defaults() -> None:
+    defaults = Settings.from_env({})
+    configured = Settings.from_env(
+        {
+            "WS_MAX_SOCKETS_PER_CALLER": "3",
+            "WS_MAX_SUBSCRIPTIONS_PER_CALLER": "7",
+            "WS_MAX_PENDING_PER_ADDRESS": "4",
+            "WS_INIT_TIMEOUT_SECONDS": "2.5",
+            "RATE_LIMIT_MESSAGES_PER_MINUTE": "30",
+            "RATE_LIMIT_STAFF_MESSAGES_PER_MINUTE": "300",
+        }
+    )
+
+    assert (
+        defaults.ws_max_sockets_per_caller,
+        defaults.ws_max_subscriptions_per_caller,
+        defaults.ws_max_pending_per_address,
+        defaults.ws_init_timeout_s,
+        defaults.send_limits,
+    ) == (10, 50, 20, 5.0, SendLimits(60, 600))
+    assert (
+        configured.ws_max_sockets_per_caller,
+        configured.ws_max_subscriptions_per_caller,
+        configured.ws_max_pending_per_address,
+        configured.ws_init_timeout_s,
+        configured.send_limits,
+    ) == (3, 7, 4, 2.5, SendLimits(30, 300))
