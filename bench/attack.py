@@ -2,7 +2,8 @@
 
 One `helpline serve` process (production settings, PostgreSQL on loopback) is attacked for
 ``--seconds`` by four anonymous attackers at once, each from a loopback address of its own,
-while a customer on 127.0.0.1 chats (a message sent, then the newest page read, in turns) and a
+while a customer on 127.0.0.1 chats (the newest page read every 50 ms, a message every 30th turn,
+within the default allowance of 60 a minute) and a
 probe asks ``/live`` twice a second:
 
 - headers (127.0.0.2): four connections at a time, each sending a 64 MB header on ``GET /live``;
@@ -399,8 +400,10 @@ def _section(seconds: float, quiet: float, calm: Chat, rounds: list[Round], trac
     return f"""## Issue #23: a stranger's attacks against one process
 
 `python -m bench.attack` (in `make bench`): one `helpline serve` process (1 worker,
-`APP_ENV=production`, PostgreSQL on loopback; {machine()}). A customer on 127.0.0.1 sends a
-message and reads the newest page in turns (50 ms apart) and `/live` is probed twice a second:
+`APP_ENV=production`, PostgreSQL on loopback; {machine()}). A customer on 127.0.0.1 reads the
+newest page every 50 ms and sends a message every {SEND_EVERY}th turn (within the default allowance
+of `RATE_LIMIT_MESSAGES_PER_MINUTE`; before issue #25 every other turn was a send, so earlier
+figures are not comparable) and `/live` is probed twice a second:
 alone for {quiet:g} s (the baseline, same run), then twice for {seconds:g} s while four anonymous
 attackers run at once from a separate process, each from its own loopback address:
 
