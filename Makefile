@@ -23,7 +23,7 @@ $(INSTALLED): pyproject.toml playground/package-lock.json tests/clients/package-
 	touch $@
 
 run: install
-	$(PY) -m repo seed-demo
+	$(VENV)/bin/helpline demo seed
 	$(PY) -m gql.ops.tokens --demo --url http://$(HOST):$(PORT)/graphql
 	JWT_SECRET="$${JWT_SECRET:-$$(cat .helpline-dev-secret)}" \
 	  $(VENV)/bin/helpline serve --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY)

@@ -1,5 +1,5 @@
 """The `helpline` command: integrity checks and repair, database migration and adoption, admins,
-and the server.
+the demo data, and the server.
 
 Exit codes: 0 all is well, 1 something is wrong in the data (or a step stopped), 2 the command
 could not run (bad settings, database unreachable).
@@ -30,6 +30,7 @@ from repo import admins, checks
 from repo.adopt import STOPPED, Step, adopt
 from repo.config import ConfigError, Settings
 from repo.database import close_database, open_database, sqlite_path
+from repo.demo import DEMO_USERS, seed_demo_data
 from repo.errors import (
     AdminHoldsConversations,
     DatabaseRefused,
@@ -60,12 +61,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"helpline: {exc}", file=sys.stderr)
         return CANNOT_RUN
     except DatabaseUnavailable as exc:
-        print(f"helpline: database unavailable: {exc}", file=sys.stderr)
+        print(f"helpline: database unavailable: {_first_line(exc)}", file=sys.stderr)
         return CANNOT_RUN
     except DatabaseRefused as exc:
         hint = "; is the schema there? (helpline db migrate, or db adopt)" if exc.no_schema else ""
-        print(f"helpline: the database refused: {exc}{hint}", file=sys.stderr)
+        print(f"helpline: the database refused: {_first_line(exc)}{hint}", file=sys.stderr)
         return CANNOT_RUN
+
+
+def _first_line(exc: BaseException) -> str:
+    """One line of an error's text (a driver's message can run to several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,6 +118,13 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N")
     remove.set_defaults(run=_admin_remove)
 
+    demo = groups.add_parser("demo", help="the demo data").add_subparsers(
+        dest="command", required=True
+    )
+    demo.add_parser(
+        "seed", help="migrate, then add the demo users once (what `make run` runs first)"
+    ).set_defaults(run=_demo_seed)
+
     serve = groups.add_parser("serve", help="serve the API with uvicorn")
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
@@ -144,7 +158,7 @@ def _database(settings: Settings) -> Iterator[None]:
     try:
         yield
     except DatabaseUnavailable as exc:
-        raise CannotRun(f"database unavailable: {exc.__cause__ or exc}") from exc
+        raise CannotRun(f"database unavailable: {_first_line(exc.__cause__ or exc)}") from exc
     finally:
         close_database()
 
@@ -222,6 +236,16 @@ def _db_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return OK
 
 
+def _demo_seed(settings: Settings, args: argparse.Namespace) -> int:
+    _db_migrate(settings, args)
+    with _database(settings):
+        inserted = seed_demo_data()
+    print(f"demo data: {len(inserted)} user(s) added" if inserted else "demo data: present")
+    for user in DEMO_USERS:
+        print(f"  {user.role:40} {user.id}  {user.email}")
+    return OK
+
+
 def _db_adopt(settings: Settings, args: argparse.Namespace) -> int:
     def report(step: Step) -> None:
         print(f"{step.status.upper():8} {step.name}: {step.detail}")
@@ -238,6 +262,8 @@ def _admin_add(settings: Settings, args: argparse.Namespace) -> int:
     with _database(settings):
         try:
             profile = admins.make_admin(args.email)
+        except (DatabaseUnavailable, DatabaseRefused):
+            raise  # could not run: exit 2
         except HelplineError as exc:
             print(f"helpline: {exc}", file=sys.stderr)
             return FOUND
@@ -277,6 +303,8 @@ def _admin_remove(settings: Settings, args: argparse.Namespace) -> int:
             moved = admins.remove_admin(
                 args.email, reassign=args.reassign, batch_size=args.batch_size, progress=progress
             )
+        except (DatabaseUnavailable, DatabaseRefused):
+            raise  # could not run: exit 2
         except AdminHoldsConversations as exc:
             print(
                 f"helpline: {args.email} {exc}: rerun with --reassign to hand them over",
@@ -295,7 +323,7 @@ def _guarded(run: Callable[[], Any]) -> Any:
     try:
         return run()
     except DatabaseUnavailable as exc:
-        raise CannotRun(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
+        raise CannotRun(f"database unavailable: {_first_line(exc)}") from exc
     except HelplineError as exc:
         raise CannotRun(str(exc)) from exc
 

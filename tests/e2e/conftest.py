@@ -112,7 +112,7 @@ class Server:
 def running_server(
     db: Settings, log_path: Path, *, workers: int = 1, port: int | None = None, **variables: str
 ) -> Iterator[Server]:
-    """`python -m repo seed-demo`, then `helpline serve` as the Procfile runs it.
+    """`helpline demo seed`, then `helpline serve` as the Procfile runs it.
 
     ``variables``: more environment for the server, e.g. PRESENCE_HEARTBEAT_SECONDS="0.5".
     """
@@ -126,7 +126,7 @@ def running_server(
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     bin_dir = Path(sys.executable).parent
     subprocess.run(
-        [sys.executable, "-m", "repo", "seed-demo"],
+        [str(bin_dir / "helpline"), "demo", "seed"],
         env=env,
         cwd=ROOT,
         check=True,

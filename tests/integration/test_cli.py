@@ -134,6 +134,36 @@ def test_a_check_that_cannot_reach_the_database_exits_2(
     assert "DATABASE_URL: unsupported scheme 'mysql'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["integrity", "check"],
+        ["integrity", "check", "--json"],
+        ["integrity", "repair"],
+        ["integrity", "repair", "--apply"],
+        ["db", "migrate"],
+        ["db", "adopt"],
+        ["admin", "add", "ada@example.com"],
+        ["admin", "list"],
+        ["admin", "remove", "ada@example.com"],
+        ["admin", "remove", "ada@example.com", "--reassign"],
+        ["demo", "seed"],
+    ],
+    ids=" ".join,
+)
+def test_every_command_exits_2_in_one_line_when_the_database_is_unreachable(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:9/nowhere")
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT_SECONDS", "2")
+
+    assert main(command) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("helpline: ") and "unavailable" in line, line
+    assert captured.out == ""
+
+
 def test_repair_is_a_dry_run_until_applied(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -336,7 +366,7 @@ def test_db_migrate_prints_one_line_per_migration_and_nothing_of_its_library(
             )
             assert (again.stdout, again.stderr) == ("migrations: up to date\n", "")
     seeded = subprocess.run(  # what `make run` runs first, on a new database
-        [sys.executable, "-m", "repo", "seed-demo"],
+        [str(Path(sys.executable).parent / "helpline"), "demo", "seed"],
         env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"},
         capture_output=True,
         text=True,
