@@ -8,7 +8,12 @@ from typing import Any
 from peewee import JOIN, fn
 
 from repo.database import database, is_sqlite
-from repo.integrity import count_orphaned_conversations, find_orphaned_conversations
+from repo.integrity import (
+    count_choices_in_flight,
+    count_orphaned_conversations,
+    find_count_drift,
+    find_orphaned_conversations,
+)
 from repo.models import Conversation, Profile, User
 from repo.units import replica_unit_of_work
 
@@ -45,6 +50,8 @@ def run_checks(*, strict: bool = False) -> list[Check]:
         _users_without_profile(strict=strict),
         _conversations_with_non_admin_admin(),
         _conversations_whose_admin_is_their_customer(),
+        _admins_whose_count_differs(),
+        _choices_in_flight(),
         _customers_with_several_conversations(),
         _constraint(FOREIGN_KEY, "foreign key conversations.customer_id -> profiles.id"),
         _constraint(UNIQUE_CUSTOMER, "one admin conversation per customer"),
@@ -122,6 +129,31 @@ def _conversations_whose_admin_is_their_customer() -> Check:
         sample,
         what="conversation(s) whose admin is their own customer",
         bad=VIOLATION,
+    )
+
+
+def _admins_whose_count_differs() -> Check:
+    """admin_conversation_counts steers who gets the next customer: a row that differs from
+    the conversations its admin holds unbalances the team (``integrity repair --apply``)."""
+    drift = find_count_drift()
+    return _counted(
+        "admins_whose_count_differs",
+        len(drift),
+        [f"{d.admin_id} counted {d.counted}, holds {d.held}" for d in drift[:SAMPLE_SIZE]],
+        what="admin(s) whose admin_conversation_counts row differs from their conversations",
+        bad=VIOLATION,
+    )
+
+
+def _choices_in_flight() -> Check:
+    count = count_choices_in_flight()
+    return _counted(
+        "choices_in_flight",
+        count,
+        [],
+        what="first contact(s) between their choice of admin and their conversation: under "
+        "way, or stopped there (they tilt the balance only; integrity repair --apply clears them)",
+        bad=WARNING,
     )
 
 

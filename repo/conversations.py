@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from peewee import JOIN, Value, fn
+import peewee
+from peewee import JOIN, Case, Value, fn
 
 from repo import events
 from repo.database import database, is_sqlite
@@ -46,11 +47,12 @@ def get_or_create_admin_conversation(
     """Return the customer's admin conversation, creating profile and conversation if missing.
 
     The admin is chosen first, in a short transaction of its own that serializes the choice
-    and counts it (the fewest conversations, online admins first). Then one atomic block, the
-    same statements on both backends: ensure the profile, lock it, look for the conversation
-    under the lock; when there is none, insert it and the admin's ``welcome_message`` (the
-    first message of every new conversation); when a racer made it, give the choice back. A
-    block that fails gives the choice back too. Then, committed, the conversation is read.
+    and counts it as in flight (the fewest conversations, online admins first). Then one
+    atomic block, the same statements on both backends: ensure the profile, lock it, look for
+    the conversation under the lock; when there is none, insert it and the admin's
+    ``welcome_message`` (the first message of every new conversation) and move the choice to
+    the admin's conversation count; when a racer made it, give the choice back. A block that
+    fails gives the choice back too. Then, committed, the conversation is read.
     ``new_user`` (from a verified sign-up token) creates the users row when there is none.
     ``known_missing``: the caller has just looked it up and found none, so go straight to
     the choice and the locked block (which looks again under the lock).
@@ -76,8 +78,9 @@ def get_or_create_admin_conversation(
             if created:
                 conversation_id = _insert_conversation(customer_id, admin_id)
                 post_message(conversation_id, admin_id, welcome_message)
+                _COUNT_CHOSEN.execute(admin_id)  # counted with its conversation
             else:  # a racer made it while this call chose
-                _COUNT_ONE_LESS.execute(admin_id)
+                _RELEASE_CHOICE.execute(admin_id)
     except BaseException:
         _give_back(admin_id)
         raise
@@ -165,31 +168,42 @@ _LOCK_PROFILE = PreparedSelect(_lock_query)
 _CONVERSATION_OF = PreparedSelect(
     lambda customer: Conversation.select(Conversation.id).where(Conversation.customer == customer)
 )
-# The admin a first contact goes to: the fewest conversations among admins who are online,
-# else among all admins; ties to the oldest profile, then the lowest id; never the customer.
-# One statement chooses the admin and counts the conversation it is about to get.
-_CHOOSE_ADMIN = PreparedQuery(
-    lambda customer, leaving: (
-        AdminConversationCount.insert_from(
-            Admin.select(Admin.id, Value(1))
-            .join(Count, JOIN.LEFT_OUTER, on=(Count.admin == Admin.id))
-            .where(Admin.is_admin, Admin.id != customer, Admin.id != leaving)
-            .order_by(
-                Admin.is_online.desc(),
-                fn.COALESCE(Count.conversation_count, 0),
-                Admin.created_at,
-                Admin.id,
+
+
+# The admin a conversation goes to: the fewest conversations (held, and chosen by first
+# contacts still in flight) among admins who are online, else among all admins; ties to the
+# oldest profile, then the lowest id; never the customer. One statement chooses the admin and
+# counts the choice into ``counter``: conversation_count where the conversation moves in the
+# same transaction (a hand-over), choices_in_flight for a first contact, whose own transaction
+# moves it to conversation_count with the conversation (_COUNT_CHOSEN), so conversation_count
+# always equals the conversations held (`helpline integrity check` compares them exactly).
+def _choice(counter: peewee.Field) -> PreparedQuery:
+    return PreparedQuery(
+        lambda customer, leaving: (
+            AdminConversationCount.insert_from(
+                Admin.select(Admin.id, Value(1))
+                .join(Count, JOIN.LEFT_OUTER, on=(Count.admin == Admin.id))
+                .where(Admin.is_admin, Admin.id != customer, Admin.id != leaving)
+                .order_by(
+                    Admin.is_online.desc(),
+                    fn.COALESCE(Count.conversation_count, 0)
+                    + fn.COALESCE(Count.choices_in_flight, 0),
+                    Admin.created_at,
+                    Admin.id,
+                )
+                .limit(1),
+                fields=[AdminConversationCount.admin, counter],
             )
-            .limit(1),
-            fields=[AdminConversationCount.admin, AdminConversationCount.conversation_count],
+            .on_conflict(
+                conflict_target=[AdminConversationCount.admin], update={counter: counter + 1}
+            )
+            .returning(AdminConversationCount.admin)
         )
-        .on_conflict(
-            conflict_target=[AdminConversationCount.admin],
-            update={Count.conversation_count: Count.conversation_count + 1},
-        )
-        .returning(AdminConversationCount.admin)
     )
-)
+
+
+_CHOOSE_ADMIN = _choice(AdminConversationCount.conversation_count)
+_CHOOSE_FOR_FIRST_CONTACT = _choice(AdminConversationCount.choices_in_flight)
 _INSERT_CONVERSATION = PreparedQuery(
     lambda customer, admin: Conversation.insert(customer=customer, admin=admin).returning(
         Conversation.id
@@ -226,21 +240,23 @@ def _choose_admin(customer_id: CustomerId, *, leaving: ProfileId | None = None) 
 
 
 def choose_admin(customer_id: CustomerId) -> ProfileId:
-    """The admin for the customer's new conversation, chosen and counted in a transaction of
-    its own, so the choice is serialized only while that transaction lasts.
+    """The admin for the customer's new conversation, chosen and counted as in flight in a
+    transaction of its own, so the choice is serialized only while that transaction lasts
+    (holding it to the first contact's commit made first contacts 0.7 of this: BENCHMARKS.md).
 
     PostgreSQL: one round trip, three statements in one implicit transaction: its commit
-    waits for no WAL flush (the count steers the balance; the first contact's own commit
-    flushes it, and a crash in between loses only the count, which the recount script
-    restores), the choice lock, then the choice and its count in one statement, whose fresh
-    snapshot sees every count committed before it. The lock is released as soon as that
+    waits for no WAL flush (a choice in flight only steers the balance; the first contact's own
+    commit flushes it, and a crash in between loses only that), the choice lock, then the
+    choice and its count in one statement, whose fresh snapshot sees every count committed
+    before it. The lock is released as soon as that
     transaction commits, server-side, without waiting for this thread to be scheduled again.
     SQLite: BEGIN IMMEDIATE around the same choice.
     """
     if is_sqlite():
         with write_transaction():
-            return _choose_admin(customer_id)
-    return _chosen(_CHOOSE_ADMIN.rows(customer_id, customer_id, after=_CHOICE_ALONE))
+            serialize_admin_choice()
+            return _chosen(_CHOOSE_FOR_FIRST_CONTACT.rows(customer_id, customer_id))
+    return _chosen(_CHOOSE_FOR_FIRST_CONTACT.rows(customer_id, customer_id, after=_CHOICE_ALONE))
 
 
 _CHOICE_ALONE = (
@@ -260,13 +276,13 @@ def _has_users_row(customer_id: CustomerId) -> bool:
 
 
 def _give_back(admin_id: ProfileId) -> None:
-    """A choice that made no conversation: its count goes back (best effort; a count left
-    over only steers the balance, and schema/ops/recount_admin_conversations.sql resets it)."""
+    """A choice that made no conversation goes back (best effort: a choice left in flight only
+    steers the balance; the conversation counts stay exact)."""
     try:
         with write_transaction():
-            _COUNT_ONE_LESS.execute(admin_id)
+            _RELEASE_CHOICE.execute(admin_id)
     except Exception:
-        log.warning("the count of admin %s stays one too high", admin_id)
+        log.warning("a choice of admin %s stays in flight", admin_id)
 
 
 def _insert_conversation(customer_id: CustomerId, admin_id: ProfileId) -> ConversationId:
@@ -280,6 +296,19 @@ _COUNT_ONE_LESS = PreparedQuery(
     lambda admin: AdminConversationCount.update(
         conversation_count=AdminConversationCount.conversation_count - 1
     ).where(AdminConversationCount.admin == admin, AdminConversationCount.conversation_count > 0)
+)
+_COUNT_CHOSEN = PreparedQuery(  # a first contact's choice, counted with its conversation
+    lambda admin: AdminConversationCount.update(
+        conversation_count=AdminConversationCount.conversation_count + 1,
+        choices_in_flight=Case(
+            None, [(AdminConversationCount.choices_in_flight > 0, Count.choices_in_flight - 1)], 0
+        ),
+    ).where(AdminConversationCount.admin == admin)
+)
+_RELEASE_CHOICE = PreparedQuery(  # a first contact's choice that made no conversation
+    lambda admin: AdminConversationCount.update(
+        choices_in_flight=AdminConversationCount.choices_in_flight - 1
+    ).where(AdminConversationCount.admin == admin, AdminConversationCount.choices_in_flight > 0)
 )
 _COUNT_ONE_MORE = PreparedQuery(
     lambda admin: AdminConversationCount.insert(admin=admin, conversation_count=1).on_conflict(

@@ -7,14 +7,16 @@ writes the primary only (it must see what it writes).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import peewee
 from peewee import JOIN, fn
 
 from repo.database import database, is_sqlite
 from repo.errors import InvalidInput
-from repo.ids import ConversationId, CustomerId
+from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.models import Conversation, Profile, User
 from repo.units import replica_unit_of_work, unit_of_work_once, write_transaction
 from repo.users import profile_avatar_url, profile_name
@@ -212,3 +214,82 @@ def _no_jit() -> None:
     """
     if not is_sqlite():
         database.execute_sql("SET LOCAL jit = off")
+
+
+# Admins whose admin_conversation_counts row differs from the conversations they hold: one
+# statement, so one snapshot. Every writer changes a count in the same transaction as the
+# conversations it counts (a first contact, a hand-over, an admin's removal), so within one
+# snapshot the two agree exactly: a first contact in flight is in neither.
+_COUNT_DRIFT = """
+    SELECT p.id, COALESCE(c.conversation_count, 0), COALESCE(h.held, 0)
+    FROM profiles p
+    LEFT JOIN admin_conversation_counts c ON c.admin_id = p.id
+    LEFT JOIN (SELECT admin_id, COUNT(*) AS held FROM conversations GROUP BY admin_id) h
+        ON h.admin_id = p.id
+    WHERE COALESCE(c.conversation_count, 0) <> COALESCE(h.held, 0)
+    ORDER BY p.id"""
+# The recount of some admins, under a lock that every writer of counts waits for (it
+# conflicts with their row writes): the statement after it sees every count change committed
+# together with its conversations, and none half-done. SQLite's BEGIN IMMEDIATE is the lock.
+_LOCK_COUNTS = "LOCK TABLE admin_conversation_counts IN SHARE ROW EXCLUSIVE MODE"
+_RECOUNT = """
+    INSERT INTO admin_conversation_counts (admin_id, conversation_count)
+    SELECT p.id, (SELECT COUNT(*) FROM conversations c WHERE c.admin_id = p.id)
+    FROM profiles p WHERE p.id IN ({ids})
+    ON CONFLICT (admin_id) DO UPDATE SET conversation_count = excluded.conversation_count"""
+# Choices of first contacts that stopped between their choice and their conversation (a
+# process killed, a give-back that failed too) stay in flight and tilt the balance. Clearing
+# them is safe at any time: a first contact still in flight counts its conversation all the
+# same (its release floors at 0), and only the balance is off for that moment.
+_IN_FLIGHT = "SELECT COALESCE(SUM(choices_in_flight), 0) FROM admin_conversation_counts"
+_CLEAR_IN_FLIGHT = (
+    "UPDATE admin_conversation_counts SET choices_in_flight = 0 WHERE choices_in_flight > 0"
+)
+
+
+def count_choices_in_flight() -> int:
+    """Inside a unit of work: first contacts' choices not yet counted with a conversation."""
+    return int(database.execute_sql(_IN_FLIGHT).fetchone()[0])
+
+
+@dataclass(frozen=True, slots=True)
+class CountDrift:
+    admin_id: ProfileId
+    counted: int  # what admin_conversation_counts says
+    held: int  # the conversations they hold
+
+
+def find_count_drift(*, first: int | None = None) -> list[CountDrift]:
+    """Inside a unit of work: the admins whose count differs from what they hold, by id."""
+    sql = _COUNT_DRIFT if first is None else f"{_COUNT_DRIFT} LIMIT {int(first)}"
+    rows = database.execute_sql(sql).fetchall()
+    return [CountDrift(ProfileId(UUID(str(a))), int(c), int(h)) for a, c, h in rows]
+
+
+@unit_of_work_once  # its batches commit as they go; a rerun finds what is left
+def recount_admin_conversations(
+    *, dry_run: bool = True, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[int, int]:
+    """Put each drifted admin's count back in line with their conversations, in batches of
+    ``batch_size`` admins, each a short transaction; (drifted before, drifted after).
+
+    Safe while first contacts run: each batch takes the lock every count writer waits for,
+    then recounts from a snapshot taken under it (see _LOCK_COUNTS)."""
+    if batch_size < 1:
+        raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
+    before = len(find_count_drift())
+    if not dry_run and count_choices_in_flight():
+        with write_transaction():
+            database.execute_sql(_CLEAR_IN_FLIGHT)
+    if dry_run or not before:
+        return before, before
+    for _ in range(before // batch_size + 2):  # each pass fixes a batch; what is left shows
+        with write_transaction():
+            if not is_sqlite():
+                database.execute_sql(_LOCK_COUNTS)
+            drifted = find_count_drift(first=batch_size)
+            if not drifted:
+                break
+            marks = ", ".join(["%s" if not is_sqlite() else "?"] * len(drifted))
+            database.execute_sql(_RECOUNT.format(ids=marks), [str(d.admin_id) for d in drifted])
+    return before, len(find_count_drift())

@@ -104,6 +104,8 @@ class AdminConversationCount(BaseModel):
 
     admin = peewee.ForeignKeyField(Profile, column_name="admin_id", primary_key=True, backref="+")
     conversation_count = peewee.IntegerField(default=0)
+    # first contacts that chose this admin and have not committed their conversation yet
+    choices_in_flight = peewee.IntegerField(default=0)
 
     class Meta:
         table_name = "admin_conversation_counts"

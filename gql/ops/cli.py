@@ -37,7 +37,11 @@ from repo.errors import (
     DatabaseUnavailable,
     HelplineError,
 )
-from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
+from repo.integrity import (
+    DEFAULT_BATCH_SIZE,
+    recount_admin_conversations,
+    repair_orphaned_conversations,
+)
 from repo.migrate import migrate, report_applied
 from repo.units import command_errors
 from repo.views import RepairReport
@@ -179,17 +183,28 @@ def _integrity_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _integrity_repair(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when nothing is left to repair, 1 when something is (a dry run with work to do,
+    orphans without a users row, counts still off), 2 when it could not run."""
     with _database(settings), _progress(enabled=args.apply) as progress:
         report = repair_orphaned_conversations(
             dry_run=not args.apply, batch_size=args.batch_size, progress=progress
         )
+        counts_before, counts_after = recount_admin_conversations(
+            dry_run=not args.apply, batch_size=args.batch_size
+        )
     _print_repair(report)
+    if report.dry_run:
+        print(f"admins whose conversation count differs: {counts_before} (would recount)")
+    else:
+        print(
+            f"admins whose conversation count differs: {counts_before} before, {counts_after} after"
+        )
     left = (
         report.orphaned_conversations_before
         if report.dry_run
         else report.orphaned_conversations_after
     )
-    return FOUND if left else OK
+    return FOUND if left or counts_after else OK
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from uuid import uuid4
 import httpx2 as httpx
 import pytest
 from websockets.asyncio.client import connect
+from websockets.frames import CloseCode
 
 from gql.graphql.lru import MAX_ENTRY_SHARE
 from gql.ws.websocket import MAX_OPERATION_ID_CHARS
@@ -202,7 +203,12 @@ def test_every_malformed_message_closes_the_socket_with_4400(served: Server) -> 
             assert len(reason.encode()) <= 123
         # a message larger than MAX_BODY_BYTES is not read at all: 1009, message too big
         oversized = '{"type": "connection_init", "payload": {"a": "' + "x" * 70_000 + '"}}'
-        assert (await outcome(served.url, [oversized], init=False))[0] == 1009
+        codes = []
+        for _ in range(3):  # the server closes with the payload unread: the kernel may answer
+            codes.append((await outcome(served.url, [oversized], init=False))[0])  # with RST
+            if codes[-1] != CloseCode.ABNORMAL_CLOSURE:  # before the client reads the close
+                break
+        assert codes[-1] == 1009, codes
         for message in sound:
             assert await outcome(served.url, [message]) == (None, "pong"), message[:80]
         for message, first, is_malformed in envelopes():

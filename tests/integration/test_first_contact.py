@@ -73,7 +73,15 @@ def kind(statement: str) -> str:
             r'^INSERT INTO "admin_conversation_counts" .* SELECT .* ON CONFLICT .* RETURNING',
         ),
         ("insert the conversation", r'^INSERT INTO "conversations" .* VALUES .* RETURNING'),
-        ("give the choice back", r'^UPDATE "admin_conversation_counts" SET .* - '),
+        (
+            "count the choice with its conversation",
+            r'^UPDATE "admin_conversation_counts" SET "conversation_count" = .* \+ .*'
+            r'"choices_in_flight" = CASE',
+        ),
+        (
+            "give the choice back",
+            r'^UPDATE "admin_conversation_counts" SET "choices_in_flight" = .* - ',
+        ),
         ("store the welcome message", r"^WITH stored AS \( INSERT INTO messages"),
         ("read the conversation", r'^SELECT .* FROM "conversations" AS "t\d+" INNER JOIN'),
     ]
@@ -102,6 +110,7 @@ def test_a_first_contact_is_one_transaction_that_locks_before_it_inserts(sent: S
         "look for the conversation",  # under the lock: a racer's commit is seen
         "insert the conversation",
         "store the welcome message",
+        "count the choice with its conversation",  # the counts never differ from what is held
         "COMMIT",
         "read the conversation",  # committed
     ]
