@@ -153,6 +153,9 @@ def _clear_admin_when_empty(admin: ProfileId) -> bool:
     """Clear is_admin unless a conversation arrived meanwhile (then: False, hand it over)."""
     with write_transaction():
         conversations.serialize_admin_choice()  # no first contact chooses them meanwhile
+        # and one that chose them before either commits its conversation first (seen below)
+        # or, once this commits, finds them no admin and chooses again
+        conversations.lock_count_of(admin)
         if Conversation.select().where(Conversation.admin == admin).exists():
             return False
         Profile.update(is_admin=False).where(Profile.id == admin).execute()

@@ -59,31 +59,42 @@ def get_or_create_admin_conversation(
     """
     if not known_missing and (found := _find_conversation_of(customer_id)):
         return AdminConversation(found, created=False, profile_created=False)
-    try:
-        admin_id = choose_admin(customer_id)  # before anything is written
-    except NoAdminAvailable:
-        if new_user is None and not _has_users_row(customer_id):  # the customer's error first
-            raise CustomerNotFound(f"customer {customer_id} not found: no users row") from None
-        raise
-    try:
-        with write_transaction():  # SQLite: BEGIN IMMEDIATE, its one write lock
-            profile_created = ensure_profile(customer_id)
-            if not _lock_profile(customer_id):  # no users row: a verified sign-up may add it
-                if new_user is None or not _ensure_user(customer_id, new_user):
-                    raise CustomerNotFound(f"customer {customer_id} not found: no users row")
-                profile_created = _lock_profile(customer_id)  # its trigger made the profile
-            # A separate statement: under READ COMMITTED one that waited for the lock would
-            # still see its old snapshot of conversations, and so miss a racer's commit.
-            created = _CONVERSATION_OF.first(customer_id) is None
-            if created:
-                conversation_id = _insert_conversation(customer_id, admin_id)
-                post_message(conversation_id, admin_id, welcome_message)
-                _COUNT_CHOSEN.execute(admin_id)  # counted with its conversation
-            else:  # a racer made it while this call chose
-                _RELEASE_CHOICE.execute(admin_id)
-    except BaseException:
-        _give_back(admin_id)
-        raise
+    for _ in range(CHOICES):
+        try:
+            admin_id = choose_admin(customer_id)  # before anything is written
+        except NoAdminAvailable:
+            if new_user is None and not _has_users_row(customer_id):  # the customer's first
+                raise CustomerNotFound(f"customer {customer_id} not found: no users row") from None
+            raise
+        try:
+            with write_transaction():  # SQLite: BEGIN IMMEDIATE, its one write lock
+                profile_created = ensure_profile(customer_id)
+                if not _lock_profile(customer_id):  # no users row: a verified sign-up may add it
+                    if new_user is None or not _ensure_user(customer_id, new_user):
+                        raise CustomerNotFound(f"customer {customer_id} not found: no users row")
+                    profile_created = _lock_profile(customer_id)  # its trigger made the profile
+                # A separate statement: under READ COMMITTED one that waited for the lock would
+                # still see its old snapshot of conversations, and so miss a racer's commit.
+                created = _CONVERSATION_OF.first(customer_id) is None
+                if created:
+                    # The admin's count row, locked: a removal of this admin waits for this
+                    # commit, or committed first, and then the insert sees they left.
+                    _COUNT_CHOSEN.execute(admin_id)
+                    conversation_id = _insert_conversation(customer_id, admin_id)
+                    if conversation_id is None:
+                        raise _ChosenAdminLeft
+                    post_message(conversation_id, admin_id, welcome_message)
+                else:  # a racer made it while this call chose
+                    _RELEASE_CHOICE.execute(admin_id)
+        except _ChosenAdminLeft:
+            _give_back(admin_id)
+            continue  # choose again, among the admins there are now
+        except BaseException:
+            _give_back(admin_id)
+            raise
+        break
+    else:
+        raise NoAdminAvailable("the admins chosen kept leaving; try again")
     found = _find_conversation_of(customer_id)  # committed: the conversation is there
     assert found is not None
     return AdminConversation(found, created=created, profile_created=profile_created)
@@ -204,11 +215,29 @@ def _choice(counter: peewee.Field) -> PreparedQuery:
 
 _CHOOSE_ADMIN = _choice(AdminConversationCount.conversation_count)
 _CHOOSE_FOR_FIRST_CONTACT = _choice(AdminConversationCount.choices_in_flight)
+# The conversation, inserted only while its admin is still an admin: in a statement after
+# the admin's count row was locked, so it sees a removal that committed first.
 _INSERT_CONVERSATION = PreparedQuery(
-    lambda customer, admin: Conversation.insert(customer=customer, admin=admin).returning(
-        Conversation.id
-    )
+    lambda customer, admin: Conversation.insert_from(
+        Customer.select(Customer.id, Admin.id)
+        .join(Admin, on=((Admin.id == admin) & Admin.is_admin))
+        .where(Customer.id == customer),
+        fields=[Conversation.customer, Conversation.admin],
+    ).returning(Conversation.id)
 )
+CHOICES = 3  # choices a first contact makes when the admin it chose is removed meanwhile
+
+
+class _ChosenAdminLeft(Exception):
+    """The admin chosen was removed before the conversation was inserted (rolled back)."""
+
+
+def lock_count_of(admin_id: ProfileId) -> None:
+    """Inside a transaction: lock the admin's count row (made if missing), which a first
+    contact that chose them locks before inserting the conversation."""
+    _LOCK_COUNT.execute(admin_id)
+
+
 # PostgreSQL: first contacts of different customers choose one after the other, so two never
 # both see the same admin as the least loaded. A transaction-level advisory lock, taken as late
 # as the choice and released at commit; it locks no row (SQLite's BEGIN IMMEDIATE already
@@ -285,9 +314,10 @@ def _give_back(admin_id: ProfileId) -> None:
         log.warning("a choice of admin %s stays in flight", admin_id)
 
 
-def _insert_conversation(customer_id: CustomerId, admin_id: ProfileId) -> ConversationId:
-    ((conversation_id,),) = _INSERT_CONVERSATION.rows(customer_id, admin_id)
-    return ConversationId(UUID(str(conversation_id)))
+def _insert_conversation(customer_id: CustomerId, admin_id: ProfileId) -> ConversationId | None:
+    """The new conversation's id; None (nothing inserted) when the admin is no admin now."""
+    rows = _INSERT_CONVERSATION.rows(customer_id, admin_id)
+    return ConversationId(UUID(str(rows[0][0]))) if rows else None
 
 
 # conversation_assignment_totals' one reason: handed over by `helpline admin remove --reassign`
@@ -309,6 +339,12 @@ _RELEASE_CHOICE = PreparedQuery(  # a first contact's choice that made no conver
     lambda admin: AdminConversationCount.update(
         choices_in_flight=AdminConversationCount.choices_in_flight - 1
     ).where(AdminConversationCount.admin == admin, AdminConversationCount.choices_in_flight > 0)
+)
+_LOCK_COUNT = PreparedQuery(
+    lambda admin: AdminConversationCount.insert(admin=admin, conversation_count=0).on_conflict(
+        conflict_target=[AdminConversationCount.admin],
+        update={Count.conversation_count: Count.conversation_count},
+    )
 )
 _COUNT_ONE_MORE = PreparedQuery(
     lambda admin: AdminConversationCount.insert(admin=admin, conversation_count=1).on_conflict(

@@ -3,7 +3,9 @@ to the oldest profile, then the lowest id; the balance holds when first contacts
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
@@ -11,11 +13,12 @@ from uuid import UUID
 import peewee
 import pytest
 
+from repo import admins, conversations
 from repo.database import database
 from repo.errors import HelplineError
-from repo.ids import ProfileId
+from repo.ids import CustomerId, ProfileId
 from repo.integrity import find_count_drift, recount_admin_conversations
-from repo.models import AdminConversationCount, Conversation, Profile
+from repo.models import AdminConversationCount, Conversation, Profile, User
 from tests.factories import first_contact, make_admin, make_user, own_connection
 from tests.racing import run_at_once
 
@@ -186,3 +189,37 @@ def test_checks_and_recounts_under_racing_first_contacts_see_no_drift() -> None:
     assert [found for found in seen if found] == []  # never a first contact taken for drift
     assert counted() == dict(conversations_per_admin())
     assert sum(counted().values()) == 30 and set(counted()) == set(admins)
+
+
+def test_a_first_contact_whose_admin_is_removed_after_the_choice_chooses_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The window the choice's lock cannot cover: chosen, then the admin removed before the
+    conversation is inserted. The conversation must go to an admin, and the counts stay exact."""
+    leaving, staying = admins_made_in_order(2)  # the oldest, with no conversation: the choice
+    customer = make_user()
+    chose, removed = threading.Event(), threading.Event()
+    choose = conversations.choose_admin
+
+    def choose_then_wait(customer_id: CustomerId) -> ProfileId:
+        chosen = choose(customer_id)
+        if not chose.is_set():
+            chose.set()
+            assert removed.wait(10)
+        return chosen
+
+    monkeypatch.setattr(conversations, "choose_admin", choose_then_wait)
+    with ThreadPoolExecutor(1) as pool:
+        contact = pool.submit(first_contact, customer)
+        assert chose.wait(10)
+        with database.connection_context():
+            email = User.get_by_id(leaving).email
+        admins.remove_admin(email, reassign=True)
+        removed.set()
+        conversation = contact.result(timeout=20).conversation
+
+    assert conversation.admin.id == staying
+    with database.connection_context():
+        assert not Profile.get_by_id(leaving).is_admin
+    assert dict(conversations_per_admin()) == {staying: 1}
+    assert drift() == []

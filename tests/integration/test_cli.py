@@ -363,14 +363,31 @@ def test_db_migrate_on_a_seed_shaped_database_points_to_adopt(
 
 
 def test_serve_in_production_without_metrics_protection_exits_2_in_one_line(
-    env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    env: Settings,
 ) -> None:
-    monkeypatch.setenv("APP_ENV", "production")
-    monkeypatch.setenv("JWT_SECRET", "s" * 32)
-    monkeypatch.delenv("METRICS_TOKEN", raising=False)
-    monkeypatch.delenv("METRICS_UNPROTECTED", raising=False)
-    assert main(["serve", "--port", "9"]) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    """A subprocess with a deadline: should the guard break, the server starts and serves, and
+    the test fails within seconds instead of serving until the suite's timeout."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("METRICS_TOKEN", "METRICS_UNPROTECTED")
+    }
+    environment |= {
+        "APP_ENV": "production",
+        "JWT_SECRET": "s" * 32,
+        "DATABASE_URL": env.database_url,
+    }
+    try:
+        finished = subprocess.run(
+            [str(Path(sys.executable).parent / "helpline"), "serve", "--port", "0"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("helpline serve started instead of refusing to")
+    assert finished.returncode == 2
+    (line,) = finished.stderr.strip().splitlines()
     assert "METRICS_TOKEN" in line and "METRICS_UNPROTECTED" in line
 
 
