@@ -153,6 +153,31 @@ def test_markup_in_a_message_shows_as_text(
     assert page.evaluate("window.pwned") is None
 
 
+@ON_SQLITE
+def test_markup_in_a_message_shows_as_text_in_the_admins_console(
+    server: Server, contexts: tuple[BrowserContext, BrowserContext]
+) -> None:
+    """The console shows a customer's message twice: as its row's preview and in the
+    conversation; neither may render it."""
+    make_admin()
+    customer = make_user()
+    chat = first_contact(customer).conversation
+    markup = '<b>bold</b><img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    send_message(chat.id, markup, sender_id=ProfileId(customer))
+    console = contexts[1].new_page()
+    console.goto(f"{server.base}/demo/inbox#token={user_token(chat.admin.id)}")
+    row = console.locator(f'[data-testid="inbox-item"][data-conversation-id="{chat.id}"]')
+
+    expect(row).to_contain_text("<b>bold</b>", timeout=SHOWN_MS)  # the preview, as text
+    row.click()
+    shown = message(console, "<b>bold</b>")
+    expect(shown).to_be_visible(timeout=SHOWN_MS)
+
+    assert markup in shown.inner_text() and markup in row.inner_text()
+    assert console.locator("b, img, script:not([src]):not([type])").count() == 0, console.content()
+    assert console.evaluate("window.pwned") is None
+
+
 def test_a_send_that_fails_while_the_database_is_cut_can_be_retried_and_is_stored_once(
     postgres: Settings, tmp_path: Path, contexts: tuple[BrowserContext, BrowserContext]
 ) -> None:
