@@ -10,11 +10,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx2 as httpx
@@ -87,6 +87,7 @@ def client(db: Settings) -> Iterator[GraphQLClient]:
 
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 STARTUP_TIMEOUT_S = 20
 
 
@@ -170,6 +171,17 @@ def running_server(
             process.kill()
             process.wait(timeout=15)
             raise
+
+
+def wait_for(check: Callable[[], T], what: str, *, timeout_s: float = 10.0) -> T:
+    """``check()`` once it is truthy, polled; the test fails naming ``what`` after
+    ``timeout_s`` (never a speed assertion: a condition, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"still waiting for {what} after {timeout_s:g} s")
+        time.sleep(0.02)
+    return found
 
 
 @pytest.fixture

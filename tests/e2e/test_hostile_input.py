@@ -236,7 +236,8 @@ def test_a_second_subscribe_with_a_long_id_in_use_closes_with_4409(served: Serve
             await socket.send(json.dumps(init))
             await socket.recv()
             await socket.send(json.dumps(subscribe))
-            await asyncio.sleep(0.3)  # it runs, so its id is in use
+            # no wait: a socket's messages are handled in turn, so by the time the second is
+            # read the first runs, and its id is in use
             await socket.send(json.dumps(subscribe))
             await socket.wait_closed()
             return socket.close_code, socket.close_reason or ""

@@ -126,8 +126,10 @@ def test_inbox_updates_arrive_live_and_admins_are_online_while_connected(
             assert message["type"] == "next", message
             updates.append(message["payload"]["data"]["inboxUpdated"])
         await sub.close()
-        await asyncio.sleep(0.5)
-        return updates, is_online, await asyncio.to_thread(online)
+        deadline = time.monotonic() + 10
+        while (still := await asyncio.to_thread(online)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # until the server has heard of the close, or not at all
+        return updates, is_online, still
 
     updates, online_while_connected, online_after = asyncio.run(scenario())
     assert [u["lastMessage"]["content"] for u in updates][-1] == "anyone there?"
