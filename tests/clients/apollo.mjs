@@ -1,73 +1,32 @@
-// Apollo Client 4 against a running Helpline, set up as the README's "Clients" recipe says:
-// a split link (subscriptions over graphql-ws, the rest over HTTP with automatic persisted
-// queries), relayStylePagination for `messages` and the inbox, and `messageAdded` written into
-// the cached page. Prints what a user of the client would see, as JSON, for
+// Apollo Client 4 against a running Helpline, set up by the README's "Clients" recipe itself
+// (its two blocks, written to readme-apollo.generated.mjs by tests/e2e/test_clients.py): a split
+// link (subscriptions over graphql-ws, the rest over HTTP with automatic persisted queries),
+// relayStylePagination for `messages` and the inbox, and `messageAdded` written into the cached
+// page. Prints what a user of the client would see, as JSON, for
 // tests/e2e/test_clients.py to check.
 //
 //   node apollo.mjs '{"url": "http://127.0.0.1:8000/graphql", "customer": "<jwt>", "admin": "<jwt>"}'
 
-import { createHash } from "node:crypto";
-
-import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, gql } from "@apollo/client";
-import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
-import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
-import { getMainDefinition, relayStylePagination } from "@apollo/client/utilities";
-import { createClient } from "graphql-ws";
-import WebSocket from "ws";
+import { gql } from "@apollo/client";
 
 const config = JSON.parse(process.argv[2]);
 const GUARD_MS = 20_000;
 
-// --- the recipe -----------------------------------------------------------------------------
+// --- the recipe: the README's own blocks (tests/e2e/test_clients.py writes them out) --------
 
-function helplineClient(url, token, sent) {
-  const http = new HttpLink({
-    uri: url,
-    headers: { authorization: `Bearer ${token}` },
-    fetch: (input, init) => {
-      sent.push(JSON.parse(init.body ?? "{}"));  // what went over the wire, for the checks
-      return fetch(input, init);
-    },
-  });
-  const persisted = new PersistedQueryLink({
-    sha256: (document) => createHash("sha256").update(document).digest("hex"),
-  });
-  const socket = new GraphQLWsLink(
-    createClient({
-      url: url.replace(/^http/, "ws"),
-      webSocketImpl: WebSocket,
-      connectionParams: () => ({ Authorization: `Bearer ${token}` }),
-    }),
-  );
-  const isSubscription = ({ query }) => {
-    const definition = getMainDefinition(query);
-    return definition.kind === "OperationDefinition" && definition.operation === "subscription";
-  };
-  return new ApolloClient({
-    link: ApolloLink.split(isSubscription, socket, persisted.concat(http)),
-    cache: new InMemoryCache({
-      typePolicies: {
-        Conversation: { fields: { messages: relayStylePagination() } },
-        Query: { fields: { inbox: relayStylePagination(["assignedToMe"]) } },
-      },
-    }),
-  });
-}
+// What went over the wire, per bearer token, for the checks (the recipe uses the global fetch).
+const sentBy = new Map();
+const realFetch = globalThis.fetch;
+globalThis.fetch = (input, init = {}) => {
+  const bearer = new Headers(init.headers).get("authorization");
+  if (!sentBy.has(bearer)) sentBy.set(bearer, []);
+  sentBy.get(bearer).push(JSON.parse(init.body ?? "{}"));
+  return realFetch(input, init);
+};
 
-// Adds a message heard live to the conversation's cached first page (newest first).
-function addToCachedPage(cache, conversationId, message) {
-  cache.modify({
-    id: cache.identify({ __typename: "Conversation", id: conversationId }),
-    fields: {
-      messages(existing, { toReference }) {
-        if (!existing || existing.edges.some((e) => e.node.__ref === `Message:${message.id}`)) {
-          return existing;
-        }
-        const edge = { __typename: "MessageEdge", cursor: message.id, node: toReference(message) };
-        return { ...existing, edges: [edge, ...existing.edges] };
-      },
-    },
-  });
+async function helplineClient(token, who) {
+  process.env.HELPLINE_TOKEN = token;  // what the recipe reads, as it runs
+  return import(`./readme-apollo.generated.mjs?${who}`);  // a module instance per user
 }
 
 // --- the documents ----------------------------------------------------------------------------
@@ -110,9 +69,10 @@ const MARK_READ = gql`
 // --- the scenario -----------------------------------------------------------------------------
 
 const report = {};
+const { client: customer, addToCachedPage } = await helplineClient(config.customer, "customer");
+const { client: admin } = await helplineClient(config.admin, "admin");
 const customerSent = [];
-const customer = helplineClient(config.url, config.customer, customerSent);
-const admin = helplineClient(config.url, config.admin, []);
+sentBy.set(`Bearer ${config.customer}`, customerSent);
 
 const opened = await customer.mutate({ mutation: OPEN });
 const conversationId = opened.data.adminConversation.conversation.id;

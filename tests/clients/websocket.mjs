@@ -28,8 +28,34 @@ async function send(content) {
   if (!response.ok) throw new Error(`send failed: ${response.status}`);
 }
 
-// --- the recipe: a fresh token on every (re)connection ---------------------------------------
+// --- the README's graphql-ws block, as printed (written out by tests/e2e/test_clients.py) -----
 const report = { tokensAsked: 0, closeCodes: [], heard: [] };
+process.env.HELPLINE_TOKEN = config.sender;
+const { client: recipe } = await import("./readme-graphql-ws.generated.mjs");
+report.recipeHeard = await new Promise((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error("the recipe's client heard nothing")), GUARD_MS);
+  let probes = 0;
+  const prober = setInterval(() => {
+    probes += 1;
+    send(`recipe ${probes}`).catch(() => {});
+  }, 300);
+  const stop = recipe.subscribe(
+    { query: MESSAGE_ADDED, variables: { id: config.conversation } },
+    {
+      next: ({ data }) => {
+        clearInterval(prober);
+        clearTimeout(timer);
+        stop();
+        resolve(data.messageAdded.content.startsWith("recipe"));
+      },
+      error: reject,
+      complete: () => {},
+    },
+  );
+});
+await recipe.dispose();
+
+// --- the token refresh: a fresh token on every (re)connection --------------------------------
 const tokens = [...config.tokens];
 const client = createClient({
   url: wsUrl,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -51,10 +52,40 @@ def node(script: str, *args: str, timeout: float = 90) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+EXAMPLE_URL = '"https://helpline.example/graphql"'
+
+
+def readme_blocks(heading: str) -> list[str]:
+    """The ```js blocks of the README's section under ``heading``, as printed."""
+    text = README.read_text()
+    section = text[text.index(f"\n{heading}\n") :]
+    section = section[: section.index("\n### ", 1)]
+    return re.findall(r"```js\n(.*?)```", section, re.S)
+
+
+def write_apollo_recipe(url: str) -> None:
+    """The README's Apollo recipe, as a module the Node test imports; only its example URL
+    becomes the test server's."""
+    blocks = readme_blocks("### Apollo Client 4")
+    assert len(blocks) == 2 and blocks[0].count(EXAMPLE_URL) == 1
+    source = "\n".join(blocks).replace(EXAMPLE_URL, json.dumps(url))
+    (CLIENTS / "readme-apollo.generated.mjs").write_text(source)
+
+
+def write_graphql_ws_recipe(url: str) -> None:
+    (block,) = readme_blocks("### graphql-ws 6 (with or without Apollo)")
+    example = EXAMPLE_URL.replace("https", "wss")
+    assert block.count(example) == 1
+    source = block.replace(example, json.dumps(url.replace("http", "ws", 1)))
+    (CLIENTS / "readme-graphql-ws.generated.mjs").write_text(source)
+
+
 def test_apollo_client_pages_caches_and_hears_messages_as_the_recipe_says(
     postgres_server: Server,
 ) -> None:
     admin = make_admin("Ada Admin")
+    write_apollo_recipe(postgres_server.url)
     config = {
         "url": postgres_server.url,
         "customer": user_token(make_user()),
@@ -98,7 +129,10 @@ def test_graphql_ws_reconnects_with_a_fresh_token_and_gives_up_on_a_forbidden_ro
         },
     }
 
+    write_graphql_ws_recipe(postgres_server.url)
     seen = node("websocket.mjs", json.dumps(config))
+
+    assert seen["recipeHeard"] is True  # the README's block, as printed, hears messages
 
     assert seen["closeCodes"][0] == 4403  # token expired: graphql-ws retried by itself
     assert seen["tokensAsked"] >= 2  # connectionParams gave the fresh token on reconnecting
