@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from repo.database import database, is_sqlite
+from repo import backend
+from repo.database import database
 from repo.errors import RateLimited
 from repo.ids import ProfileId
 
@@ -85,7 +86,8 @@ def after_taking(per_minute: int, tokens: float) -> Allowance:
 
 def held(sender: ProfileId, per_minute: int) -> Allowance:
     """What the sender's bucket holds now, taking nothing (a refused send, a free retry)."""
-    rows = database.execute_sql(HELD[is_sqlite()], parameters(sender, per_minute)).fetchall()
+    held_sql = backend.pick(sqlite=HELD[True], postgresql=HELD[False])
+    rows = database.execute_sql(held_sql, parameters(sender, per_minute)).fetchall()
     tokens = float(per_minute) if not rows else float(rows[0][0])
     if tokens >= 1:
         return Allowance(per_minute, math.floor(tokens))

@@ -11,8 +11,8 @@ from uuid import UUID
 import peewee
 from peewee import JOIN, Case, Value, fn
 
-from repo import events
-from repo.database import database, is_sqlite
+from repo import backend, events
+from repo.database import is_sqlite
 from repo.errors import ConversationNotFound, CustomerNotFound, InvalidInput, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
@@ -172,7 +172,7 @@ def _ensure_user(customer_id: CustomerId, new_user: NewUser) -> bool:
 
 def _lock_query(customer: CustomerId) -> Any:
     query = Profile.select(Profile.id).where(Profile.id == customer)
-    return query if is_sqlite() else query.for_update()
+    return backend.for_update(query)
 
 
 _LOCK_PROFILE = PreparedSelect(_lock_query)
@@ -257,8 +257,7 @@ def _lock_profile(customer_id: CustomerId) -> bool:
 
 def serialize_admin_choice() -> None:
     """Inside a transaction: no other first contact chooses an admin until it ends."""
-    if not is_sqlite():
-        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADMIN_CHOICE_LOCK,))
+    backend.advisory_xact_lock(ADMIN_CHOICE_LOCK)
 
 
 def _choose_admin(customer_id: CustomerId, *, leaving: ProfileId | None = None) -> ProfileId:
@@ -392,7 +391,7 @@ def _conversation_parties(conversation_id: ConversationId) -> tuple[ProfileId, P
     query = Conversation.select(Conversation.admin, Conversation.customer).where(
         Conversation.id == conversation_id
     )
-    found: Any = list((query if is_sqlite() else query.for_update()).tuples())
+    found: Any = list(backend.for_update(query).tuples())
     if not found:
         raise ConversationNotFound(f"conversation {conversation_id} not found")
     ((admin, customer),) = found
@@ -428,7 +427,7 @@ def hand_over_conversations_of(admin_id: ProfileId, *, batch_size: int, reason: 
             .order_by(Conversation.id)
             .limit(batch_size)
         )
-        rows: Any = (query if is_sqlite() else query.for_update()).tuples()
+        rows: Any = backend.for_update(query).tuples()
         batch: list[tuple[Any, Any]] = list(rows)
         for conversation_id, customer_id in batch:
             chosen = _choose_admin(CustomerId(customer_id), leaving=admin_id)

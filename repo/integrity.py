@@ -14,7 +14,8 @@ from uuid import UUID
 import peewee
 from peewee import JOIN, fn
 
-from repo.database import database, is_sqlite
+from repo import backend
+from repo.database import database
 from repo.errors import InvalidInput
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.models import Conversation, Profile, User
@@ -87,7 +88,9 @@ def _list_orphans(
 def profile_coverage() -> ProfileCoverage:
     """The seed's monitoring figures: counts, orphans and the share of users with a profile."""
     sql = _PROFILE_COVERAGE.format(
-        profiles_count=_PROFILES_COUNT["sqlite" if is_sqlite() else "postgresql"]
+        profiles_count=backend.pick(
+            sqlite=_PROFILES_COUNT["sqlite"], postgresql=_PROFILES_COUNT["postgresql"]
+        )
     )
     profiles, users, conversations, orphaned, percent = database.execute_sql(sql).fetchone()
     return ProfileCoverage(
@@ -212,8 +215,7 @@ def _no_jit() -> None:
     The planner cannot tell how many walked conversations are orphans, guesses few and so
     prices a batch's walk over jit_above_cost: compiling it took ~100 ms for a ~3 ms read.
     """
-    if not is_sqlite():
-        database.execute_sql("SET LOCAL jit = off")
+    backend.no_jit()
 
 
 # Admins whose admin_conversation_counts row differs from the conversations they hold: one
@@ -231,7 +233,7 @@ _COUNT_DRIFT = """
 # The recount of some admins, under a lock that every writer of counts waits for (it
 # conflicts with their row writes): the statement after it sees every count change committed
 # together with its conversations, and none half-done. SQLite's BEGIN IMMEDIATE is the lock.
-_LOCK_COUNTS = "LOCK TABLE admin_conversation_counts IN SHARE ROW EXCLUSIVE MODE"
+_LOCK_COUNTS_MODE = "SHARE ROW EXCLUSIVE"
 _RECOUNT = """
     INSERT INTO admin_conversation_counts (admin_id, conversation_count)
     SELECT p.id, (SELECT COUNT(*) FROM conversations c WHERE c.admin_id = p.id)
@@ -279,17 +281,19 @@ def recount_admin_conversations(
         raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
     before = len(find_count_drift())
     if not dry_run and count_choices_in_flight():
-        with write_transaction():
+        with write_transaction():  # under the lock: two repairs never lock rows crosswise
+            backend.lock_table("admin_conversation_counts", _LOCK_COUNTS_MODE)
             database.execute_sql(_CLEAR_IN_FLIGHT)
     if dry_run or not before:
         return before, before
     for _ in range(before // batch_size + 2):  # each pass fixes a batch; what is left shows
         with write_transaction():
-            if not is_sqlite():
-                database.execute_sql(_LOCK_COUNTS)
+            backend.lock_table("admin_conversation_counts", _LOCK_COUNTS_MODE)
             drifted = find_count_drift(first=batch_size)
             if not drifted:
                 break
-            marks = ", ".join(["%s" if not is_sqlite() else "?"] * len(drifted))
-            database.execute_sql(_RECOUNT.format(ids=marks), [str(d.admin_id) for d in drifted])
+            database.execute_sql(
+                _RECOUNT.format(ids=backend.placeholders(len(drifted))),
+                [str(d.admin_id) for d in drifted],
+            )
     return before, len(find_count_drift())

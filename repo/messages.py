@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 import peewee
 from peewee import Tuple
 
-from repo import allowance, events
+from repo import allowance, backend, events
 from repo.allowance import Allowance
 from repo.config import SendLimits
 from repo.database import database, is_sqlite
@@ -123,9 +123,7 @@ def send_message(
         query = Conversation.select(Conversation.admin, Conversation.customer).where(
             Conversation.id == conversation_id
         )
-        if not is_sqlite():
-            query = query.for_update()
-        found: Any = list(query.tuples())
+        found: Any = list(backend.for_update(query).tuples())
         if sender_for is not None:  # the caller's right first, then what they sent
             sender_id = sender_for(CustomerId(found[0][1]) if found else None)
             validate_input(content, client_message_id)

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from peewee import SQL, fn
 
-from repo.database import is_sqlite
+from repo import backend
 from repo.ids import ProfileId
 from repo.models import Presence, Profile
 from repo.units import unit_of_work, write_transaction
@@ -76,9 +76,7 @@ def _lock_profiles(profile_ids: Iterable[UUID]) -> list[UUID]:
     if not ids:
         return []
     query = Profile.select(Profile.id).where(Profile.id.in_(ids)).order_by(Profile.id)
-    if not is_sqlite():
-        query = query.for_update()
-    rows: Any = query.tuples()
+    rows: Any = backend.for_update(query).tuples()
     return [UUID(str(row[0])) for row in rows]
 
 
@@ -111,14 +109,5 @@ def _refresh_online(locked: list[UUID]) -> None:
     Profile.update(is_online=fn.EXISTS(held)).where(Profile.id.in_(locked)).execute()
 
 
-def _now() -> object:
-    """The database's clock, so processes on machines with skewed clocks agree."""
-    if is_sqlite():
-        return fn.strftime("%Y-%m-%d %H:%M:%f", "now")
-    return fn.now()
-
-
-def _ago(seconds: float) -> object:
-    if is_sqlite():
-        return fn.strftime("%Y-%m-%d %H:%M:%f", "now", f"-{seconds:.3f} seconds")
-    return fn.now() - SQL("make_interval(secs => %s)", (seconds,))
+_now = backend.now  # the database's clock: processes on skewed machines agree
+_ago = backend.ago
