@@ -64,6 +64,14 @@ def _counted(name: str, count: int, sample: list[Any], *, what: str, bad: str) -
     return Check(name, status, f"{count} {what}", count, [str(s) for s in sample])
 
 
+def _rows_found(name: str, query: Any, *, order: Any, what: str, bad: str) -> Check:
+    """A check that ``query`` finds no row; a sample of the first (by ``order``) when it does
+    (only then: each is another scan)."""
+    count = query.count()
+    sample = _first(query.order_by(order) if order is not None else query) if count else []
+    return _counted(name, count, sample, what=what, bad=bad)
+
+
 def _first(query: Any) -> list[Any]:
     """The first column of the first SAMPLE_SIZE rows."""
     return [row[0] for row in query.limit(SAMPLE_SIZE).tuples()]
@@ -88,12 +96,10 @@ def _users_without_profile(*, strict: bool) -> Check:
         .join(Profile, JOIN.LEFT_OUTER, on=(Profile.id == User.id))
         .where(Profile.id.is_null())
     )
-    count = query.count()
-    sample = _first(query.order_by(User.created_at)) if count else []
-    return _counted(
+    return _rows_found(
         "users_without_profile",
-        count,
-        sample,
+        query,
+        order=User.created_at,
         what="user(s) without a profile (healed on first contact)",
         bad=VIOLATION if strict else WARNING,
     )
@@ -106,12 +112,10 @@ def _conversations_with_non_admin_admin() -> Check:
         .join(admin, JOIN.LEFT_OUTER, on=(admin.id == Conversation.admin))
         .where(admin.id.is_null() | ~admin.is_admin)
     )
-    count = query.count()
-    sample = _first(query.order_by(Conversation.created_at)) if count else []
-    return _counted(
+    return _rows_found(
         "conversations_with_non_admin_admin",
-        count,
-        sample,
+        query,
+        order=Conversation.created_at,
         what="conversation(s) whose admin_id is not an admin",
         bad=VIOLATION,
     )
@@ -121,12 +125,10 @@ def _conversations_whose_admin_is_their_customer() -> Check:
     """An admin who is also a customer never answers their own conversation: the balancer
     skips them and assignConversation refuses it; a row written another way shows here."""
     query = Conversation.select(Conversation.id).where(Conversation.admin == Conversation.customer)
-    count = query.count()
-    sample = _first(query.order_by(Conversation.created_at)) if count else []
-    return _counted(
+    return _rows_found(
         "conversations_whose_admin_is_their_customer",
-        count,
-        sample,
+        query,
+        order=Conversation.created_at,
         what="conversation(s) whose admin is their own customer",
         bad=VIOLATION,
     )
@@ -163,12 +165,10 @@ def _customers_with_several_conversations() -> Check:
         .group_by(Conversation.customer)
         .having(fn.COUNT(Conversation.id) > 1)
     )
-    count = query.count()
-    sample = _first(query) if count else []
-    return _counted(
+    return _rows_found(
         "customers_with_several_conversations",
-        count,
-        sample,
+        query,
+        order=None,
         what="customer(s) with more than one admin conversation",
         bad=VIOLATION,
     )
