@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from uuid import UUID
 
-from gql.graphql.auth import ANON, AUTHENTICATED, SERVICE_ROLE, Caller
+from gql.auth.tokens import ANON, AUTHENTICATED, SERVICE_ROLE, Caller
 from gql.graphql.errors import BadUserInput, Forbidden, Unauthenticated
 from repo.ids import CustomerId, ProfileId
 from repo.views import ConversationView

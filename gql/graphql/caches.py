@@ -1,7 +1,7 @@
 """Caches bounded by the memory they hold: parsed documents, validated documents, fast-path plans.
 
 A parsed document costs far more than its text: 8 KB of repeated names is over 2 MB of tokens
-and nodes. So each cache is a ``ByteLRU`` (gql/graphql/lru.py): entries weigh what they are
+and nodes. So each cache is a ``ByteLRU`` (gql/caching/lru.py): entries weigh what they are
 estimated to hold, and the least recently used go once the total passes the cache's setting
 (PARSE_CACHE_BYTES, VALIDATION_CACHE_BYTES, PLAN_CACHE_BYTES; 0 keeps nothing). An entry heavier
 than a MAX_ENTRY_SHARE-th of its cache is not kept at all, so a few large documents never flush
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from graphql import ASTValidationRule, DocumentNode
 from strawberry.extensions import SchemaExtension
 
-from gql.graphql.lru import ByteLRU
+from gql.caching.lru import ByteLRU
 from gql.graphql.rules import pre_pass
 
 # Bytes a parsed document holds per token (with locations: a Token, its node and Location, the

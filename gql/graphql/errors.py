@@ -19,8 +19,8 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from gql.graphql.lru import ByteLRU
-from gql.graphql.metrics import FOREIGN_KEY_VIOLATIONS
+from gql.caching.lru import ByteLRU
+from gql.observability.metrics import FOREIGN_KEY_VIOLATIONS
 from repo.errors import (
     ClientMessageIdReused,
     ConversationNotFound,
@@ -245,7 +245,7 @@ def root_field_error(
     exc: Exception, *, key: str, location: dict[str, int], request_id: str | None
 ) -> dict[str, Any]:
     """The error the executor answers when a root field's resolver raised ``exc``: reported,
-    coded and masked the same way (gql/graphql/fastpath.py answers its roots' failures with it)."""
+    coded and masked the same way (gql/fastpath/plans.py answers its roots' failures with it)."""
     error = GraphQLError(str(exc), path=[key], original_error=exc)
     report_error(error, request_id)
     coded = _with_code(error, request_id)

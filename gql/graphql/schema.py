@@ -20,17 +20,11 @@ from strawberry.extensions import MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
+from gql.auth.tokens import Caller
+from gql.caching.lru import ByteLRU
 from gql.graphql import authz
-from gql.graphql.auth import Caller
 from gql.graphql.caches import ParsedDocuments, RuleClasses, ValidatedDocuments
 from gql.graphql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
-from gql.graphql.lru import ByteLRU
-from gql.graphql.metrics import (
-    CONVERSATIONS_ASSIGNED,
-    CONVERSATIONS_CREATED,
-    PROFILES_SELF_HEALED,
-    OperationLabel,
-)
 from gql.graphql.rules import OperationLimits
 from gql.graphql.shared_events import SharedEventExecutor, shared_payload
 from gql.graphql.subscriptions import inbox_updates, live_messages
@@ -43,6 +37,12 @@ from gql.graphql.types import (
     Message,
     Profile,
     RepairReport,
+)
+from gql.observability.metrics import (
+    CONVERSATIONS_ASSIGNED,
+    CONVERSATIONS_CREATED,
+    PROFILES_SELF_HEALED,
+    OperationLabel,
 )
 from repo import admins, conversations, inbox, integrity, messages
 from repo.allowance import Allowance
@@ -174,7 +174,7 @@ def send_message(
 def fast_roots(
     settings: Settings,
 ) -> dict[tuple[str, str], tuple[Callable[..., object], tuple[str, ...]]]:
-    """Root fields the fast path may answer (gql/graphql/fastpath.py): by operation type and field
+    """Root fields the fast path may answer (gql/fastpath/plans.py): by operation type and field
     name, the function the resolver runs (with this server's settings) and its arguments, in
     the order the function takes them after the caller."""
     return {

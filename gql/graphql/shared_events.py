@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from graphql import ExecutionResult
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gql.graphql.auth import Caller
+from gql.auth.tokens import Caller
 
 SHARED_RESULTS = 256  # events' answers kept for the subscribers still to be sent them
 SHARED_PAYLOADS = 2048  # views' Strawberry objects kept for the followers still to get them

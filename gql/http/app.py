@@ -21,10 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from gql.graphql.auth import Authenticator
-from gql.graphql.fastpath import FastPaths
-from gql.graphql.metrics import DATABASE_FIGURES, REPLICA_FALLBACKS, exposition, forget_this_process
-from gql.graphql.persisted import PersistedQueries
+from gql.auth.tokens import Authenticator
+from gql.fastpath.plans import FastPaths
 from gql.graphql.schema import build_schema, fast_roots
 from gql.http import heap
 from gql.http.demo import demo_routes
@@ -33,6 +31,13 @@ from gql.http.middleware import BodySizeLimit, ConcurrencyLimit, InFlight
 from gql.http.playground import ASSETS_DIR, ASSETS_URL, assets_available
 from gql.http.responses import RETRY_AFTER, Finisher, refusal
 from gql.http.view import HelplineGraphQL
+from gql.observability.metrics import (
+    DATABASE_FIGURES,
+    REPLICA_FALLBACKS,
+    exposition,
+    forget_this_process,
+)
+from gql.persisted.queries import PersistedQueries
 from gql.realtime.hub import Hub
 from gql.realtime.listeners import LocalListener, PostgresListener
 from gql.realtime.presence import Presence
@@ -103,7 +108,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     """Build the app; settings come from the environment unless given (bad ones, or ones a
     server must not run with, exit in words).
 
-    ``fast_path``: answer the hot documents without the generic executor (gql/graphql/fastpath.py);
+    ``fast_path``: answer the hot documents without the generic executor (gql/fastpath/plans.py);
     the tests turn it off to compare both paths.
     """
     try:

@@ -4,7 +4,7 @@ A hot request (a small JSON POST to /graphql) costs one indexed read in the data
 its way through Starlette it also paid for the routing, the error and exception middleware,
 the body-size middleware and Starlette's Request and Response objects: together about a third
 of the server's CPU per request (BENCHMARKS.md). So this middleware, the first of the app's,
-reads the small body itself, runs the document's plan (gql/graphql/fastpath.py) in a worker
+reads the small body itself, runs the document's plan (gql/fastpath/plans.py) in a worker
 thread and answers with two ASGI messages. Whatever it cannot answer goes on to the app
 unchanged, with the body it read replayed, so the generic path sees the request exactly as the
 client sent it.
@@ -21,12 +21,9 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gql.graphql.auth import ANON, AuthenticationFailed, Authenticator
+from gql.auth.tokens import ANON, AuthenticationFailed, Authenticator
+from gql.fastpath.plans import Fallback, FastPaths, RootFailed
 from gql.graphql.errors import SERVICE_UNAVAILABLE
-from gql.graphql.fastpath import Fallback, FastPaths, RootFailed
-from gql.graphql.logs import request_id_var
-from gql.graphql.metrics import REFUSED_OPERATION
-from gql.graphql.persisted import PersistedQueries, PersistedQueryError, persisted_query_hash
 from gql.graphql.schema import SEND_ALLOWANCE
 from gql.http.responses import (
     GRAPHQL_RESPONSE_JSON,
@@ -37,6 +34,9 @@ from gql.http.responses import (
     wants_graphql_response,
 )
 from gql.http.view import in_worker_thread, timed_out
+from gql.observability.logs import request_id_var
+from gql.observability.metrics import REFUSED_OPERATION
+from gql.persisted.queries import PersistedQueries, PersistedQueryError, persisted_query_hash
 from repo.allowance import Allowance
 
 MAX_FAST_BODY_BYTES = 8192  # hot requests are small; larger ones are parsed once, by the executor

@@ -9,8 +9,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql.graphql.errors import RETRY_AFTER_S
-from gql.graphql.metrics import REQUESTS_SHED
 from gql.http.responses import REQUEST_ID_HEADER, refusal, request_id_from
+from gql.observability.metrics import REQUESTS_SHED
 
 
 class BodyTooLarge(Exception):

@@ -17,7 +17,7 @@ from gql.graphql.errors import (
     SERVICE_UNAVAILABLE,
     UNAUTHENTICATED,
 )
-from gql.graphql.metrics import record_operation
+from gql.observability.metrics import record_operation
 from repo.allowance import Allowance
 
 access_log = logging.getLogger("helpline.access")

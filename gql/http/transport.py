@@ -34,8 +34,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from gql.graphql.metrics import CONNECTIONS_CLOSED
 from gql.http.responses import refusal
+from gql.observability.metrics import CONNECTIONS_CLOSED
 from repo.config import Settings
 
 # What a connection waits for, which sets its deadline: a request's head, its body, or nothing

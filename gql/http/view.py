@@ -24,18 +24,11 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gql.graphql.auth import ANON, AuthenticationFailed, Authenticator, Caller
+from gql.auth.tokens import ANON, AuthenticationFailed, Authenticator, Caller
 from gql.graphql.errors import (
     BAD_REQUEST,
     add_codes,
 )
-from gql.graphql.logs import request_id_var
-from gql.graphql.metrics import (
-    INVALID_OPERATION,
-    REFUSED_OPERATION,
-    WEBSOCKET_CONNECTIONS,
-)
-from gql.graphql.persisted import PersistedQueries, PersistedQueryError, persisted_query_hash
 from gql.graphql.schema import SEND_ALLOWANCE
 from gql.http.playground import localize
 from gql.http.responses import (
@@ -52,6 +45,13 @@ from gql.http.responses import (
     status_of,
     wants_graphql_response,
 )
+from gql.observability.logs import request_id_var
+from gql.observability.metrics import (
+    INVALID_OPERATION,
+    REFUSED_OPERATION,
+    WEBSOCKET_CONNECTIONS,
+)
+from gql.persisted.queries import PersistedQueries, PersistedQueryError, persisted_query_hash
 from gql.realtime.hub import Hub
 from gql.realtime.presence import Presence
 from gql.ws.quotas import TOO_MANY, TOO_MANY_PENDING, Quotas

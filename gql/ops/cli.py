@@ -24,8 +24,8 @@ from typing import Any
 import uvicorn
 from tqdm import tqdm
 
-from gql.graphql.logs import LOG_CONFIG
 from gql.http.transport import http_protocol
+from gql.observability.logs import LOG_CONFIG
 from repo import admins, checks
 from repo.adopt import STOPPED, Step, adopt
 from repo.config import ConfigError, Settings

@@ -21,7 +21,7 @@ from uuid import UUID
 
 import jwt
 
-from gql.graphql.auth import AUTHENTICATED, SERVICE_ROLE
+from gql.auth.tokens import AUTHENTICATED, SERVICE_ROLE
 from repo.demo import ADMIN, CUSTOMER, LEGACY_CUSTOMER, DemoUser
 
 DEV_SECRET_FILE = Path(".helpline-dev-secret")

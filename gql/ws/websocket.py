@@ -48,11 +48,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
-from gql.graphql.auth import ANON, LEEWAY_SECONDS, AuthenticationFailed, Caller
+from gql.auth.tokens import ANON, LEEWAY_SECONDS, AuthenticationFailed, Caller
+from gql.caching.lru import ByteLRU
 from gql.graphql.authz import KNOWN_ROLES
 from gql.graphql.caches import RuleClasses, document_bytes
 from gql.graphql.errors import BAD_REQUEST, coded_errors
-from gql.graphql.lru import ByteLRU
 from gql.graphql.rules import validate_document
 from gql.graphql.subscriptions import SubscriberTooSlow
 from gql.ws.quotas import TOO_MANY, TOO_MANY_SOCKETS, Quotas, Ticket

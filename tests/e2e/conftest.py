@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 from starlette.testclient import TestClient
 
-from gql.graphql.auth import AUTHENTICATED, SERVICE_ROLE
+from gql.auth.tokens import AUTHENTICATED, SERVICE_ROLE
 from gql.http.app import create_app
 from gql.http.playground import assets_available
 from gql.ops.tokens import mint

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.testclient import TestClient
 
-from gql.graphql.auth import AUTHENTICATED, SERVICE_ROLE
+from gql.auth.tokens import AUTHENTICATED, SERVICE_ROLE
 from gql.http.app import create_app
 from gql.ops.tokens import mint
 from repo.config import Settings

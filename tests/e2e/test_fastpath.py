@@ -16,8 +16,8 @@ import pytest
 from starlette.testclient import TestClient
 from strawberry.extensions import SchemaExtension
 
+from gql.fastpath.plans import UncoveredExtension
 from gql.graphql import schema as schema_module
-from gql.graphql.fastpath import UncoveredExtension
 from gql.http import app as app_module
 from gql.http.app import create_app
 from repo.config import Settings

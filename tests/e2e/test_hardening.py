@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from gql.caching.lru import MAX_ENTRY_SHARE, ByteLRU
 from gql.graphql.caches import ParsedDocuments, ValidatedDocuments
-from gql.graphql.lru import MAX_ENTRY_SHARE, ByteLRU
 from gql.http.app import create_app
 from repo.config import ConfigError, Settings
 from tests.e2e.conftest import GraphQLClient, Pair, service_token

@@ -26,7 +26,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.frames import CloseCode
 
-from gql.graphql.lru import MAX_ENTRY_SHARE
+from gql.caching.lru import MAX_ENTRY_SHARE
 from gql.ws.websocket import MAX_OPERATION_ID_CHARS
 from repo.demo import CUSTOMER
 from repo.users import MAX_NAME_FROM_FULL_NAME

@@ -20,8 +20,8 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from gql.graphql.logs import RequestIdFilter
 from gql.http.app import create_app
+from gql.observability.logs import RequestIdFilter
 from repo.config import Settings
 from repo.demo import CUSTOMER, LEGACY_CUSTOMER
 from tests.e2e.conftest import Server, running_server, service_token, user_token, wait_for

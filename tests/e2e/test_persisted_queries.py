@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gql.graphql.lru import ENTRY_OVERHEAD_BYTES, MAX_ENTRY_SHARE
-from gql.graphql.persisted import PersistedQueries, PersistedQueryError
+from gql.caching.lru import ENTRY_OVERHEAD_BYTES, MAX_ENTRY_SHARE
+from gql.persisted.queries import PersistedQueries, PersistedQueryError
 from tests.e2e.conftest import Pair, answered, same, user_token
 from tests.factories import make_admin, make_user
 

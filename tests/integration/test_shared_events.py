@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gql.graphql.auth import Caller
+from gql.auth.tokens import Caller
 from gql.graphql.schema import build_schema
 from gql.graphql.shared_events import SharedEventExecutor, shared_payload
 from gql.graphql.types import InboxItem, Message

@@ -1,4 +1,4 @@
-"""Caches are bounded by the memory they hold (gql/graphql/lru.py, gql/graphql/caches.py)."""
+"""Caches are bounded by the memory they hold (gql/caching/lru.py, gql/graphql/caches.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import tracemalloc
 import pytest
 from graphql import parse
 
+from gql.caching.lru import ENTRY_OVERHEAD_BYTES, MAX_ENTRY_SHARE, ByteLRU, key_bytes
 from gql.graphql.caches import BYTES_PER_TOKEN, document_bytes, token_count
-from gql.graphql.lru import ENTRY_OVERHEAD_BYTES, MAX_ENTRY_SHARE, ByteLRU, key_bytes
 
 UUID = '"00000000-0000-4000-8000-000000000000"'
 # Shapes of documents: what each token of them costs once parsed differs with the shape.

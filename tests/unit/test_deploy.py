@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from gql.graphql import metrics
 from gql.graphql.schema import build_schema
+from gql.observability import metrics
 from repo.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -8,7 +8,7 @@ from uuid import uuid4
 import jwt
 import pytest
 
-from gql.graphql.auth import Authenticator
+from gql.auth.tokens import Authenticator
 from gql.ops import tokens
 from repo.config import Settings
 

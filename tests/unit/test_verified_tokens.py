@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from gql.graphql.auth import AUTHENTICATED, LEEWAY_SECONDS, AuthenticationFailed, Authenticator
+from gql.auth.tokens import AUTHENTICATED, LEEWAY_SECONDS, AuthenticationFailed, Authenticator
 from gql.ops.tokens import mint
 from repo.config import Settings
 

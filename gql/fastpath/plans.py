@@ -55,13 +55,13 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.extensions import MaxTokensLimiter, SchemaExtension
 
-from gql.graphql.auth import Caller
+from gql.auth.tokens import Caller
+from gql.caching.lru import ByteLRU
 from gql.graphql.caches import ParsedDocuments, ValidatedDocuments, document_bytes
 from gql.graphql.errors import CodedInputErrors, StreamErrorCodes, root_field_error
-from gql.graphql.logs import request_id_var
-from gql.graphql.lru import ByteLRU
-from gql.graphql.metrics import OperationLabel, operation_label
 from gql.graphql.rules import validate_document
+from gql.observability.logs import request_id_var
+from gql.observability.metrics import OperationLabel, operation_label
 
 MAX_DOCUMENT_LENGTH = 4000  # longer documents are never hot ones
 MAX_OPERATION_NAME_LENGTH = 64
@@ -226,7 +226,7 @@ class FastPaths:
             raise UncoveredExtension(
                 f"the fast path would skip the schema extension(s) {', '.join(uncovered)}: "
                 "make plans do what they do and list them in COVERED_EXTENSIONS "
-                "(gql/graphql/fastpath.py), or serve without the fast path"
+                "(gql/fastpath/plans.py), or serve without the fast path"
             )
         self.schema = schema
         self.roots = roots

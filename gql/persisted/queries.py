@@ -8,7 +8,7 @@ A request carries ``extensions.persistedQuery = {"version": 1, "sha256Hash": <he
   (message ``PersistedQueryNotFound``, HTTP 200 as Apollo Server answers, not cached), on which
   Apollo's link sends the request again with the document.
 
-Documents are kept per process in a ``ByteLRU`` (gql/graphql/lru.py), least recently used first
+Documents are kept per process in a ``ByteLRU`` (gql/caching/lru.py), least recently used first
 out, within a budget of the memory they hold (PERSISTED_QUERY_CACHE_BYTES); a document over a
 MAX_ENTRY_SHARE-th of it is never kept, so its client is answered not found and sends it each
 time. Another process, or this one after a restart, answers not found once and learns the
@@ -23,8 +23,8 @@ import re
 import sys
 from typing import Any
 
+from gql.caching.lru import ByteLRU
 from gql.graphql.errors import BAD_REQUEST
-from gql.graphql.lru import ByteLRU
 
 PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
 NOT_FOUND_MESSAGE = "PersistedQueryNotFound"  # Apollo's link matches the message or the code

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import jwt
 
-from gql.graphql.lru import ByteLRU
+from gql.caching.lru import ByteLRU
 from repo.config import Settings
 from repo.ids import CustomerId
 
@@ -26,7 +26,7 @@ LEEWAY_SECONDS = 30
 VERIFIED_TTL_S = 300.0  # how long a verified token is remembered, at most
 # What a remembered token's caller holds beyond the email and name kept from it: the Caller,
 # its dict, the user id, the tuple with its deadline (measured: 333 bytes on CPython 3.11).
-# The token's text and the cache's entry are counted by the cache (gql/graphql/lru.py).
+# The token's text and the cache's entry are counted by the cache (gql/caching/lru.py).
 VERIFIED_CALLER_BYTES = 352
 
 

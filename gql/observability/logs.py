@@ -34,7 +34,7 @@ LOG_CONFIG: dict[str, Any] = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         }
     },
-    "filters": {"request_id": {"()": "gql.graphql.logs.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "gql.observability.logs.RequestIdFilter"}},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",

@@ -1,8 +1,8 @@
 """``ByteLRU``: a map bounded by the memory its entries hold, the least recently used going first.
 
 Every cache of a process is one (§12: a cache is bounded by the memory it holds): parsed and
-validated documents and fast-path plans (gql/graphql/caches.py, gql/graphql/fastpath.py),
-persisted-query documents (gql/graphql/persisted.py), verified tokens (gql/graphql/auth.py).
+validated documents and fast-path plans (gql/graphql/caches.py, gql/fastpath/plans.py),
+persisted-query documents (gql/persisted/queries.py), verified tokens (gql/auth/tokens.py).
 Its user estimates what a value holds; the key's text and the entry itself are counted here.
 An entry heavier than a MAX_ENTRY_SHARE-th of its cache is not kept at all, so a few large
 entries never flush the small hot ones; its user only computes it again.

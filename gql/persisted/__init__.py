@@ -1,0 +1,1 @@
+"""Automatic persisted queries: the documents this process learned, by hash (queries.py)."""
