@@ -25,6 +25,10 @@ from tests.e2e.wsclient import GUARD_S, PROTOCOL, SUBSCRIBE_MESSAGES, Subscripti
 from tests.factories import first_contact, make_admin, make_user
 
 T = TypeVar("T")
+# The bounds are the transport's and the HTTP layer's, whatever the backend: their tests run
+# on SQLite (the allowance's SQL runs on both in tests/integration/test_allowance.py, and on
+# PostgreSQL across processes below).
+ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 SEND = (
     "mutation ($c: UUID!, $t: String!, $k: String) "
     "{ sendMessage(conversationId: $c, content: $t, clientMessageId: $k) { id content } }"
@@ -81,6 +85,7 @@ async def acked(socket: ClientConnection) -> bool:
     return bool(reply["type"] == "connection_ack")
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("pending", [None, 2])
 def test_an_address_holds_a_bounded_number_of_sockets_not_yet_initialised(
     db: Settings, pending: int | None
@@ -113,6 +118,7 @@ def test_an_address_holds_a_bounded_number_of_sockets_not_yet_initialised(
     assert other_address_ok and room_again
 
 
+@ON_SQLITE
 def test_a_socket_that_never_initialises_is_closed_after_the_init_timeout(db: Settings) -> None:
     assert Settings().ws_init_timeout_s == 5.0  # the default
 
@@ -128,6 +134,7 @@ def test_a_socket_that_never_initialises_is_closed_after_the_init_timeout(db: Se
     assert 0.4 < waited < GUARD_S
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("per_caller", [None, 2])
 def test_a_caller_holds_a_bounded_number_of_sockets_and_service_role_is_not_counted(
     db: Settings, per_caller: int | None
@@ -163,6 +170,7 @@ def test_a_caller_holds_a_bounded_number_of_sockets_and_service_role_is_not_coun
     assert someone_else and all(service) and room_again
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("per_caller", [None, 3])
 def test_a_callers_subscriptions_are_bounded_across_their_sockets(
     db: Settings, per_caller: int | None
@@ -211,6 +219,7 @@ def test_a_callers_subscriptions_are_bounded_across_their_sockets(
     assert after_complete is None  # a place was free again: no error (nothing sent yet)
 
 
+@ON_SQLITE
 def test_a_widget_and_a_console_never_meet_the_socket_bounds(db: Settings) -> None:
     """One widget (a socket, a few subscriptions) and an admin's console in three tabs."""
     admin = make_admin()
@@ -253,6 +262,7 @@ def _send(
     )
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("query", [SEND, SEND_GENERIC], ids=["fast path", "executor"])
 @pytest.mark.parametrize("per_minute", [None, 3])
 def test_a_sender_over_their_allowance_gets_429_rate_limited_and_when_to_retry(
@@ -297,6 +307,7 @@ def test_a_sender_over_their_allowance_gets_429_rate_limited_and_when_to_retry(
     assert "x-ratelimit-limit" not in read.headers  # only sends carry them
 
 
+@ON_SQLITE
 def test_staff_have_their_own_allowance_and_service_role_none(db: Settings) -> None:
     settings = replace(db, rate_limit_messages_per_minute=1, rate_limit_staff_messages_per_minute=4)
     admin = make_admin()

@@ -362,6 +362,7 @@ def test_db_migrate_on_a_seed_shaped_database_points_to_adopt(
     assert "helpline db adopt" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # a settings guard
 def test_serve_in_production_without_metrics_protection_exits_2_in_one_line(
     env: Settings,
 ) -> None:
