@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from repo import backend
 from repo.database import database
-from repo.errors import RateLimited
 from repo.ids import ProfileId
 
 
@@ -85,15 +84,23 @@ def after_taking(per_minute: int, tokens: float) -> Allowance:
 
 
 def held(sender: ProfileId, per_minute: int) -> Allowance:
-    """What the sender's bucket holds now, taking nothing (a refused send, a free retry)."""
+    """What the sender's bucket holds now, taking nothing (a free retry's headers)."""
+    tokens = _tokens(sender, per_minute)
+    return Allowance(per_minute, max(0, math.floor(tokens)))
+
+
+def refused(sender: ProfileId, per_minute: int) -> Allowance:
+    """The allowance of a send just refused: nothing remaining, and when one message fits.
+
+    Read in a statement after the refusal, the bucket may have refilled past one message in
+    between (staff gain one every 0.1 s): the answer is then "retry in 1 s", never a success
+    that was not given."""
+    tokens = _tokens(sender, per_minute)
+    wait = math.ceil((1 - tokens) * 60 / per_minute) if tokens < 1 else 1
+    return Allowance(per_minute, 0, retry_after_s=max(1, wait))
+
+
+def _tokens(sender: ProfileId, per_minute: int) -> float:
     held_sql = backend.pick(sqlite=HELD[True], postgresql=HELD[False])
     rows = database.execute_sql(held_sql, parameters(sender, per_minute)).fetchall()
-    tokens = float(per_minute) if not rows else float(rows[0][0])
-    if tokens >= 1:
-        return Allowance(per_minute, math.floor(tokens))
-    return Allowance(per_minute, 0, retry_after_s=max(1, math.ceil((1 - tokens) * 60 / per_minute)))
-
-
-def refusal(allowance: Allowance) -> RateLimited:
-    assert allowance.retry_after_s is not None
-    return RateLimited(limit=allowance.limit, retry_after_s=allowance.retry_after_s)
+    return float(per_minute) if not rows else float(rows[0][0])

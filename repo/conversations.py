@@ -372,7 +372,13 @@ def assign_conversation(conversation_id: ConversationId, admin_id: ProfileId) ->
     """
     with write_transaction():
         previous, customer = _conversation_parties(conversation_id)
-        if not _is_admin(admin_id):
+        # Both admins' count rows, in id order (two hand-overs between the same admins never
+        # lock them crosswise); the new admin's also keeps `helpline admin remove` from
+        # clearing them between this check and the commit (repo/admins.py).
+        if _is_admin(admin_id):  # so that only an admin's count row is made and locked
+            for admin in sorted({previous, admin_id}, key=str):
+                lock_count_of(admin)
+        if not _is_admin(admin_id):  # again under the lock: a removal that committed first
             raise InvalidInput(f"adminId {admin_id} is not an admin's profile")
         if admin_id == customer:
             raise InvalidInput(

@@ -275,25 +275,25 @@ def recount_admin_conversations(
     """Put each drifted admin's count back in line with their conversations, in batches of
     ``batch_size`` admins, each a short transaction; (drifted before, drifted after).
 
-    Safe while first contacts run: each batch takes the lock every count writer waits for,
-    then recounts from a snapshot taken under it (see _LOCK_COUNTS)."""
+    Safe while first contacts run: the drifted admins are found in one statement (no false
+    drift: see _COUNT_DRIFT), then each batch takes the lock every count writer waits for and
+    recounts those admins from a snapshot taken under it (see _LOCK_COUNTS_MODE), so the
+    lock is held for their indexed counts only, never a scan of the tables."""
     if batch_size < 1:
         raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
-    before = len(find_count_drift())
+    drifted = [d.admin_id for d in find_count_drift()]  # one statement: a full scan, unlocked
+    before = len(drifted)
     if not dry_run and count_choices_in_flight():
         with write_transaction():  # under the lock: two repairs never lock rows crosswise
             backend.lock_table("admin_conversation_counts", _LOCK_COUNTS_MODE)
             database.execute_sql(_CLEAR_IN_FLIGHT)
     if dry_run or not before:
         return before, before
-    for _ in range(before // batch_size + 2):  # each pass fixes a batch; what is left shows
-        with write_transaction():
+    for start in range(0, len(drifted), batch_size):
+        batch = drifted[start : start + batch_size]
+        with write_transaction():  # held only for these admins' indexed counts
             backend.lock_table("admin_conversation_counts", _LOCK_COUNTS_MODE)
-            drifted = find_count_drift(first=batch_size)
-            if not drifted:
-                break
             database.execute_sql(
-                _RECOUNT.format(ids=backend.placeholders(len(drifted))),
-                [str(d.admin_id) for d in drifted],
+                _RECOUNT.format(ids=backend.placeholders(len(batch))), [str(a) for a in batch]
             )
     return before, len(find_count_drift())

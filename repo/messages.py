@@ -154,13 +154,16 @@ def send_message(
             if client_message_id is None
             else _first_sent(conversation_id, sender, client_message_id, content=content)
         )
-        held = None if per_minute is None else allowance.held(sender, per_minute)
-        if held is not None and on_allowance is not None:
-            on_allowance(held)
         if first is not None:
+            if per_minute is not None and on_allowance is not None:
+                on_allowance(allowance.held(sender, per_minute))
             return first
-        assert held is not None and held.retry_after_s is not None
-        raise RateLimited(limit=held.limit, retry_after_s=held.retry_after_s)
+        assert per_minute is not None  # only a limited send stores nothing without a retry
+        refusal = allowance.refused(sender, per_minute)
+        if on_allowance is not None:
+            on_allowance(refusal)
+        assert refusal.retry_after_s is not None
+        raise RateLimited(limit=refusal.limit, retry_after_s=refusal.retry_after_s)
 
 
 def post_message(

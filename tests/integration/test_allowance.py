@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from repo import allowance
 from repo.allowance import Allowance
 from repo.config import SendLimits
 from repo.database import database
@@ -109,7 +110,8 @@ def test_a_retry_with_a_known_client_message_id_takes_nothing(
 
     with pytest.raises(RateLimited):
         send(conversation, customer, "new", key="k-2")
-    assert send(conversation, customer, "hello", key="k-1")[0].remaining == 0  # still answered
+    (answered,) = send(conversation, customer, "hello", key="k-1")  # still answered, and
+    assert (answered.remaining, answered.retry_after_s) == (0, None)  # no Retry-After on it
     assert count_rows("messages") == 4
 
 
@@ -132,3 +134,17 @@ def test_each_sender_has_their_own_allowance(conversation: ConversationView) -> 
         send(conversation, conversation.customer.id, f"m{i}")
 
     assert send(other, other.customer.id, "mine")[0].remaining == 2
+
+
+def test_a_refusal_read_after_the_bucket_refilled_still_says_when_to_retry(
+    conversation: ConversationView,
+) -> None:
+    """The refusal's figures come from a statement after the refused take: the bucket may
+    have gained a message in between. The answer stays a refusal with a retry in 1 s."""
+    customer = conversation.customer.id
+    for i in range(3):
+        send(conversation, customer, f"m{i}")
+    move_clock(customer, 25)  # as if the refill came between the take and the read
+
+    with database.connection_context():
+        assert allowance.refused(customer, 3) == Allowance(3, 0, retry_after_s=1)

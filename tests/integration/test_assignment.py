@@ -4,17 +4,19 @@ to the oldest profile, then the lowest id; the balance holds when first contacts
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import peewee
 import pytest
 
 from repo import admins, conversations
-from repo.database import database
+from repo.database import database, is_sqlite
 from repo.errors import HelplineError
 from repo.ids import CustomerId, ProfileId
 from repo.integrity import find_count_drift, recount_admin_conversations
@@ -137,6 +139,19 @@ def test_the_recount_script_puts_the_counts_back_in_line_with_the_conversations(
     assert counted() == {admins[0]: 2, admins[1]: 1} == dict(conversations_per_admin())
 
 
+def waiting_on_a_lock() -> bool:
+    """Whether a backend of this database waits for a lock now (PostgreSQL; SQLite cannot
+    tell: its writers wait for the busy timeout)."""
+    with database.connection_context():
+        if is_sqlite():
+            return False
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(database.execute_sql(sql).fetchone()[0])
+
+
 def drift() -> list[tuple[UUID, int, int]]:
     with database.connection_context():
         return [(d.admin_id, d.counted, d.held) for d in find_count_drift()]
@@ -225,4 +240,41 @@ def test_a_first_contact_whose_admin_is_removed_after_the_choice_chooses_again(
     with database.connection_context():
         assert not Profile.get_by_id(leaving).is_admin
     assert dict(conversations_per_admin()) == {staying: 1}
+    assert drift() == []
+
+
+def test_an_admin_removed_while_a_conversation_is_assigned_to_them_never_holds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """assignConversation's check that the new admin is one, and its commit, against `helpline
+    admin remove` of that admin: the removal waits for the hand-over, then hands it on."""
+    giver, taker, _third = admins_made_in_order(3)
+    chat = first_contact(make_user()).conversation  # the oldest admin's: the giver
+    assert chat.admin.id == giver
+    moving, go_on = threading.Event(), threading.Event()
+    one_less = conversations._COUNT_ONE_LESS.execute
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        moving.set()  # the conversation moved, the taker's count not yet: not committed
+        assert go_on.wait(10)
+        return one_less(*args, **kwargs)
+
+    monkeypatch.setattr(conversations._COUNT_ONE_LESS, "execute", paused)
+    with database.connection_context():
+        email = User.get_by_id(taker).email
+    with ThreadPoolExecutor(2) as pool:
+        assigned = pool.submit(conversations.assign_conversation, chat.id, ProfileId(taker))
+        assert moving.wait(10)
+        removal = pool.submit(admins.remove_admin, email, reassign=True)
+        deadline = time.monotonic() + 2  # until it is done (the race lost) or waits on a lock
+        while not removal.done() and not waiting_on_a_lock() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        go_on.set()
+        assigned.result(timeout=20)
+        removal.result(timeout=20)
+
+    with database.connection_context():
+        holder = Conversation.get_by_id(chat.id).admin_id
+        assert Profile.get_by_id(holder).is_admin
+        assert not Profile.get_by_id(taker).is_admin
     assert drift() == []
