@@ -264,6 +264,14 @@ def _merge_duplicate_conversations(
                 "WHERE c.id = %s AND m.latest IS NOT NULL",
                 (keep, keep),
             )
+            if sql("SELECT to_regclass('admin_conversation_counts')")[0][0] is not None:
+                sql(  # the merged-away conversations leave their admins' counts too
+                    "UPDATE admin_conversation_counts a "
+                    "SET conversation_count = GREATEST(a.conversation_count - d.held, 0) "
+                    "FROM (SELECT admin_id, count(*) AS held FROM conversations "
+                    "WHERE id = ANY(%s::uuid[]) GROUP BY admin_id) d WHERE a.admin_id = d.admin_id",
+                    (others,),
+                )
             sql("DELETE FROM conversations WHERE id = ANY(%s::uuid[])", (others,))
             sql("COMMIT")
         except BaseException:

@@ -315,6 +315,33 @@ def test_adoption_ends_validated_with_no_orphans(
     assert all(line.startswith(("ALREADY", "adopted")) for line in out.splitlines()), out
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # db adopt's only one
+def test_adopting_again_merges_duplicates_and_keeps_the_admins_counts_exact(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database of this release that lost its one-conversation constraint (restored from an
+    old dump, say) and got a second conversation: adoption merges it, counts and all."""
+    admin = make_admin()
+    customer = make_user()
+    first_contact(customer)
+    with database.connection_context():
+        database.execute_sql(
+            "ALTER TABLE conversations DROP CONSTRAINT conversations_customer_id_key"
+        )
+        Conversation.insert(customer=customer, admin=admin).execute()
+        AdminConversationCount.update(
+            conversation_count=AdminConversationCount.conversation_count + 1
+        ).where(AdminConversationCount.admin == admin).execute()
+
+    code, out = helpline("db", "adopt", capsys=capsys)
+
+    assert code == 0, out
+    assert "DONE     merge duplicate conversations" in out
+    code, out = helpline("integrity", "check", "--json", capsys=capsys)
+    assert code == 0, out
+    assert checks_by_name(out)["admins_whose_count_differs"]["count"] == 0
+
+
 def test_adoption_stops_before_validating_when_an_orphan_has_no_user(
     seed_shaped_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
