@@ -158,5 +158,9 @@ def _clear_admin_when_empty(admin: ProfileId) -> bool:
         conversations.lock_count_of(admin)
         if Conversation.select().where(Conversation.admin == admin).exists():
             return False
+        # Again under the lock every removal takes: two removals at once each saw the other
+        # as the admin who would remain.
+        if not Profile.select().where(Profile.is_admin, Profile.id != admin).exists():
+            raise LastAdmin("the last admin now (another was removed meanwhile): add one first")
         Profile.update(is_admin=False).where(Profile.id == admin).execute()
     return True

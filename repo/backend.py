@@ -43,9 +43,16 @@ __all__ = [
 ]
 
 
-def for_update(query: Q) -> Q:
-    """``query`` locking the rows it reads until the transaction ends (PostgreSQL)."""
-    return query if is_sqlite() else query.for_update()  # type: ignore[attr-defined]
+def for_update(query: Q, *, keys_too: bool = True) -> Q:
+    """``query`` locking the rows it reads until the transaction ends (PostgreSQL).
+
+    ``keys_too=False``: FOR NO KEY UPDATE, for a row locked to serialize work on it, not to
+    change its key: it does not block the foreign-key checks of rows that reference it."""
+    if is_sqlite():
+        return query
+    return query.for_update(  # type: ignore[attr-defined,no-any-return]
+        "FOR UPDATE" if keys_too else "FOR NO KEY UPDATE"
+    )
 
 
 def advisory_xact_lock(key: int) -> None:

@@ -172,7 +172,9 @@ def _ensure_user(customer_id: CustomerId, new_user: NewUser) -> bool:
 
 def _lock_query(customer: CustomerId) -> Any:
     query = Profile.select(Profile.id).where(Profile.id == customer)
-    return backend.for_update(query)
+    # FOR NO KEY UPDATE: racing first contacts of this customer queue here, while inserts
+    # that reference the profile (a message it sends, a conversation it gets as admin) do not
+    return backend.for_update(query, keys_too=False)
 
 
 _LOCK_PROFILE = PreparedSelect(_lock_query)

@@ -17,7 +17,7 @@ import pytest
 
 from repo import admins, conversations
 from repo.database import database, is_sqlite
-from repo.errors import HelplineError
+from repo.errors import HelplineError, LastAdmin
 from repo.ids import CustomerId, ProfileId
 from repo.integrity import find_count_drift, recount_admin_conversations
 from repo.models import AdminConversationCount, Conversation, Profile, User
@@ -278,3 +278,31 @@ def test_an_admin_removed_while_a_conversation_is_assigned_to_them_never_holds_i
         assert Profile.get_by_id(holder).is_admin
         assert not Profile.get_by_id(taker).is_admin
     assert drift() == []
+
+
+def test_two_admins_removed_at_once_never_leave_the_team_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = admins_made_in_order(2)
+    checked, go_on = threading.Event(), threading.Event()
+    hand_over = conversations.hand_over_conversations_of
+
+    def paused(admin_id: ProfileId, **kwargs: Any) -> int:
+        if admin_id == first and not checked.is_set():
+            checked.set()  # the first removal saw the second admin, and goes on
+            assert go_on.wait(10)
+        return hand_over(admin_id, **kwargs)
+
+    monkeypatch.setattr(conversations, "hand_over_conversations_of", paused)
+    with database.connection_context():
+        emails = {a: User.get_by_id(a).email for a in (first, second)}
+    with ThreadPoolExecutor(1) as pool:
+        removing_first = pool.submit(admins.remove_admin, emails[first], reassign=True)
+        assert checked.wait(10)
+        admins.remove_admin(emails[second], reassign=True)  # the first is still an admin
+        go_on.set()
+        with pytest.raises(LastAdmin):
+            removing_first.result(timeout=20)
+
+    with database.connection_context():
+        assert Profile.select().where(Profile.is_admin).count() == 1

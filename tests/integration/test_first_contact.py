@@ -65,7 +65,10 @@ def kind(statement: str) -> str:
         ("create the users row", r'^INSERT INTO "users"'),
         ("look for the users row", r'^SELECT EXISTS\(SELECT 1 FROM "users"'),
         ("ensure the profile", r'^INSERT INTO "profiles" .* ON CONFLICT .* DO NOTHING'),
-        ("lock the profile", r'^SELECT "t1"."id" FROM "profiles" AS "t1" WHERE .* FOR UPDATE$'),
+        (
+            "lock the profile",
+            r'^SELECT "t1"."id" FROM "profiles" AS "t1" WHERE .* FOR NO KEY UPDATE$',
+        ),
         ("look for the conversation", r'^SELECT "t1"."id" FROM "conversations" AS "t1" WHERE'),
         ("serialize the choice of admin", r"^SELECT pg_advisory_xact_lock\("),
         (
