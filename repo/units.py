@@ -257,15 +257,16 @@ def command_errors() -> Iterator[None]:
     try:
         yield
     except psycopg2.OperationalError as exc:
-        raise DatabaseUnavailable(_first_line(exc)) from exc
+        raise DatabaseUnavailable(first_line(exc)) from exc
     except psycopg2.errors.DuplicateTable as exc:
-        raise DatabaseRefused(_first_line(exc), foreign_schema=True) from exc
+        raise DatabaseRefused(first_line(exc), foreign_schema=True) from exc
     except (peewee.DatabaseError, psycopg2.Error, sqlite3.Error) as exc:
         text = str(exc).lower()
         missing = "no such table" in text or "does not exist" in text
-        raise DatabaseRefused(_first_line(exc), no_schema=missing) from exc
+        raise DatabaseRefused(first_line(exc), no_schema=missing) from exc
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: BaseException) -> str:
+    """One line of an error's text (a driver's message can run to several)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -117,3 +117,16 @@ def first_contact(customer_id: UUID, **kwargs: Any) -> AdminConversation:
     return get_or_create_admin_conversation(
         CustomerId(customer_id), welcome_message=TEST_WELCOME_MESSAGE, **kwargs
     )
+
+
+def waiting_on_a_lock() -> bool:
+    """Whether a backend of the bound database waits for a lock now (PostgreSQL; SQLite
+    cannot tell: its writers wait out the busy timeout)."""
+    with database.connection_context():
+        if is_sqlite():
+            return False
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(database.execute_sql(sql).fetchone()[0])

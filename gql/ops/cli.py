@@ -43,7 +43,7 @@ from repo.integrity import (
     repair_orphaned_conversations,
 )
 from repo.migrate import migrate, report_applied
-from repo.units import command_errors
+from repo.units import command_errors, first_line
 from repo.views import RepairReport
 
 OK, FOUND, CANNOT_RUN = 0, 1, 2
@@ -65,18 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"helpline: {exc}", file=sys.stderr)
         return CANNOT_RUN
     except DatabaseUnavailable as exc:
-        print(f"helpline: database unavailable: {_first_line(exc)}", file=sys.stderr)
+        print(f"helpline: database unavailable: {first_line(exc)}", file=sys.stderr)
         return CANNOT_RUN
     except DatabaseRefused as exc:
         hint = "; is the schema there? (helpline db migrate, or db adopt)" if exc.no_schema else ""
-        print(f"helpline: the database refused: {_first_line(exc)}{hint}", file=sys.stderr)
+        print(f"helpline: the database refused: {first_line(exc)}{hint}", file=sys.stderr)
         return CANNOT_RUN
-
-
-def _first_line(exc: BaseException) -> str:
-    """One line of an error's text (a driver's message can run to several)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -162,7 +156,7 @@ def _database(settings: Settings) -> Iterator[None]:
     try:
         yield
     except DatabaseUnavailable as exc:
-        raise CannotRun(f"database unavailable: {_first_line(exc.__cause__ or exc)}") from exc
+        raise CannotRun(f"database unavailable: {first_line(exc.__cause__ or exc)}") from exc
     finally:
         close_database()
 
@@ -338,7 +332,7 @@ def _guarded(run: Callable[[], Any]) -> Any:
     try:
         return run()
     except DatabaseUnavailable as exc:
-        raise CannotRun(f"database unavailable: {_first_line(exc)}") from exc
+        raise CannotRun(f"database unavailable: {first_line(exc)}") from exc
     except HelplineError as exc:
         raise CannotRun(str(exc)) from exc
 

@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from repo.demo import LEGACY_CUSTOMER
 from repo.pool import postgres_connect_kwargs
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import ROOT, Server, free_port, service_token, wait_for
-from tests.factories import make_admin, make_user
+from tests.factories import make_admin, make_user, waiting_on_a_lock
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -57,17 +56,6 @@ def test_demo_legacy_customer_gets_a_conversation_from_the_served_app(server: Se
     assert playground.status_code == 200 and "graphiql" in playground.text.lower()
 
 
-def waiting_on_locks(db: Settings) -> int:
-    """Backends of the test's database waiting for a lock now."""
-    with closing(psycopg2.connect(**postgres_connect_kwargs(db.database_url))) as conn:
-        cursor = conn.cursor()
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return int(cursor.fetchone()[0])
-
-
 def test_a_request_stuck_on_a_lock_does_not_stall_other_requests(server: str, db: Settings) -> None:
     make_admin()
     customer_id = make_user()
@@ -95,7 +83,7 @@ def test_a_request_stuck_on_a_lock_does_not_stall_other_requests(server: str, db
         if db.is_sqlite:
             time.sleep(0.3)  # SQLite shows no lock wait to poll for
         else:
-            wait_for(lambda: waiting_on_locks(db) >= 1, "the stuck request at the lock")
+            wait_for(waiting_on_a_lock, "the stuck request at the lock")
         try:
             other = post(server.url, "{ integrity { orphanedConversationCount } }")
             assert other == {"data": {"integrity": {"orphanedConversationCount": 0}}}

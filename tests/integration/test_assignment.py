@@ -16,12 +16,18 @@ import peewee
 import pytest
 
 from repo import admins, conversations
-from repo.database import database, is_sqlite
+from repo.database import database
 from repo.errors import HelplineError, LastAdmin
 from repo.ids import CustomerId, ProfileId
 from repo.integrity import find_count_drift, recount_admin_conversations
 from repo.models import AdminConversationCount, Conversation, Profile, User
-from tests.factories import first_contact, make_admin, make_user, own_connection
+from tests.factories import (
+    first_contact,
+    make_admin,
+    make_user,
+    own_connection,
+    waiting_on_a_lock,
+)
 from tests.racing import run_at_once
 
 OPS_SQL = Path(__file__).resolve().parents[2] / "schema" / "ops"
@@ -137,19 +143,6 @@ def test_the_recount_script_puts_the_counts_back_in_line_with_the_conversations(
         connection.close()
 
     assert counted() == {admins[0]: 2, admins[1]: 1} == dict(conversations_per_admin())
-
-
-def waiting_on_a_lock() -> bool:
-    """Whether a backend of this database waits for a lock now (PostgreSQL; SQLite cannot
-    tell: its writers wait for the busy timeout)."""
-    with database.connection_context():
-        if is_sqlite():
-            return False
-        sql = (
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return bool(database.execute_sql(sql).fetchone()[0])
 
 
 def drift() -> list[tuple[UUID, int, int]]:
