@@ -27,7 +27,7 @@ from bench.common import (
     run_and_write,
     seeding,
 )
-from repo.config import SendLimits
+from repo.allowance import SendLimits
 from repo.ids import ConversationId, ProfileId
 from repo.messages import send_message
 

@@ -52,8 +52,9 @@ from bench.common import (
     stop,
     wait_until_serving,
 )
+from gql.graphql.settings import DEFAULT_WELCOME_MESSAGE
 from gql.ops.tokens import mint
-from repo.config import DEFAULT_WELCOME_MESSAGE, Settings
+from repo.config import DatabaseSettings
 from repo.migrate import migrate
 
 WRK_THREADS = 2
@@ -126,7 +127,7 @@ class Dataset:
 
 def seed(url: str, args: argparse.Namespace, contenders: list[str]) -> Dataset:
     """COPY the dataset in; customers' profiles come from the users trigger, as in production."""
-    migrate(Settings(database_url=url))
+    migrate(DatabaseSettings(database_url=url))
     started = time.monotonic()
     now = datetime.now(UTC)
     admins = [str(uuid.uuid4()) for _ in range(args.admins)]

@@ -21,7 +21,7 @@ from uuid import UUID, uuid4
 import httpx2 as httpx
 import psycopg2
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.conversations import get_or_create_admin_conversation
 from repo.database import close_database, open_database
 from repo.migrate import migrate
@@ -203,9 +203,9 @@ def run_and_write(run: Callable[[], str], path: Path) -> int:
 @contextlib.contextmanager
 def seeding(url: str) -> Iterator[Settings]:
     """The database at ``url`` migrated and bound to the repository while the block runs."""
-    settings = Settings(database_url=url)
-    migrate(settings)
-    open_database(settings)
+    settings = Settings.of(database_url=url)
+    migrate(settings.database)
+    open_database(settings.database)
     try:
         yield settings
     finally:

@@ -20,16 +20,17 @@ import argparse
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from graphql import DocumentNode, GraphQLError, parse, validate
 
 from gql.graphql.caches import token_count
 from gql.graphql.rules import OperationLimits, limits_among, pre_pass
 from gql.graphql.schema import build_schema, validation_rules
-from repo.config import Settings
+from gql.http.settings import Settings
 
-SETTINGS = replace(Settings(), app_env="production", jwt_secret="x" * 32)
+SETTINGS = Settings.of(app_env="production", jwt_secret="x" * 32)
+LIMITS = SETTINGS.graphql
 UUID = '"00000000-0000-4000-8000-000000000000"'
 SLOW_S = 1.0  # a run slower than this is not repeated
 
@@ -174,9 +175,9 @@ FILL = {
     "one directive repeated": 280,
     "a list argument of many values": 1990,
     "deep nesting (the parser's limit)": 199,
-    "64 KiB string literal": SETTINGS.max_body_bytes - 100,
-    "64 KiB block string of newlines": SETTINGS.max_body_bytes - 100,
-    "64 KiB comment": SETTINGS.max_body_bytes - 100,
+    "64 KiB string literal": SETTINGS.http.max_body_bytes - 100,
+    "64 KiB block string of newlines": SETTINGS.http.max_body_bytes - 100,
+    "64 KiB comment": SETTINGS.http.max_body_bytes - 100,
 }
 
 
@@ -222,21 +223,21 @@ def largest_let_through(shape: Shape, limits: OperationLimits) -> int:
 
 def passes(query: str, limits: OperationLimits) -> bool:
     try:
-        document = parse(query, max_tokens=SETTINGS.max_tokens)
+        document = parse(query, max_tokens=SETTINGS.graphql.max_tokens)
     except GraphQLError:
         return False
     return not limits.refusals(document)
 
 
 def measure(name: str, query: str, runs: int, *, before: bool) -> Row:
-    schema = build_schema(SETTINGS)._schema
-    rules = validation_rules(SETTINGS)
+    schema = build_schema(LIMITS, production=True)._schema
+    rules = validation_rules(LIMITS, production=True)
     limits = limits_among(rules)
     assert limits is not None
     parsed: list[DocumentNode] = []
 
     def parse_it() -> None:
-        parsed[:] = [parse(query, max_tokens=SETTINGS.max_tokens)]
+        parsed[:] = [parse(query, max_tokens=SETTINGS.graphql.max_tokens)]
 
     try:
         parse_ms = best(parse_it, runs)
@@ -300,7 +301,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-before", action="store_true", help="skip the before figures")
     args = parser.parse_args()
-    limits = limits_among(validation_rules(SETTINGS))
+    limits = limits_among(validation_rules(LIMITS, production=True))
     assert limits is not None
     rows = []
     for shape in SHAPES:
@@ -312,8 +313,8 @@ def main() -> int:
             rows.append(measure(label, shape.build(n), args.runs, before=not args.no_before))
     print(
         f"{platform.machine()}, Python {platform.python_version()}, MAX_TOKENS "
-        f"{SETTINGS.max_tokens}, MAX_FIELDS {SETTINGS.max_fields}, MAX_VALIDATION_COST "
-        f"{SETTINGS.max_validation_cost}; CPU ms, best of {args.runs}\n"
+        f"{LIMITS.max_tokens}, MAX_FIELDS {LIMITS.max_fields}, MAX_VALIDATION_COST "
+        f"{LIMITS.max_validation_cost}; CPU ms, best of {args.runs}\n"
     )
     print(table(rows, before=not args.no_before))
     worst = max(rows, key=lambda row: row.total_ms)

@@ -52,7 +52,7 @@ from bench.common import (
     wait_until_serving,
 )
 from gql.ops.tokens import mint
-from repo.config import Settings
+from repo.config import DatabaseSettings
 from repo.migrate import migrate
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -369,7 +369,7 @@ def run_once(synchronous: bool, args: argparse.Namespace, out: Path, base_port: 
     replication = REPLICATION[synchronous]
     with formation(synchronous, base_port) as pgaf:
         url = pgaf.uri()
-        migrate(Settings(database_url=url))
+        migrate(DatabaseSettings(database_url=url))
         customers = seed(pgaf, args.customers)
         port = base_port + 10
         env = {

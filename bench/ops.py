@@ -61,7 +61,7 @@ import psycopg2.extensions
 
 from bench.common import write_marked_section
 from repo.checks import run_checks
-from repo.config import Settings
+from repo.config import DatabaseSettings
 from repo.database import close_database, open_database
 from repo.integrity import DEFAULT_BATCH_SIZE, count_orphaned_conversations
 from repo.migrate import migrate
@@ -195,7 +195,7 @@ def seed(url: str, conversations: int, *, with_profiles: bool, seed_value: int) 
 
     Without profiles every conversation is an orphan whose customer has a users row.
     """
-    migrate(Settings(database_url=url))
+    migrate(DatabaseSettings(database_url=url))
     gc.collect()  # yoyo's backend keeps its connection until collected; a template needs none
     rng = random.Random(seed_value)
     admins, customers = _uuids(rng, ADMINS), _uuids(rng, conversations)
@@ -388,7 +388,7 @@ def bench_count(url: str, runs: int, deadline: Deadline, workdir: Path) -> Count
     """Time the integrity count every way, ``runs`` rounds after one warm-up round."""
     results = CountResults()
     seed_sql, replay_sql = OPS_SQL / "integrity_test.sql", workdir / "checks.sql"
-    open_database(Settings(database_url=url))
+    open_database(DatabaseSettings(database_url=url))
     try:
         results.statements = checks_as_sql(url, replay_sql)
 

@@ -41,7 +41,7 @@ from psycopg2 import sql
 
 from bench import function_path
 from bench.common import ROOT, Server, stop, wait_until_serving
-from repo.config import DEFAULT_WELCOME_MESSAGE
+from gql.graphql.settings import DEFAULT_WELCOME_MESSAGE
 
 PACKAGE = ROOT / "bench" / "postgraphile"
 CLI = PACKAGE / "node_modules" / ".bin" / "postgraphile"

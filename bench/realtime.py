@@ -111,7 +111,7 @@ def bracketed(
 def seed(url: str, conversations: int) -> list[str]:
     with seeding(url) as settings:
         add_admin("bench-admin@example.com", "Bench Admin")
-        made = add_customers_with_conversations(conversations, settings.welcome_message)
+        made = add_customers_with_conversations(conversations, settings.graphql.welcome_message)
     return [conversation for _, conversation in made]
 
 
@@ -377,7 +377,7 @@ class Desk:
 def seed_desk(url: str, conversations: int, admins: int) -> Desk:
     with seeding(url) as settings:
         admin_ids = [add_admin(f"admin{k}@example.com", f"Admin {k}") for k in range(admins)]
-        made = add_customers_with_conversations(conversations, settings.welcome_message)
+        made = add_customers_with_conversations(conversations, settings.graphql.welcome_message)
     ids = [conversation for _, conversation in made]
     tokens = [user_token(customer, f"c{i}@example.com") for i, (customer, _) in enumerate(made)]
     return Desk(

@@ -56,7 +56,7 @@ from bench.common import (
     stop,
     write_marked_section,
 )
-from repo.config import DEFAULT_WELCOME_MESSAGE
+from gql.graphql.settings import DEFAULT_WELCOME_MESSAGE
 
 VERSION, NAME = "15", "helpline-soak"
 SHARED_PORT = 5432

@@ -21,7 +21,7 @@ import psycopg2.errors
 from yoyo import get_backend, read_migrations
 
 from repo.checks import FOREIGN_KEY, PROFILE_TRIGGER, UNIQUE_CUSTOMER
-from repo.config import Settings
+from repo.config import DatabaseSettings
 from repo.database import close_database, open_database
 from repo.errors import InvalidInput
 from repo.integrity import DEFAULT_BATCH_SIZE, repair_orphaned_conversations
@@ -87,7 +87,7 @@ class Adoption:
 
 
 def adopt(
-    settings: Settings,
+    settings: DatabaseSettings,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     report: Callable[[Step], None] = lambda step: None,
@@ -127,7 +127,7 @@ def adopt(
 
 
 def _adopt_schema(
-    settings: Settings,
+    settings: DatabaseSettings,
     sql: Callable[..., list[Any]],
     step: Callable[..., None],
     result: Adoption,
@@ -166,7 +166,7 @@ def _patiently(sql: Callable[..., list[Any]], statement: str) -> None:
 
 
 @contextmanager
-def _autocommit(settings: Settings) -> Iterator[Callable[..., list[Any]]]:
+def _autocommit(settings: DatabaseSettings) -> Iterator[Callable[..., list[Any]]]:
     """A statement runner on its own autocommit connection (CONCURRENTLY needs one)."""
     conn = psycopg2.connect(**postgres_connect_kwargs(settings.database_url))
     conn.autocommit = True
@@ -205,7 +205,7 @@ def _add_foreign_key_not_valid(sql: Callable[..., list[Any]], step: Callable[...
 
 
 def _repair(
-    settings: Settings, batch_size: int, step: Callable[..., None], result: Adoption
+    settings: DatabaseSettings, batch_size: int, step: Callable[..., None], result: Adoption
 ) -> None:
     open_database(settings)
     try:
@@ -350,7 +350,7 @@ def _add_indexes(sql: Callable[..., list[Any]], step: Callable[..., None]) -> No
     )
 
 
-def _record_migrations(settings: Settings, step: Callable[..., None]) -> None:
+def _record_migrations(settings: DatabaseSettings, step: Callable[..., None]) -> None:
     """Record the core migration as applied (adoption did its work), then apply any later one."""
     backend = get_backend(yoyo_url(settings.database_url))
     core = read_migrations(str(migrations_path(settings))).filter(

@@ -24,6 +24,14 @@ from repo.ids import ProfileId
 
 
 @dataclass(frozen=True, slots=True)
+class SendLimits:
+    """Messages a minute per sender: a customer in their own conversation, and staff."""
+
+    customer_per_minute: int
+    staff_per_minute: int
+
+
+@dataclass(frozen=True, slots=True)
 class Allowance:
     """What a sender's bucket holds after a send (``remaining`` whole messages), or, when
     refused, how long until it holds one (``retry_after_s``)."""

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import peewee
 
-from repo.config import Settings
+from repo.config import DatabaseSettings
 from repo.pool import postgres_pool, sqlite_pool
 
 # Set only while a replica unit of work runs; a context variable, so per thread and per task.
@@ -39,7 +39,7 @@ class _Bound:
 
     replica: Any = None  # a pool (playhouse is untyped)
     retry_attempts: int = 1
-    settings: Settings | None = None
+    settings: DatabaseSettings | None = None
     on_replica_fallback: Callable[[], None] | None = None
 
 
@@ -48,7 +48,7 @@ def on_replica_fallback(hook: Callable[[], None] | None) -> None:
     _Bound.on_replica_fallback = hook
 
 
-def open_database(settings: Settings) -> peewee.Database:
+def open_database(settings: DatabaseSettings) -> peewee.Database:
     """Bind the proxy to a pool for ``settings.database_url``; connections open lazily."""
     close_database()
     db = (
@@ -67,7 +67,7 @@ def open_database(settings: Settings) -> peewee.Database:
     return db
 
 
-def bound_settings() -> Settings:
+def bound_settings() -> DatabaseSettings:
     """The settings the database was last opened with."""
     if _Bound.settings is None:
         raise RuntimeError("the database is not open (call open_database)")

@@ -14,8 +14,7 @@ import peewee
 from peewee import Tuple
 
 from repo import allowance, backend, events
-from repo.allowance import Allowance
-from repo.config import SendLimits
+from repo.allowance import Allowance, SendLimits
 from repo.database import database, is_sqlite
 from repo.errors import ClientMessageIdReused, ConversationNotFound, InvalidInput, RateLimited
 from repo.ids import ConversationId, CustomerId, MessageId, ProfileId

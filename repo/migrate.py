@@ -10,17 +10,17 @@ from pathlib import Path
 
 from yoyo import get_backend, read_migrations
 
-from repo.config import Settings
+from repo.config import DatabaseSettings
 from repo.urls import hosts_in_query
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schema" / "migrations"
 
 
-def migrations_path(settings: Settings) -> Path:
+def migrations_path(settings: DatabaseSettings) -> Path:
     return MIGRATIONS_DIR / ("sqlite" if settings.is_sqlite else "postgresql")
 
 
-def migrate(settings: Settings) -> list[str]:
+def migrate(settings: DatabaseSettings) -> list[str]:
     """Apply every pending migration; return the ids applied (empty when up to date)."""
     backend = get_backend(yoyo_url(settings.database_url))
     migrations = read_migrations(str(migrations_path(settings)))

@@ -11,11 +11,11 @@ import psycopg2
 import psycopg2.extensions
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
-from repo.config import Settings
+from repo.config import DatabaseSettings
 from repo.urls import check_postgres_url, hosts_in_query
 
 
-def sqlite_pool(settings: Settings, path: str) -> peewee.Database:
+def sqlite_pool(settings: DatabaseSettings, path: str) -> peewee.Database:
     """SQLite in WAL mode with foreign keys on, writers waiting SQLITE_BUSY_TIMEOUT_MS."""
     pool: peewee.Database = PooledSqliteDatabase(
         path,
@@ -57,7 +57,7 @@ class _PostgresPool(PooledPostgresqlDatabase):  # type: ignore[misc]  # playhous
         return bool(poller.poll(0))
 
 
-def postgres_pool(settings: Settings, url: str) -> PooledPostgresqlDatabase:
+def postgres_pool(settings: DatabaseSettings, url: str) -> PooledPostgresqlDatabase:
     return _PostgresPool(
         max_connections=settings.db_pool_size,
         timeout=settings.db_pool_timeout,
@@ -66,7 +66,7 @@ def postgres_pool(settings: Settings, url: str) -> PooledPostgresqlDatabase:
     )
 
 
-def _timed_connection(settings: Settings) -> type[psycopg2.extensions.connection]:
+def _timed_connection(settings: DatabaseSettings) -> type[psycopg2.extensions.connection]:
     """A connection class that sets the session's timeouts as it connects (one round trip).
 
     Session settings, not a startup ``options`` parameter (PgBouncer refuses that). Behind a

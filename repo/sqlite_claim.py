@@ -7,11 +7,11 @@ import functools
 import os
 from collections.abc import Callable
 
-from repo.config import ConfigError, Settings
+from repo.config import ConfigError, DatabaseSettings
 from repo.database import sqlite_path
 
 
-def claim_sqlite_server(settings: Settings) -> Callable[[], None]:
+def claim_sqlite_server(settings: DatabaseSettings) -> Callable[[], None]:
     """Take a lock no second process serving the same SQLite file can take; returns release.
 
     Live messages on SQLite are fanned out inside one process, so a second worker (say,

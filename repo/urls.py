@@ -124,3 +124,12 @@ def _is_ipv6(address: str) -> bool:
         return isinstance(ipaddress.ip_address(address), ipaddress.IPv6Address)
     except ValueError:
         return False
+
+
+def splits(url: str) -> bool:
+    """Whether ``urlsplit`` reads ``url`` (it refuses an unbalanced '[' or ']')."""
+    try:
+        urlsplit(url)
+    except ValueError:
+        return False
+    return True

@@ -20,7 +20,8 @@ import psycopg2
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from repo.config import Settings
+from gql.http.settings import Settings
+from repo.config import DatabaseSettings
 from repo.database import close_database, database, is_sqlite, open_database
 from repo.migrate import migrate
 from tests import clusters
@@ -125,7 +126,7 @@ def standby_pair(request: pytest.FixtureRequest) -> Iterator[clusters.Pair]:
             pytest.fail(f"{missing}: CI requires it")
         pytest.skip(missing)
     with clusters.replicated_pair(synchronous=False, databases=("helpline",)) as pair:
-        migrate(Settings(database_url=pair.primary.url("helpline")))
+        migrate(DatabaseSettings(database_url=pair.primary.url("helpline")))
         yield pair
 
 
@@ -135,7 +136,7 @@ def migrated_postgres_url(request: pytest.FixtureRequest) -> str:
     if unreachable := request.config.stash.get(UNREACHABLE, None):
         pytest.skip(unreachable)  # only outside CI: pytest_sessionstart fails the run in CI
     url: str = request.getfixturevalue("postgres_url")
-    migrate(Settings(database_url=url))
+    migrate(DatabaseSettings(database_url=url))
     return url
 
 
@@ -145,12 +146,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "postgresql":
         return str(request.getfixturevalue("migrated_postgres_url"))
     url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'helpline.db'}"
-    migrate(Settings(database_url=url))
+    migrate(DatabaseSettings(database_url=url))
     return url
 
 
 def settings_for(database_url: str) -> Settings:
-    return Settings(
+    return Settings.of(
         database_url=database_url,
         welcome_message=TEST_WELCOME_MESSAGE,
         jwt_secret=TEST_JWT_SECRET,
@@ -165,11 +166,13 @@ def settings(database_url: str) -> Settings:
 @contextmanager
 def bound(settings: Settings) -> Iterator[Settings]:
     """The repository bound to ``settings``' migrated database, emptied afterwards."""
-    open_database(settings)
+    open_database(settings.database)
     try:
         yield settings
     finally:
-        open_database(settings)  # an app under test may have bound the repository elsewhere
+        open_database(
+            settings.database
+        )  # an app under test may have bound the repository elsewhere
         empty_tables()
         close_database()
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import psycopg2
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import sqlite_path
 from repo.pool import postgres_connect_kwargs
 
@@ -17,8 +17,8 @@ from repo.pool import postgres_connect_kwargs
 @contextmanager
 def holding_the_profile_lock(settings: Settings, customer: UUID) -> Iterator[None]:
     """Another connection holds the lock a first call needs, until the block ends."""
-    if settings.is_sqlite:
-        holder = sqlite3.connect(sqlite_path(settings.database_url), isolation_level=None)
+    if settings.database.is_sqlite:
+        holder = sqlite3.connect(sqlite_path(settings.database.database_url), isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # SQLite's write lock
         try:
             yield
@@ -26,7 +26,7 @@ def holding_the_profile_lock(settings: Settings, customer: UUID) -> Iterator[Non
             holder.execute("ROLLBACK")
             holder.close()
         return
-    conn = psycopg2.connect(**postgres_connect_kwargs(settings.database_url))
+    conn = psycopg2.connect(**postgres_connect_kwargs(settings.database.database_url))
     try:
         with conn.cursor() as cursor:  # psycopg2 opened a transaction: the lock stays held
             cursor.execute("SELECT 1 FROM profiles WHERE id = %s FOR UPDATE", (str(customer),))
@@ -39,7 +39,8 @@ def holding_the_profile_lock(settings: Settings, customer: UUID) -> Iterator[Non
 def terminate_helpline_backends(settings: Settings) -> int:
     """pg_terminate_backend on the app's connections to this test's database only."""
     conn = psycopg2.connect(
-        **postgres_connect_kwargs(settings.database_url) | {"application_name": "fault-injector"}
+        **postgres_connect_kwargs(settings.database.database_url)
+        | {"application_name": "fault-injector"}
     )
     conn.autocommit = True
     try:

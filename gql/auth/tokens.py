@@ -13,8 +13,8 @@ from uuid import UUID
 
 import jwt
 
+from gql.auth.settings import AuthSettings
 from gql.caching.lru import ByteLRU
-from repo.config import Settings
 from repo.ids import CustomerId
 
 ANON = "anon"
@@ -79,7 +79,7 @@ ANONYMOUS = Caller(role=ANON)
 class Authenticator:
     """Verifies bearer tokens against the configured keys; the accepted algorithms are explicit."""
 
-    def __init__(self, settings: Settings, admin_lookup: Callable[[CustomerId], bool]) -> None:
+    def __init__(self, settings: AuthSettings, admin_lookup: Callable[[CustomerId], bool]) -> None:
         self._secret = settings.jwt_secret
         self._audience = settings.jwt_audience
         self._admin_lookup = admin_lookup

@@ -26,6 +26,7 @@ from gql.graphql import authz
 from gql.graphql.caches import ParsedDocuments, RuleClasses, ValidatedDocuments
 from gql.graphql.errors import CodedInputErrors, HelplineSchema, StreamErrorCodes, coded_rules
 from gql.graphql.rules import OperationLimits
+from gql.graphql.settings import GraphQLSettings
 from gql.graphql.shared_events import SharedEventExecutor, shared_payload
 from gql.graphql.subscriptions import inbox_updates, live_messages
 from gql.graphql.types import (
@@ -45,8 +46,7 @@ from gql.observability.metrics import (
     OperationLabel,
 )
 from repo import admins, conversations, inbox, integrity, messages
-from repo.allowance import Allowance
-from repo.config import SendLimits, Settings
+from repo.allowance import Allowance, SendLimits
 from repo.errors import ConversationNotFound
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.users import NewUser
@@ -172,7 +172,7 @@ def send_message(
 
 
 def fast_roots(
-    settings: Settings,
+    settings: GraphQLSettings,
 ) -> dict[tuple[str, str], tuple[Callable[..., object], tuple[str, ...]]]:
     """Root fields the fast path may answer (gql/fastpath/plans.py): by operation type and field
     name, the function the resolver runs (with this server's settings) and its arguments, in
@@ -353,7 +353,9 @@ class Subscription:
                 yield shared_payload(item, InboxItem.from_item, by_value=True)
 
 
-def validation_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
+def validation_rules(
+    settings: GraphQLSettings, *, production: bool = False
+) -> tuple[type[ASTValidationRule], ...]:
     """Every rule a document must pass: GraphQL's, the limits; in production, no introspection."""
     limits = OperationLimits(
         max_depth=settings.max_query_depth,
@@ -362,16 +364,16 @@ def validation_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
         max_cost=settings.max_validation_cost,
     )
     extra: list[type[ASTValidationRule]] = [limits.rule()]
-    if settings.is_production:
+    if production:
         extra.append(NoSchemaIntrospectionCustomRule)
     return (*coded_rules(specified_rules), *extra)
 
 
-def build_schema(settings: Settings) -> HelplineSchema:
+def build_schema(settings: GraphQLSettings, *, production: bool = False) -> HelplineSchema:
     """The schema with its limits and caches; in production also no introspection and no
     suggestions."""
     # Built once per schema, so ValidatedDocuments (keyed on the rule classes) keeps hitting.
-    rules = validation_rules(settings)
+    rules = validation_rules(settings, production=production)
     parsed: ByteLRU[str, DocumentNode] = ByteLRU(settings.parse_cache_bytes)
     validated: ByteLRU[tuple[str, RuleClasses], bool] = ByteLRU(settings.validation_cache_bytes)
     schema = HelplineSchema(
@@ -379,7 +381,7 @@ def build_schema(settings: Settings) -> HelplineSchema:
         mutation=Mutation,
         subscription=Subscription,
         execution_context_class=SharedEventExecutor,
-        config=StrawberryConfig(disable_field_suggestions=settings.is_production),
+        config=StrawberryConfig(disable_field_suggestions=production),
         extensions=[
             lambda: CodedInputErrors(rules),
             StreamErrorCodes,

@@ -30,6 +30,7 @@ from gql.http.fastfront import FastFront
 from gql.http.middleware import BodySizeLimit, ConcurrencyLimit, InFlight
 from gql.http.playground import ASSETS_DIR, ASSETS_URL, assets_available
 from gql.http.responses import RETRY_AFTER, Finisher, refusal
+from gql.http.settings import Settings
 from gql.http.view import HelplineGraphQL
 from gql.observability.metrics import (
     DATABASE_FIGURES,
@@ -43,7 +44,7 @@ from gql.realtime.listeners import LocalListener, PostgresListener
 from gql.realtime.presence import Presence
 from gql.ws.quotas import Quotas
 from gql.ws.websocket import SubscriptionGate
-from repo.config import ConfigError, Settings
+from repo.config import ConfigError
 from repo.database import (
     check_database,
     close_database,
@@ -65,17 +66,21 @@ async def _lifespan(
 ) -> AsyncIterator[None]:
     """Claim SQLite for this process, open the pool, start live messages; undo it all after."""
     try:
-        release = claim_sqlite_server(settings)
+        release = claim_sqlite_server(settings.database)
     except ConfigError as exc:  # the first line says what to fix (Starlette adds a traceback)
         log.error("%s", exc)
         raise SystemExit(3) from None
     try:
-        open_database(settings)
+        open_database(settings.database)
         log.info(
-            "serving on %s (%s)", "SQLite" if settings.is_sqlite else "PostgreSQL", settings.app_env
+            "serving on %s (%s)",
+            "SQLite" if settings.database.is_sqlite else "PostgreSQL",
+            settings.app_env,
         )
         listener = (
-            LocalListener(hub) if settings.is_sqlite else PostgresListener(hub, settings.listen_url)
+            LocalListener(hub)
+            if settings.database.is_sqlite
+            else PostgresListener(hub, settings.database.listen_url)
         )
         hub.start()
         await listener.start()
@@ -117,8 +122,10 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
     except ConfigError as exc:
         raise SystemExit(f"helpline: {exc}") from None
 
-    hub = Hub(queue_size=settings.ws_queue_size, ordered=not settings.is_sqlite)
-    presence = Presence(heartbeat_s=settings.presence_heartbeat_s, ttl_s=settings.presence_ttl_s)
+    hub = Hub(queue_size=settings.ws.ws_queue_size, ordered=not settings.database.is_sqlite)
+    presence = Presence(
+        heartbeat_s=settings.ws.presence_heartbeat_s, ttl_s=settings.ws.presence_ttl_s
+    )
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -133,8 +140,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
-        if settings.metrics_token is not None:
-            expected = f"Bearer {settings.metrics_token}".encode()
+        if settings.observability.metrics_token is not None:
+            expected = f"Bearer {settings.observability.metrics_token}".encode()
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return refusal(401, "metrics need 'Authorization: Bearer <METRICS_TOKEN>'")
@@ -151,34 +158,34 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         return Response(body, media_type=media_type)
 
     on_replica_fallback(REPLICA_FALLBACKS.inc)
-    schema = build_schema(settings)
-    authenticator = Authenticator(settings, admin_lookup=is_admin)
+    schema = build_schema(settings.graphql, production=settings.is_production)
+    authenticator = Authenticator(settings.auth, admin_lookup=is_admin)
     rules = schema.rules  # the executor's own: one validation per document, however it comes
     fast_paths = (
         FastPaths(
             schema._schema,
-            fast_roots(settings),
+            fast_roots(settings.graphql),
             rules=rules,
-            max_tokens=settings.max_tokens,
+            max_tokens=settings.graphql.max_tokens,
             extensions=schema.get_extensions(),
-            max_bytes=settings.plan_cache_bytes,
+            max_bytes=settings.http.plan_cache_bytes,
         )
         if fast_path
         else None
     )
-    in_flight = InFlight(limit=settings.max_concurrent_requests)
+    in_flight = InFlight(limit=settings.http.max_concurrent_requests)
     gate = SubscriptionGate(
         schema._schema,
         rules=rules,
-        max_tokens=settings.max_tokens,
+        max_tokens=settings.graphql.max_tokens,
         parsed=schema.parsed_documents,
         validated=schema.validated_documents,
     )
-    finish = Finisher(successes=settings.access_log == "all")
-    persisted = PersistedQueries(settings.persisted_query_cache_bytes)
+    finish = Finisher(successes=settings.observability.access_log == "all")
+    persisted = PersistedQueries(settings.http.persisted_query_cache_bytes)
     cors: dict[str, Any] | None = (
         {
-            "allow_origins": list(settings.cors_origins),
+            "allow_origins": list(settings.http.cors_origins),
             "allow_methods": ["GET", "POST"],
             "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
             "expose_headers": [
@@ -189,7 +196,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
             ],
             "max_age": 600,
         }
-        if settings.cors_origins
+        if settings.http.cors_origins
         else None
     )
     view = HelplineGraphQL(
@@ -197,21 +204,21 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
         authenticator=authenticator,
         hub=hub,
         presence=presence,
-        max_sockets=settings.ws_max_connections,
-        send_timeout_s=settings.ws_send_timeout_s,
+        max_sockets=settings.ws.ws_max_connections,
+        send_timeout_s=settings.ws.ws_send_timeout_s,
         finish=finish,
-        request_timeout_s=settings.request_timeout_s,
+        request_timeout_s=settings.http.request_timeout_s,
         subscription_gate=gate,
-        welcome_message=settings.welcome_message,
-        send_limits=settings.send_limits,
+        welcome_message=settings.graphql.welcome_message,
+        send_limits=settings.graphql.send_limits,
         persisted=persisted,
         quotas=Quotas(
-            pending_per_address=settings.ws_max_pending_per_address,
-            sockets_per_caller=settings.ws_max_sockets_per_caller,
-            subscriptions_per_caller=settings.ws_max_subscriptions_per_caller,
+            pending_per_address=settings.ws.ws_max_pending_per_address,
+            sockets_per_caller=settings.ws.ws_max_sockets_per_caller,
+            subscriptions_per_caller=settings.ws.ws_max_subscriptions_per_caller,
         ),
-        max_subscriptions_per_connection=settings.ws_max_subscriptions,
-        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_s),
+        max_subscriptions_per_connection=settings.ws.ws_max_subscriptions,
+        connection_init_wait_timeout=timedelta(seconds=settings.ws.ws_init_timeout_s),
         graphql_ide=None if settings.is_production else "graphiql",
     )
     app = Starlette(
@@ -237,17 +244,17 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> S
                         FastFront,
                         fast_paths=fast_paths,
                         authenticator=authenticator,
-                        max_body_bytes=settings.max_body_bytes,
+                        max_body_bytes=settings.http.max_body_bytes,
                         cors=cors,
                         finish=finish,
-                        request_timeout_s=settings.request_timeout_s,
+                        request_timeout_s=settings.http.request_timeout_s,
                         persisted=persisted,
                     )
                 ]
                 if fast_paths is not None
                 else []
             ),
-            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(BodySizeLimit, max_bytes=settings.http.max_body_bytes),
             # Without CORS_ORIGINS no browser origin is allowed, so there is nothing for the
             # middleware to add; it would only wrap every response (a hot-path cost).
             *([Middleware(CORSMiddleware, **cors)] if cors is not None else []),

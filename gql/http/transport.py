@@ -35,8 +35,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from gql.http.responses import refusal
+from gql.http.settings import HttpSettings
 from gql.observability.metrics import CONNECTIONS_CLOSED
-from repo.config import Settings
 
 # What a connection waits for, which sets its deadline: a request's head, its body, or nothing
 # of ours (the app is answering, or the connection is idle between requests), or it is done
@@ -56,7 +56,7 @@ class TransportLimits:
     max_connections: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TransportLimits:
+    def from_settings(cls, settings: HttpSettings) -> TransportLimits:
         return cls(
             max_request_line_bytes=settings.max_request_line_bytes,
             max_header_bytes=settings.max_header_bytes,
@@ -67,7 +67,7 @@ class TransportLimits:
         )
 
 
-def http_protocol(settings: Settings) -> type[asyncio.Protocol]:
+def http_protocol(settings: HttpSettings) -> type[asyncio.Protocol]:
     """What `uvicorn.run(http=...)` takes: the protocol with these settings' limits bound.
 
     A partial, not a class: uvicorn pickles its config into each worker process, and a partial

@@ -56,7 +56,7 @@ from gql.realtime.hub import Hub
 from gql.realtime.presence import Presence
 from gql.ws.quotas import TOO_MANY, TOO_MANY_PENDING, Quotas
 from gql.ws.websocket import HelplineTransportWSHandler, SubscriptionGate
-from repo.config import SendLimits
+from repo.allowance import SendLimits
 
 log = logging.getLogger("helpline")
 T = TypeVar("T")

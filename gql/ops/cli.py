@@ -24,11 +24,12 @@ from typing import Any
 import uvicorn
 from tqdm import tqdm
 
+from gql.http.settings import Settings
 from gql.http.transport import http_protocol
 from gql.observability.logs import LOG_CONFIG
 from repo import admins, checks
 from repo.adopt import STOPPED, Step, adopt
-from repo.config import ConfigError, Settings
+from repo.config import ConfigError
 from repo.database import close_database, open_database, sqlite_path
 from repo.demo import DEMO_USERS, seed_demo_data
 from repo.errors import (
@@ -146,13 +147,14 @@ def _positive(text: str) -> int:
 @contextmanager
 def _database(settings: Settings) -> Iterator[None]:
     """The repository bound to the configured database; unreachable means exit 2."""
-    if settings.is_sqlite and not Path(sqlite_path(settings.database_url)).exists():
+    database = settings.database
+    if database.is_sqlite and not Path(sqlite_path(database.database_url)).exists():
         raise CannotRun(
-            f"no database at {sqlite_path(settings.database_url)}: run helpline db migrate"
+            f"no database at {sqlite_path(database.database_url)}: run helpline db migrate"
         )
     # An operator's command scans whole tables (a check, a repair of millions of rows): the
     # web server's statement timeout is not for it; lock waits stay bounded.
-    open_database(dataclasses.replace(settings, db_statement_timeout_ms=0))
+    open_database(dataclasses.replace(database, db_statement_timeout_ms=0))
     try:
         yield
     except DatabaseUnavailable as exc:
@@ -234,7 +236,7 @@ def _print_repair(report: RepairReport) -> None:
 def _db_migrate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with command_errors():
-            applied = _guarded(lambda: migrate(settings))
+            applied = _guarded(lambda: migrate(settings.database))
     except DatabaseRefused as exc:
         if not exc.foreign_schema:
             raise
@@ -259,7 +261,7 @@ def _db_adopt(settings: Settings, args: argparse.Namespace) -> int:
     def report(step: Step) -> None:
         print(f"{step.status.upper():8} {step.name}: {step.detail}")
 
-    result = _guarded(lambda: adopt(settings, batch_size=args.batch_size, report=report))
+    result = _guarded(lambda: adopt(settings.database, batch_size=args.batch_size, report=report))
     if result.complete:
         print("adopted: run `helpline integrity check` to confirm")
         return OK
@@ -339,8 +341,8 @@ def _guarded(run: Callable[[], Any]) -> Any:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings.validate_serving()
-    workers = args.workers or settings.web_concurrency
-    if workers > 1 and settings.is_sqlite:
+    workers = args.workers or settings.http.web_concurrency
+    if workers > 1 and settings.database.is_sqlite:
         raise CannotRun("--workers: SQLite serves one process; use PostgreSQL for more workers")
     _open_files_for(settings)
     made_dir = None
@@ -364,16 +366,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=LOG_CONFIG,
         access_log=False,
         proxy_headers=True,
-        ws_max_size=settings.max_body_bytes,  # a socket's message: as an HTTP body
+        ws_max_size=settings.http.max_body_bytes,  # a socket's message: as an HTTP body
         # off unless asked: each compressing socket keeps about 40 KiB of zlib state, for
         # frames of a few hundred bytes (README, "WebSocket compression")
-        ws_per_message_deflate=settings.ws_per_message_deflate,
+        ws_per_message_deflate=settings.ws.ws_per_message_deflate,
         # httptools with bounds on heads, slow clients and idle connections (MAX_CONNECTIONS);
         # the app sheds requests in flight itself (MAX_CONCURRENT_REQUESTS), so uvicorn's
         # limit_concurrency, which counts idle connections too, stays off.
-        http=http_protocol(settings),
+        http=http_protocol(settings.http),
         # SIGTERM: stop accepting, let requests in flight finish for this long, then close.
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        timeout_graceful_shutdown=settings.http.shutdown_timeout_s,
     )
     if made_dir:
         shutil.rmtree(made_dir, ignore_errors=True)
@@ -384,13 +386,14 @@ def _open_files_for(settings: Settings) -> None:
     """Raise this process's soft open-file limit (its workers inherit it) to hold
     MAX_CONNECTIONS and the database pools, or stop: at the limit, accept() would fail first and
     turn every caller away, probes too."""
-    needed = settings.max_connections + 2 * settings.db_pool_size + 64
+    connections = settings.http.max_connections
+    needed = connections + 2 * settings.database.db_pool_size + 64
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
         raise CannotRun(
-            f"MAX_CONNECTIONS: {settings.max_connections} connections and the database pools "
+            f"MAX_CONNECTIONS: {connections} connections and the database pools "
             f"need {needed} open files, above this process's hard limit of {hard} "
             "(ulimit -Hn): lower MAX_CONNECTIONS or raise the limit"
         )

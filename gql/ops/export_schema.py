@@ -7,11 +7,11 @@ import sys
 from strawberry.printer import print_schema
 
 from gql.graphql.schema import build_schema
-from repo.config import Settings
+from gql.graphql.settings import GraphQLSettings
 
 
 def export() -> str:
-    return print_schema(build_schema(Settings())) + "\n"
+    return print_schema(build_schema(GraphQLSettings())) + "\n"
 
 
 if __name__ == "__main__":

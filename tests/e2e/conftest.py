@@ -25,8 +25,8 @@ from starlette.testclient import TestClient
 from gql.auth.tokens import AUTHENTICATED, SERVICE_ROLE
 from gql.http.app import create_app
 from gql.http.playground import assets_available
+from gql.http.settings import Settings
 from gql.ops.tokens import mint
-from repo.config import Settings
 from tests.conftest import TEST_JWT_SECRET
 
 
@@ -119,7 +119,7 @@ def running_server(
     """
     env = {
         **os.environ,
-        "DATABASE_URL": db.database_url,
+        "DATABASE_URL": db.database.database_url,
         "WELCOME_MESSAGE": "Hello from e2e",
         "JWT_SECRET": TEST_JWT_SECRET,
         **variables,

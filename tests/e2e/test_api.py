@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gql.http.app import create_app
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.ids import ConversationId
 from repo.messages import send_message
 from tests.conftest import TEST_JWT_SECRET, TEST_WELCOME_MESSAGE, QueryLog
@@ -342,7 +342,7 @@ def test_unexpected_failures_are_masked_and_logged_with_the_request_id(
     tmp_path,
     caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
-    unmigrated = Settings(
+    unmigrated = Settings.of(
         database_url=f"sqlite:///{tmp_path / 'empty.db'}", jwt_secret=TEST_JWT_SECRET
     )
     with TestClient(create_app(unmigrated), raise_server_exceptions=False) as http:

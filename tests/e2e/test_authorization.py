@@ -21,8 +21,8 @@ from starlette.testclient import TestClient
 
 from gql.auth.tokens import AUTHENTICATED, SERVICE_ROLE
 from gql.http.app import create_app
+from gql.http.settings import Settings
 from gql.ops.tokens import mint
-from repo.config import Settings
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import GraphQLClient, service_token, user_token
 from tests.factories import count_rows, first_contact, make_admin, make_legacy_user, make_user
@@ -62,9 +62,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 
 @pytest.fixture
 def app_client(db: Settings, keys: Keys) -> Iterator[GraphQLClient]:
-    settings = Settings(
-        database_url=db.database_url,
-        welcome_message=db.welcome_message,
+    settings = Settings.of(
+        database_url=db.database.database_url,
+        welcome_message=db.graphql.welcome_message,
         jwt_secret=TEST_JWT_SECRET,
         jwt_jwks=str(keys.jwks_path),
     )
@@ -402,7 +402,7 @@ def test_odd_user_metadata_does_not_break_sign_up(app_client: GraphQLClient, wor
 def test_without_a_shared_secret_hs256_tokens_are_refused_even_keyed_with_the_public_key(
     db: Settings, keys: Keys, world: World
 ) -> None:
-    settings = Settings(database_url=db.database_url, jwt_jwks=str(keys.jwks_path))
+    settings = Settings.of(database_url=db.database.database_url, jwt_jwks=str(keys.jwks_path))
     with TestClient(create_app(settings), raise_server_exceptions=False) as http:
         client = GraphQLClient(http, world.token("hs256-public-key"))
         response = client.request(OPERATIONS["read own"])

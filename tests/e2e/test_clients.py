@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from gql.http.settings import Settings
 from gql.ops.tokens import mint
-from repo.config import Settings
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import Server, user_token
 from tests.e2e.test_subscriptions import open_conversation
@@ -125,7 +125,7 @@ def test_graphql_ws_reconnects_with_a_fresh_token_and_gives_up_on_a_forbidden_ro
         # another customer, who opens their bound of sockets, then one more
         "crowded": {
             "token": user_token(make_user()),
-            "bound": Settings().ws_max_sockets_per_caller,
+            "bound": Settings().ws.ws_max_sockets_per_caller,
         },
     }
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from uuid import UUID
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import database
 from repo.ids import ProfileId
 from repo.messages import send_message
@@ -183,16 +182,14 @@ def test_a_send_that_fails_while_the_database_is_cut_can_be_retried_and_is_store
 ) -> None:
     make_admin()
     customer = make_user()
-    target = urlsplit(postgres.database_url)
+    target = urlsplit(postgres.database.database_url)
     with TcpProxy(target.port or 5432) as proxy:
         netloc = f"{target.username}@127.0.0.1:{proxy.port}"
-        proxied = dataclasses.replace(
-            postgres, database_url=urlunsplit(target._replace(netloc=netloc))
-        )
+        proxied = postgres.replaced(database_url=urlunsplit(target._replace(netloc=netloc)))
         with running_server(
             proxied,
             tmp_path / "server.log",
-            LISTEN_DATABASE_URL=postgres.database_url,  # the live path stays up
+            LISTEN_DATABASE_URL=postgres.database.database_url,  # the live path stays up
             REQUEST_TIMEOUT_SECONDS="2",
             DB_POOL_TIMEOUT="2",
         ) as server:

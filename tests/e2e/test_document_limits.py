@@ -16,7 +16,6 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -27,7 +26,7 @@ from starlette.testclient import TestClient
 
 from gql.graphql.caches import ParsedDocuments, ValidatedDocuments
 from gql.http.app import create_app
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.migrate import migrate
 from tests.conftest import settings_for
 from tests.e2e.conftest import GraphQLClient, Server, running_server, service_token
@@ -92,7 +91,7 @@ def rss_bytes(pid: int) -> int:
 
 def sqlite_database(directory: Path) -> Settings:
     settings = settings_for(f"sqlite:///{directory / 'helpline.db'}")
-    migrate(settings)
+    migrate(settings.database)
     return settings
 
 
@@ -164,7 +163,7 @@ def test_the_fast_path_compiler_refuses_costly_documents_for_little_cpu(
     fast_paths = create_app(in_process).state.fast_paths
     # Plans parse at most MAX_PLAN_TOKENS, which keeps these documents from the compiler; lift
     # it, so the pre-pass alone stands between the compiler and graphql-core's validation.
-    fast_paths.max_tokens = in_process.max_tokens
+    fast_paths.max_tokens = in_process.graphql.max_tokens
     documents = distinct(REPEATED_SELECTIONS)
 
     started = time.process_time()
@@ -212,7 +211,7 @@ SMALL_CACHES = {
 
 
 def test_the_caches_keep_serving_hot_documents_through_a_flood(in_process: Settings) -> None:
-    with TestClient(create_app(replace(in_process, **SMALL_CACHES))) as http:
+    with TestClient(create_app(in_process.replaced(**SMALL_CACHES))) as http:
         client = GraphQLClient(http, service_token())
         extensions = http.app.state.view.schema.get_extensions()  # type: ignore[attr-defined]
         caches = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import close_database, open_database
 from tests import clusters
 from tests.conftest import TEST_JWT_SECRET, in_ci
@@ -80,7 +80,7 @@ def test_a_primary_lost_under_load_fails_over_with_nothing_acknowledged_lost(
         pytest.skip(missing)
     with clusters.replicated_pair(synchronous=True, databases=("helpline",)) as pair:
         url = pair.url("helpline", target_session_attrs="read-write")
-        settings = Settings(database_url=url, jwt_secret=TEST_JWT_SECRET)
+        settings = Settings.of(database_url=url, jwt_secret=TEST_JWT_SECRET)
         with running_server(
             settings,
             tmp_path / "server.log",
@@ -91,7 +91,7 @@ def test_a_primary_lost_under_load_fails_over_with_nothing_acknowledged_lost(
             # one customer's writes as fast as they go: the load, not a sender to slow down
             RATE_LIMIT_MESSAGES_PER_MINUTE="1000000",
         ) as server:
-            open_database(settings)  # seed-demo migrated it, through the same URL
+            open_database(settings.database)  # seed-demo migrated it, through the same URL
             try:
                 make_admin()
                 customer = make_user()

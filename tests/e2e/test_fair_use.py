@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -18,7 +17,7 @@ from starlette.testclient import TestClient
 from websockets.asyncio.client import ClientConnection, connect
 
 from gql.http.app import create_app
-from repo.config import Settings
+from gql.http.settings import Settings
 from tests.e2e.conftest import running_server, service_token, user_token
 from tests.e2e.test_subscriptions import serve_in_process
 from tests.e2e.wsclient import GUARD_S, PROTOCOL, SUBSCRIBE_MESSAGES, Subscription, ws_url
@@ -90,8 +89,8 @@ async def acked(socket: ClientConnection) -> bool:
 def test_an_address_holds_a_bounded_number_of_sockets_not_yet_initialised(
     db: Settings, pending: int | None
 ) -> None:
-    settings = db if pending is None else replace(db, ws_max_pending_per_address=pending)
-    bound = settings.ws_max_pending_per_address
+    settings = db if pending is None else db.replaced(ws_max_pending_per_address=pending)
+    bound = settings.ws.ws_max_pending_per_address
     assert pending is not None or bound == 20  # the default
 
     async def scenario() -> tuple[list[int | None], int | None, bool, bool]:
@@ -120,7 +119,7 @@ def test_an_address_holds_a_bounded_number_of_sockets_not_yet_initialised(
 
 @ON_SQLITE
 def test_a_socket_that_never_initialises_is_closed_after_the_init_timeout(db: Settings) -> None:
-    assert Settings().ws_init_timeout_s == 5.0  # the default
+    assert Settings().ws.ws_init_timeout_s == 5.0  # the default
 
     async def scenario() -> tuple[int | None, float]:
         loop = asyncio.get_running_loop()
@@ -128,7 +127,7 @@ def test_a_socket_that_never_initialises_is_closed_after_the_init_timeout(db: Se
         code = await closed_with(await raw_socket(url))
         return code, loop.time() - started
 
-    with serve_in_process(replace(db, ws_init_timeout_s=0.5)) as (url, _app):
+    with serve_in_process(db.replaced(ws_init_timeout_s=0.5)) as (url, _app):
         code, waited = asyncio.run(closing(scenario()))
     assert code == 4408
     assert 0.4 < waited < GUARD_S
@@ -139,8 +138,8 @@ def test_a_socket_that_never_initialises_is_closed_after_the_init_timeout(db: Se
 def test_a_caller_holds_a_bounded_number_of_sockets_and_service_role_is_not_counted(
     db: Settings, per_caller: int | None
 ) -> None:
-    settings = db if per_caller is None else replace(db, ws_max_sockets_per_caller=per_caller)
-    bound = settings.ws_max_sockets_per_caller
+    settings = db if per_caller is None else db.replaced(ws_max_sockets_per_caller=per_caller)
+    bound = settings.ws.ws_max_sockets_per_caller
     assert per_caller is not None or bound == 10  # the default
     customer, other = make_user(), make_user()
 
@@ -163,7 +162,7 @@ def test_a_caller_holds_a_bounded_number_of_sockets_and_service_role_is_not_coun
         return kept, over_acked, someone_else, service, room_again
 
     customer_key = customer  # the token's sub: how the server counts the caller's sockets
-    with serve_in_process(replace(settings, ws_max_connections=100)) as (url, app):
+    with serve_in_process(settings.replaced(ws_max_connections=100)) as (url, app):
         kept, over_acked, someone_else, service, room_again = asyncio.run(closing(scenario()))
     assert kept == [True] * bound
     assert not over_acked
@@ -175,8 +174,8 @@ def test_a_caller_holds_a_bounded_number_of_sockets_and_service_role_is_not_coun
 def test_a_callers_subscriptions_are_bounded_across_their_sockets(
     db: Settings, per_caller: int | None
 ) -> None:
-    settings = db if per_caller is None else replace(db, ws_max_subscriptions_per_caller=per_caller)
-    bound = settings.ws_max_subscriptions_per_caller
+    settings = db if per_caller is None else db.replaced(ws_max_subscriptions_per_caller=per_caller)
+    bound = settings.ws.ws_max_subscriptions_per_caller
     assert per_caller is not None or bound == 50  # the default
     make_admin()
     customer = make_user()
@@ -184,7 +183,7 @@ def test_a_callers_subscriptions_are_bounded_across_their_sockets(
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any] | None]:
         token = user_token(customer)
-        per_socket = settings.ws_max_subscriptions
+        per_socket = settings.ws.ws_max_subscriptions
         sockets = [
             await Subscription.open(url, token)
             for _ in range(-(-(bound + 1) // per_socket) + 1)  # room for one more than bound
@@ -268,8 +267,8 @@ def _send(
 def test_a_sender_over_their_allowance_gets_429_rate_limited_and_when_to_retry(
     db: Settings, per_minute: int | None, query: str
 ) -> None:
-    settings = db if per_minute is None else replace(db, rate_limit_messages_per_minute=per_minute)
-    limit = settings.rate_limit_messages_per_minute
+    settings = db if per_minute is None else db.replaced(rate_limit_messages_per_minute=per_minute)
+    limit = settings.graphql.rate_limit_messages_per_minute
     assert per_minute is not None or limit == 60  # the default
     make_admin()
     customer = make_user()
@@ -309,7 +308,7 @@ def test_a_sender_over_their_allowance_gets_429_rate_limited_and_when_to_retry(
 
 @ON_SQLITE
 def test_staff_have_their_own_allowance_and_service_role_none(db: Settings) -> None:
-    settings = replace(db, rate_limit_messages_per_minute=1, rate_limit_staff_messages_per_minute=4)
+    settings = db.replaced(rate_limit_messages_per_minute=1, rate_limit_staff_messages_per_minute=4)
     admin = make_admin()
     conversation = first_contact(make_user()).conversation.id
     with TestClient(create_app(settings), raise_server_exceptions=False) as http:

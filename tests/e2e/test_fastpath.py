@@ -5,7 +5,6 @@ Every case runs against two apps on the same database: one with the fast path, o
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -18,9 +17,10 @@ from strawberry.extensions import SchemaExtension
 
 from gql.fastpath.plans import UncoveredExtension
 from gql.graphql import schema as schema_module
+from gql.graphql.settings import GraphQLSettings
 from gql.http import app as app_module
 from gql.http.app import create_app
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.ids import ConversationId, ProfileId
 from repo.messages import send_message
 from tests.e2e.conftest import Pair, answered, same, service_token, user_token
@@ -291,7 +291,7 @@ def test_a_malformed_body_reaches_the_executor_intact_and_is_refused_alike(pair:
 
 
 def test_a_cross_origin_hot_request_gets_its_cors_headers(db: Settings) -> None:
-    settings = dataclasses.replace(db, cors_origins=("https://widget.example",))
+    settings = db.replaced(cors_origins=("https://widget.example",))
     customer = make_user()
     make_admin()
     first_contact(customer)
@@ -311,7 +311,7 @@ def test_a_cross_origin_hot_request_gets_its_cors_headers(db: Settings) -> None:
 
 
 def test_an_unavailable_database_reads_the_same_on_both_paths(db: Settings) -> None:
-    settings = dataclasses.replace(db, db_lock_timeout_ms=200, sqlite_busy_timeout_ms=200)
+    settings = db.replaced(db_lock_timeout_ms=200, sqlite_busy_timeout_ms=200)
     make_admin()
     customer = make_user()  # no conversation: the first call needs the profile's lock
     generic = TestClient(create_app(settings, fast_path=False), raise_server_exceptions=False)
@@ -364,8 +364,8 @@ def test_the_server_refuses_to_start_with_an_extension_the_fast_path_would_skip(
 
     built = schema_module.build_schema
 
-    def with_audit(settings: Settings) -> Any:
-        schema = built(settings)
+    def with_audit(settings: GraphQLSettings, *, production: bool) -> Any:
+        schema = built(settings, production=production)
         schema.extensions = (*schema.extensions, Audit)
         return schema
 
@@ -377,7 +377,7 @@ def test_the_server_refuses_to_start_with_an_extension_the_fast_path_would_skip(
 
 @pytest.fixture
 def cors_pair(db: Settings) -> Iterator[Pair]:
-    settings = dataclasses.replace(db, cors_origins=("https://app.example",))
+    settings = db.replaced(cors_origins=("https://app.example",))
     generic = TestClient(create_app(settings, fast_path=False), raise_server_exceptions=False)
     with TestClient(create_app(settings), raise_server_exceptions=False) as fast:
         yield Pair(fast, generic)

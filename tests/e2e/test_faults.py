@@ -23,7 +23,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gql.http.app import create_app
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import database
 from repo.models import Conversation, Message
 from tests.e2e.conftest import running_server, service_token, user_token
@@ -110,7 +110,7 @@ def conversations_of(customers: list[UUID]) -> dict[str, list[str]]:
 def test_a_caller_behind_a_stuck_lock_gets_service_unavailable_within_the_lock_timeout(
     db: Settings, fast_path: bool
 ) -> None:
-    settings = dataclasses.replace(db, db_lock_timeout_ms=300, sqlite_busy_timeout_ms=300)
+    settings = db.replaced(db_lock_timeout_ms=300, sqlite_busy_timeout_ms=300)
     make_admin()
     customer = make_user()  # a profile, no conversation yet: the first call must lock it
     token = {"authorization": f"Bearer {user_token(customer)}"}
@@ -139,7 +139,7 @@ def test_a_caller_behind_a_stuck_lock_gets_service_unavailable_within_the_lock_t
 
 
 def test_an_exhausted_pool_answers_503_after_the_pool_timeout_then_serves(db: Settings) -> None:
-    settings = dataclasses.replace(db, db_pool_size=1, db_pool_timeout=0.5)
+    settings = db.replaced(db_pool_size=1, db_pool_timeout=0.5)
     make_admin()
     customer = make_user()
     token = {"authorization": f"Bearer {user_token(customer)}"}
@@ -159,8 +159,8 @@ def test_an_exhausted_pool_answers_503_after_the_pool_timeout_then_serves(db: Se
 
 
 def test_requests_beyond_the_concurrency_limit_are_shed_at_once(db: Settings) -> None:
-    settings = dataclasses.replace(
-        db, max_concurrent_requests=1, db_lock_timeout_ms=2000, sqlite_busy_timeout_ms=2000
+    settings = db.replaced(
+        max_concurrent_requests=1, db_lock_timeout_ms=2000, sqlite_busy_timeout_ms=2000
     )
     make_admin()
     stuck, other = make_user(), make_user()
@@ -229,10 +229,9 @@ def test_a_cut_or_silent_network_answers_503_while_it_lasts_then_heals(
 ) -> None:
     make_admin()
     customers = [make_legacy_user() for _ in range(24)]
-    target = urlsplit(postgres.database_url)
+    target = urlsplit(postgres.database.database_url)
     with TcpProxy(target.port or 5432) as proxy:
-        proxied = dataclasses.replace(
-            postgres,
+        proxied = postgres.replaced(
             database_url=urlunsplit(
                 target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}")
             ),
@@ -240,7 +239,7 @@ def test_a_cut_or_silent_network_answers_503_while_it_lasts_then_heals(
         with running_server(
             proxied,
             tmp_path / "server.log",
-            LISTEN_DATABASE_URL=postgres.database_url,  # live messages are not under test
+            LISTEN_DATABASE_URL=postgres.database.database_url,  # live messages are not under test
             REQUEST_TIMEOUT_SECONDS="2",
             DB_POOL_TIMEOUT="2",
         ) as server:

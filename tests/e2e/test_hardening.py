@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +13,8 @@ from starlette.testclient import TestClient
 from gql.caching.lru import MAX_ENTRY_SHARE, ByteLRU
 from gql.graphql.caches import ParsedDocuments, ValidatedDocuments
 from gql.http.app import create_app
-from repo.config import ConfigError, Settings
+from gql.http.settings import Settings
+from repo.config import ConfigError
 from tests.e2e.conftest import GraphQLClient, Pair, service_token
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -28,7 +28,7 @@ def app_client(settings: Settings) -> Iterator[GraphQLClient]:
 
 @pytest.fixture
 def production(db: Settings) -> Iterator[GraphQLClient]:
-    yield from app_client(replace(db, app_env="production", metrics_token="scrape-me"))
+    yield from app_client(db.replaced(app_env="production", metrics_token="scrape-me"))
 
 
 def still_serving(client: GraphQLClient) -> None:
@@ -45,7 +45,7 @@ def document_caches(client: GraphQLClient) -> tuple[ByteLRU[Any, Any], ByteLRU[A
 
 
 def test_a_query_deeper_than_the_limit_is_refused(db: Settings) -> None:
-    for client in app_client(replace(db, max_query_depth=3)):
+    for client in app_client(db.replaced(max_query_depth=3)):
         query = (
             '{ conversation(id: "00000000-0000-4000-8000-000000000000") '
             "{ messages { edges { node { sender { name } } } } } }"
@@ -183,7 +183,7 @@ class TestGraphQLResponseMediaType:
 
 
 def test_cors_answers_only_listed_origins(db: Settings) -> None:
-    for client in app_client(replace(db, cors_origins=("https://app.example",))):
+    for client in app_client(db.replaced(cors_origins=("https://app.example",))):
         preflight = {
             "access-control-request-method": "POST",
             "access-control-request-headers": "authorization,content-type",
@@ -265,7 +265,7 @@ def test_metrics_are_open_without_a_metrics_token(client: GraphQLClient) -> None
 
 
 def test_ready_is_503_when_the_database_is_unreachable(db: Settings) -> None:
-    unreachable = replace(db, database_url="postgresql://postgres@127.0.0.1:9/none")
+    unreachable = db.replaced(database_url="postgresql://postgres@127.0.0.1:9/none")
     for client in app_client(unreachable):
         assert client.http.get("/live").status_code == 200
         response = client.http.get("/ready")
@@ -306,7 +306,7 @@ def test_malformed_bodies_are_400_not_500(client: GraphQLClient, body: bytes) ->
 
 
 def test_large_documents_are_not_kept_in_the_caches(db: Settings) -> None:
-    for client in app_client(replace(db, max_body_bytes=4 * 1024 * 1024)):
+    for client in app_client(db.replaced(max_body_bytes=4 * 1024 * 1024)):
         large_documents_are_not_kept(client)
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import database
 from repo.ids import ProfileId
 from repo.messages import send_message

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.ids import ConversationId
 from repo.messages import messages_after
 from tests.e2e.conftest import running_server, service_token, user_token

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import re
@@ -21,8 +20,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from gql.http.app import create_app
+from gql.http.settings import Settings
 from gql.observability.logs import RequestIdFilter
-from repo.config import Settings
 from repo.demo import CUSTOMER, LEGACY_CUSTOMER
 from tests.e2e.conftest import Server, running_server, service_token, user_token, wait_for
 from tests.e2e.wsclient import Subscription
@@ -218,7 +217,7 @@ def app_behind_proxy(postgres_url: str) -> Iterator[tuple[TestClient, TcpProxy]]
     target = urlsplit(postgres_url)
     with TcpProxy(target.port or 5432) as proxy:
         netloc = f"{target.username}@127.0.0.1:{proxy.port}"
-        proxied = Settings(database_url=urlunsplit(target._replace(netloc=netloc)))
+        proxied = Settings.of(database_url=urlunsplit(target._replace(netloc=netloc)))
         with TestClient(create_app(proxied)) as http:
             yield http, proxy
 
@@ -238,10 +237,10 @@ def test_ready_follows_the_database_through_an_outage(postgres_url: str) -> None
 
 
 def test_metrics_add_up_across_workers(db: Settings, tmp_path: Path) -> None:
-    if db.is_sqlite:  # live messages fan out in process: SQLite refuses several workers
+    if db.database.is_sqlite:  # live messages fan out in process: SQLite refuses several workers
         refused = subprocess.run(
             [str(Path(sys.executable).parent / "helpline"), "serve", "--workers", "2"],
-            env={**os.environ, "DATABASE_URL": db.database_url},
+            env={**os.environ, "DATABASE_URL": db.database.database_url},
             capture_output=True,
             text=True,
             timeout=30,
@@ -290,7 +289,7 @@ def test_access_log_errors_keeps_only_the_lines_of_failed_requests(
     customer = make_user()
     make_admin()
     token = {"authorization": f"Bearer {user_token(customer)}"}
-    with TestClient(create_app(dataclasses.replace(db, access_log=access_log))) as client:
+    with TestClient(create_app(db.replaced(access_log=access_log))) as client:
         caplog.set_level("INFO", logger="helpline.access")
         fast = client.post(
             "/graphql", json={"query": "mutation { adminConversation { created } }"}, headers=token
@@ -312,7 +311,7 @@ def test_access_log_errors_keeps_only_the_lines_of_failed_requests(
 def test_lines_logged_while_serving_a_request_carry_its_id(
     db: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = dataclasses.replace(db, db_lock_timeout_ms=200, sqlite_busy_timeout_ms=200)
+    settings = db.replaced(db_lock_timeout_ms=200, sqlite_busy_timeout_ms=200)
     make_admin()
     customer = make_user()
     caplog.handler.addFilter(RequestIdFilter())  # as helpline serve's handler has it

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from tests.e2e.conftest import Server, running_server, user_token
 from tests.e2e.test_subscriptions import open_conversation, post, send_over_http, until_live
 from tests.e2e.wsclient import Subscription
@@ -36,8 +36,8 @@ def bounced_server(db: Settings, pgbouncer: PgBouncer, tmp_path: Path) -> Iterat
     with running_server(
         db,
         tmp_path / "server.log",
-        DATABASE_URL=pgbouncer.url(db.database_url),
-        LISTEN_DATABASE_URL=db.database_url,
+        DATABASE_URL=pgbouncer.url(db.database.database_url),
+        LISTEN_DATABASE_URL=db.database.database_url,
     ) as server:
         yield server
 

@@ -22,7 +22,7 @@ from uuid import UUID
 import httpx2 as httpx
 import pytest
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import database
 from repo.demo import ADMIN
 from repo.models import Conversation, Message, Profile

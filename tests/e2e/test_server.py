@@ -16,7 +16,7 @@ import httpx2 as httpx
 import psycopg2
 import pytest
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import sqlite_path
 from repo.demo import LEGACY_CUSTOMER
 from repo.pool import postgres_connect_kwargs
@@ -62,11 +62,11 @@ def test_a_request_stuck_on_a_lock_does_not_stall_other_requests(server: str, db
     release = threading.Event()
 
     def hold_the_lock() -> None:
-        if db.is_sqlite:
-            conn: Any = sqlite3.connect(sqlite_path(db.database_url), isolation_level=None)
+        if db.database.is_sqlite:
+            conn: Any = sqlite3.connect(sqlite_path(db.database.database_url), isolation_level=None)
             conn.execute("BEGIN IMMEDIATE")
         else:
-            conn = psycopg2.connect(**postgres_connect_kwargs(db.database_url))
+            conn = psycopg2.connect(**postgres_connect_kwargs(db.database.database_url))
             conn.cursor().execute(
                 "SELECT 1 FROM profiles WHERE id = %s FOR UPDATE", (str(customer_id),)
             )
@@ -80,7 +80,7 @@ def test_a_request_stuck_on_a_lock_does_not_stall_other_requests(server: str, db
         holder = pool.submit(hold_the_lock)
         assert locked.wait(timeout=10)
         stuck = pool.submit(post, server.url, OPEN, c=str(customer_id))
-        if db.is_sqlite:
+        if db.database.is_sqlite:
             time.sleep(0.3)  # SQLite shows no lock wait to poll for
         else:
             wait_for(waiting_on_a_lock, "the stuck request at the lock")
@@ -108,7 +108,11 @@ def test_a_second_process_serves_postgresql_but_is_refused_a_sqlite_file(
                 "--port",
                 str(port),
             ],
-            env={**os.environ, "DATABASE_URL": db.database_url, "JWT_SECRET": TEST_JWT_SECRET},
+            env={
+                **os.environ,
+                "DATABASE_URL": db.database.database_url,
+                "JWT_SECRET": TEST_JWT_SECRET,
+            },
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -125,7 +129,7 @@ def test_a_second_process_serves_postgresql_but_is_refused_a_sqlite_file(
     finally:
         second.terminate()
         second.wait(timeout=20)
-    if db.is_sqlite:  # live messages fan out in process: one process per file
+    if db.database.is_sqlite:  # live messages fan out in process: one process per file
         assert not serving and second.returncode != 0
         assert "another process already serves" in log.read_text()
     else:  # stateless over PostgreSQL: any number of processes side by side
@@ -142,9 +146,9 @@ def test_a_serving_process_keeps_start_up_objects_out_of_the_collector_s_walks(
     probe = (
         "import gc, json, sys; sys.path.insert(0, '.');"
         "from starlette.testclient import TestClient;"
-        "from gql.http.app import create_app; from repo.config import Settings;"
-        f"settings = Settings(database_url='sqlite:///{tmp_path / 'heap.db'}');"
-        "from repo.migrate import migrate; migrate(settings);"
+        "from gql.http.app import create_app; from gql.http.settings import Settings;"
+        f"settings = Settings.of(database_url='sqlite:///{tmp_path / 'heap.db'}');"
+        "from repo.migrate import migrate; migrate(settings.database);"
         "before = gc.get_threshold()[0];"
         "client = TestClient(create_app(settings)); client.__enter__();"
         "print(json.dumps([before, gc.get_freeze_count() > 0, gc.get_threshold()[0]]));"

@@ -10,7 +10,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,8 +22,8 @@ import uvicorn
 from websockets.exceptions import ConnectionClosed
 
 from gql.http.app import create_app
+from gql.http.settings import Settings
 from gql.ops.tokens import mint
-from repo.config import Settings
 from repo.database import database
 from repo.demo import CUSTOMER
 from repo.ids import ConversationId, ProfileId
@@ -272,7 +271,7 @@ def test_the_socket_applies_the_configured_token_limit(db: Settings) -> None:
     conversation = str(first_contact(make_user()).conversation.id)
     fields = " ".join(["id"] * 140)
     big = f"subscription ($id: UUID!) {{ messageAdded(conversationId: $id) {{ {fields} }} }}"
-    with serve_in_process(replace(db, max_tokens=100)) as (url, _app):
+    with serve_in_process(db.replaced(max_tokens=100)) as (url, _app):
 
         async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
             sub = await Subscription.open(url, service_token())
@@ -300,7 +299,7 @@ def test_the_event_loop_stays_free_while_subscriptions_wait_on_locked_tables(
     with running_server(postgres, log, DB_LOCK_TIMEOUT_MS="10000") as server:
         token = user_token(CUSTOMER.id)
         conversation = open_conversation(server.url, token)
-        holder = psycopg2.connect(postgres.database_url)
+        holder = psycopg2.connect(postgres.database.database_url)
         live_seconds: list[float] = []
 
         async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -342,7 +341,7 @@ def test_messages_stored_while_the_listener_is_away_arrive_by_catching_up(
     """The listener's connection goes through a proxy that is cut and stays cut while
     messages are stored: only the catch-up from the database can deliver them."""
     token = user_token(CUSTOMER.id)
-    target = urlsplit(postgres.database_url)
+    target = urlsplit(postgres.database.database_url)
     with TcpProxy(target.port or 5432) as proxy:
         netloc = f"{target.username}@127.0.0.1:{proxy.port}"
         listen_url = urlunsplit(target._replace(netloc=netloc))
@@ -381,13 +380,13 @@ def test_a_subscription_waits_out_a_database_it_cannot_read_and_then_catches_up(
     primary answers some connections before others): the catch-up read fails, and the
     subscription waits instead of ending, then delivers what was stored meanwhile."""
     token = user_token(CUSTOMER.id)
-    target = urlsplit(postgres.database_url)
+    target = urlsplit(postgres.database.database_url)
 
     def through(proxy: TcpProxy) -> str:
         return urlunsplit(target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}"))
 
     with TcpProxy(target.port or 5432) as pool_proxy, TcpProxy(target.port or 5432) as listen:
-        served = replace(postgres, database_url=through(pool_proxy))
+        served = postgres.replaced(database_url=through(pool_proxy))
         with running_server(
             served,
             tmp_path / "server.log",
@@ -429,7 +428,7 @@ def test_a_subscription_waits_out_a_database_it_cannot_read_and_then_catches_up(
 
 def terminate_listener(db: Settings) -> int:
     """End the server's LISTEN connection as a database restart would; returns how many."""
-    with psycopg2.connect(db.database_url) as conn, conn.cursor() as cursor:
+    with psycopg2.connect(db.database.database_url) as conn, conn.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE application_name = 'helpline-listener' AND datname = current_database()"
@@ -440,7 +439,7 @@ def terminate_listener(db: Settings) -> int:
 @pytest.fixture
 def inprocess(db: Settings) -> Iterator[tuple[str, Any]]:
     """The app under uvicorn in a thread of this process, so its hub can be inspected."""
-    with serve_in_process(replace(db, ws_max_connections=300)) as served:
+    with serve_in_process(db.replaced(ws_max_connections=300)) as served:
         yield served
 
 
@@ -515,7 +514,7 @@ def test_two_hundred_subscribers_get_a_burst_and_leave_nothing_behind(
 def test_sockets_and_subscriptions_per_socket_are_bounded(db: Settings) -> None:
     make_admin()
     conversation = str(first_contact(make_user()).conversation.id)
-    limited = replace(db, ws_max_connections=2, ws_max_subscriptions=1)
+    limited = db.replaced(ws_max_connections=2, ws_max_subscriptions=1)
     with serve_in_process(limited) as (url, _app):
 
         async def scenario() -> tuple[int | None, dict[str, Any]]:
@@ -539,7 +538,7 @@ def test_sockets_and_subscriptions_per_socket_are_bounded(db: Settings) -> None:
 def test_a_subscriber_whose_queue_overflows_catches_up_instead_of_ending(db: Settings) -> None:
     make_admin()
     conversation = first_contact(make_user()).conversation.id
-    with serve_in_process(replace(db, ws_queue_size=4)) as (url, app):
+    with serve_in_process(db.replaced(ws_queue_size=4)) as (url, app):
         hub = app.state.hub
 
         def burst(stored: Any) -> None:  # more than the queue holds, before the subscriber reads
@@ -621,7 +620,7 @@ SUBSCRIPTIONS_PER_SOCKET = 10
 def test_a_client_that_stops_reading_is_disconnected(db: Settings) -> None:
     make_admin()
     conversation = first_contact(make_user()).conversation.id
-    with serve_in_process(replace(db, ws_send_timeout_s=0.5, ws_queue_size=8)) as (url, app):
+    with serve_in_process(db.replaced(ws_send_timeout_s=0.5, ws_queue_size=8)) as (url, app):
 
         async def scenario() -> int | None:
             sub = await Subscription.open(url, service_token(), max_queue=1)  # reads no more

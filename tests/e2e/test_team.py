@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 import httpx2 as httpx
 import pytest
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import database
 from repo.models import Conversation, Profile
 from tests.e2e.conftest import GraphQLClient, Server, running_server, user_token
@@ -330,7 +330,7 @@ def remove_admin_out_of_process(db: Settings, email: str) -> subprocess.Complete
     exits long before the next scrape."""
     return subprocess.run(
         [str(Path(sys.executable).parent / "helpline"), "admin", "remove", email, "--reassign"],
-        env={**os.environ, "DATABASE_URL": db.database_url, "JWT_SECRET": "x" * 40},
+        env={**os.environ, "DATABASE_URL": db.database.database_url, "JWT_SECRET": "x" * 40},
         capture_output=True,
         text=True,
         timeout=60,

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx2 as httpx
 import pytest
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import sqlite_path
 from repo.demo import CUSTOMER, LEGACY_CUSTOMER, DemoUser
 from tests.conftest import settings_for
@@ -86,7 +86,7 @@ def crowded(crowded_db: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
 @contextmanager
 def write_lock(db: Settings) -> Iterator[None]:
     """SQLite's write lock, held: a first contact waits for it (SQLITE_BUSY_TIMEOUT_MS)."""
-    lock = sqlite3.connect(sqlite_path(db.database_url), isolation_level=None)
+    lock = sqlite3.connect(sqlite_path(db.database.database_url), isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
     try:
         yield

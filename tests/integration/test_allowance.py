@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from repo import allowance
-from repo.allowance import Allowance
-from repo.config import SendLimits
+from repo.allowance import Allowance, SendLimits
 from repo.database import database
 from repo.errors import RateLimited
 from repo.ids import ProfileId

@@ -13,9 +13,9 @@ from uuid import UUID, uuid4
 import psycopg2
 import pytest
 
+from gql.http.settings import Settings
 from gql.ops.cli import main
 from repo import admins, conversations
-from repo.config import Settings
 from repo.database import close_database, database, open_database
 from repo.ids import ProfileId
 from repo.messages import send_message
@@ -41,7 +41,7 @@ def helpline(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 
 @pytest.fixture
 def env(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", db.database_url)
+    monkeypatch.setenv("DATABASE_URL", db.database.database_url)
     return db
 
 
@@ -295,8 +295,8 @@ def test_adoption_ends_validated_with_no_orphans(
     with psycopg2.connect(seed_shaped_database) as conn, conn.cursor() as cur:
         cur.execute("SELECT conversation_id::text FROM messages ORDER BY created_at")
         assert [r[0] for r in cur.fetchall()] == [str(ids["c1"]), str(ids["c1"])]
-    settings = Settings(database_url=seed_shaped_database)
-    open_database(settings)
+    settings = Settings.of(database_url=seed_shaped_database)
+    open_database(settings.database)
     try:
         conversation = first_contact(ids["twice"]).conversation  # type: ignore[arg-type]
         assert conversation.id == ids["c1"]
@@ -401,7 +401,7 @@ def test_serve_in_production_without_metrics_protection_exits_2_in_one_line(
     environment |= {
         "APP_ENV": "production",
         "JWT_SECRET": "s" * 32,
-        "DATABASE_URL": env.database_url,
+        "DATABASE_URL": env.database.database_url,
     }
     try:
         finished = subprocess.run(
@@ -500,7 +500,7 @@ def test_admin_remove_refuses_while_they_hold_conversations_then_hands_them_over
     def interrupted(moved: int) -> None:
         raise KeyboardInterrupt  # the operator's Ctrl-C after the first batch
 
-    open_database(env)
+    open_database(env.database)
     try:
         with pytest.raises(KeyboardInterrupt):
             admins.remove_admin(email, reassign=True, batch_size=1, progress=interrupted)

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 import psycopg2.extensions
 import pytest
 
+from gql.http.settings import Settings
 from repo import conversations
-from repo.config import Settings
 from repo.database import database
 from repo.errors import IntegrityViolation, NoAdminAvailable
 from repo.views import AdminConversation

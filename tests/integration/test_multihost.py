@@ -5,15 +5,14 @@ nothing listens (a primary that is gone); libpq goes on to the next."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
 from starlette.testclient import TestClient
 
 from gql.http.app import create_app
+from gql.http.settings import Settings
 from gql.ops.cli import main
-from repo.config import Settings
 from repo.database import check_database, open_database
 from repo.listener import ListenConnection
 from repo.migrate import migrate
@@ -37,19 +36,19 @@ def multi_host(url: str, spelling: str) -> str:
 
 @pytest.fixture(params=["authority", "query"])
 def multi(request: pytest.FixtureRequest, postgres: Settings) -> Iterator[Settings]:
-    url = multi_host(postgres.database_url, request.param)
-    settings = replace(postgres, database_url=url, listen_database_url=url, db_connect_timeout_s=2)
+    url = multi_host(postgres.database.database_url, request.param)
+    settings = postgres.replaced(database_url=url, listen_database_url=url, db_connect_timeout_s=2)
     yield settings
-    open_database(postgres)
+    open_database(postgres.database)
 
 
 def test_the_pool_listener_migrations_and_ready_follow_a_multi_host_url(multi: Settings) -> None:
-    assert migrate(multi) == []  # read by yoyo too: nothing left to apply
-    open_database(multi)
+    assert migrate(multi.database) == []  # read by yoyo too: nothing left to apply
+    open_database(multi.database)
     check_database()
     make_admin()
     assert first_contact(make_user()).created
-    listener = ListenConnection(multi.listen_database_url or "")
+    listener = ListenConnection(multi.database.listen_database_url or "")
     try:
         assert listener.open() > 0 and listener.backend_pid
     finally:
@@ -61,7 +60,7 @@ def test_the_pool_listener_migrations_and_ready_follow_a_multi_host_url(multi: S
 def test_the_commands_follow_a_multi_host_url(
     multi: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", multi.database_url)
+    monkeypatch.setenv("DATABASE_URL", multi.database.database_url)
 
     assert main(["integrity", "check"]) == 0
     assert main(["db", "migrate"]) == 0

@@ -13,10 +13,11 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
+from gql.http.settings import Settings
 from gql.ops.cli import main
 from repo.adopt import Step, adopt
 from repo.checks import PROFILE_TRIGGER
-from repo.config import Settings
+from repo.config import DatabaseSettings
 from repo.database import database
 from repo.integrity import repair_orphaned_conversations
 from repo.migrate import migrate
@@ -59,7 +60,7 @@ def test_an_adopted_database_has_what_a_migrated_one_has(
 ) -> None:
     assert main(["db", "adopt"]) == 0, capsys.readouterr()
     with new_postgres_database("helpline_fresh") as fresh:
-        migrate(Settings(database_url=fresh))
+        migrate(DatabaseSettings(database_url=fresh))
         expected = catalog(fresh)
 
     adopted = catalog(seed_shaped_database)
@@ -86,9 +87,9 @@ def test_adoption_installs_the_sign_up_trigger_of_the_latest_migration(
         if step.name == f"add trigger {PROFILE_TRIGGER}":  # before later migrations are applied
             installed.append(function_definition(seed_shaped_database, PROFILE_TRIGGER))
 
-    assert adopt(Settings(database_url=seed_shaped_database), report=report).complete
+    assert adopt(DatabaseSettings(database_url=seed_shaped_database), report=report).complete
     with new_postgres_database("helpline_fresh") as fresh:
-        migrate(Settings(database_url=fresh))
+        migrate(DatabaseSettings(database_url=fresh))
         expected = function_definition(fresh, PROFILE_TRIGGER)
 
     assert installed == [expected]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import select
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.conversations import find_conversation
 from repo.database import database, open_database
 from repo.messages import decode_cursor, list_messages, send_message
@@ -25,8 +24,8 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def bounced(db: Settings, pgbouncer: PgBouncer) -> Iterator[Settings]:
     """The repository on the test database through PgBouncer (``db`` empties it afterwards)."""
-    settings = replace(db, database_url=pgbouncer.url(db.database_url))
-    open_database(settings)
+    settings = db.replaced(database_url=pgbouncer.url(db.database.database_url))
+    open_database(settings.database)
     yield settings
 
 

@@ -6,7 +6,7 @@ import os
 
 import psycopg2
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.conversations import find_admin_conversation
 from repo.database import close_database, open_database, pool_connections_idle
 from tests.factories import first_contact, make_admin, make_user
@@ -20,7 +20,7 @@ def test_idle_connections_the_server_dropped_are_replaced_without_a_failed_reque
     first_contact(customer)
     pooled = pool_connections_idle()
     assert pooled >= 1
-    conn = psycopg2.connect(postgres.database_url)
+    conn = psycopg2.connect(postgres.database.database_url)
     conn.autocommit = True
     with conn, conn.cursor() as cursor:  # as a restart would: each backend gone, its socket closed
         cursor.execute(
@@ -42,7 +42,7 @@ def test_a_process_with_more_than_1024_open_files_still_checks_its_connections(
     close_database()
     spare = [os.dup(0) for _ in range(1100)]  # as a server holding many sockets
     try:
-        open_database(postgres)  # its connections get descriptors above select()'s 1023
+        open_database(postgres.database)  # its connections get descriptors above select()'s 1023
         first_contact(customer)  # opens one, returns it to the pool
         assert pool_connections_idle() >= 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import database
 from repo.integrity import _orphans_after
 from repo.models import Conversation

@@ -16,9 +16,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from gql.http.app import create_app
+from gql.http.settings import Settings
 from gql.ops.cli import main
 from repo.checks import VIOLATION, run_checks
-from repo.config import Settings
+from repo.config import DatabaseSettings
 from repo.database import bound_settings, open_database
 from repo.ids import ConversationId
 from repo.integrity import (
@@ -41,7 +42,7 @@ INTEGRITY = "{ integrity { orphanedConversationCount orphanedConversations(first
 def replica_url(database_url: str) -> Iterator[str]:
     """A migrated database of its own, standing in for a replica of the primary."""
     with new_postgres_database("helpline_replica") as url:
-        migrate(Settings(database_url=url))
+        migrate(DatabaseSettings(database_url=url))
         yield url
 
 
@@ -73,8 +74,8 @@ def bound_to(url: str) -> Iterator[None]:
 
 @pytest.fixture
 def with_replica(db: Settings, replica_url: str) -> Settings:
-    settings = replace(db, replica_database_url=replica_url)
-    open_database(settings)
+    settings = db.replaced(replica_database_url=replica_url)
+    open_database(settings.database)
     return settings
 
 
@@ -99,7 +100,7 @@ def test_repair_writes_the_primary_and_leaves_the_replica_alone(
     assert (report.profiles_created, report.orphaned_conversations_before) == (1, 1)
     assert report.orphaned_conversations_after == 0
     assert [o.id for o in find_orphaned_conversations()] == [replica_orphan]  # the replica's
-    with bound_to(db.database_url):
+    with bound_to(db.database.database_url):
         assert count_orphaned_conversations() == 0, f"{primary_orphan} was not healed"
 
 
@@ -115,8 +116,8 @@ def test_the_integrity_query_and_command_read_the_replica(
             json={"query": INTEGRITY},
             headers={"authorization": f"Bearer {service_token()}"},
         )
-    monkeypatch.setenv("DATABASE_URL", with_replica.database_url)
-    monkeypatch.setenv("REPLICA_DATABASE_URL", with_replica.replica_database_url or "")
+    monkeypatch.setenv("DATABASE_URL", with_replica.database.database_url)
+    monkeypatch.setenv("REPLICA_DATABASE_URL", with_replica.database.replica_database_url or "")
     code = main(["integrity", "check", "--json"])
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
 

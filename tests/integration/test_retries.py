@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -43,11 +42,11 @@ def test_a_transaction_that_keeps_failing_to_serialize_gives_up_as_unavailable(
     with pytest.raises(DatabaseUnavailable):
         raising(sqlstate_name, calls)()
 
-    assert len(calls) == postgres.db_retry_attempts == 3
+    assert len(calls) == postgres.database.db_retry_attempts == 3
 
 
 def test_the_number_of_attempts_is_configurable(postgres: Any) -> None:
-    open_database(dataclasses.replace(postgres, db_retry_attempts=1))
+    open_database(postgres.replaced(db_retry_attempts=1).database)
     calls: list[int] = []
 
     with pytest.raises(DatabaseUnavailable):

@@ -8,7 +8,7 @@ from uuid import uuid4
 import peewee
 import pytest
 
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import database, is_sqlite
 from repo.migrate import migrate
 from repo.models import Conversation, Message, Profile, User
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("db")
 
 
 def test_migrations_rerun_as_a_no_op(settings: Settings) -> None:
-    assert migrate(settings) == []
+    assert migrate(settings.database) == []
 
 
 def test_inserting_a_user_creates_its_profile_in_the_same_statement() -> None:

@@ -23,9 +23,9 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gql.auth.tokens import Caller
 from gql.graphql.schema import build_schema
+from gql.graphql.settings import GraphQLSettings
 from gql.graphql.shared_events import SharedEventExecutor, shared_payload
 from gql.graphql.types import InboxItem, Message
-from repo.config import Settings
 from repo.inbox import inbox_changes
 from repo.messages import send_message
 from repo.users import is_admin
@@ -114,7 +114,7 @@ def people() -> dict[str, Any]:
     }
 
 
-SCHEMA = build_schema(Settings())
+SCHEMA = build_schema(GraphQLSettings())
 
 
 async def execute(

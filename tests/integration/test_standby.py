@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gql.http.app import create_app
-from repo.config import Settings
+from gql.http.settings import Settings
 from repo.database import (
     close_database,
     open_database,
@@ -43,13 +43,13 @@ def until(check: Callable[[], Any], what: str) -> Any:
 @pytest.fixture
 def with_standby(standby_pair: Pair) -> Iterator[Settings]:
     """The repository on the primary, its integrity reads on the standby."""
-    settings = Settings(
+    settings = Settings.of(
         database_url=standby_pair.primary.url("helpline"),
         replica_database_url=standby_pair.standby.url("helpline"),
         jwt_secret=TEST_JWT_SECRET,
         db_connect_timeout_s=2,
     )
-    open_database(settings)
+    open_database(settings.database)
     try:
         yield settings
     finally:
@@ -105,11 +105,11 @@ def test_a_standby_that_is_gone_sends_integrity_reads_to_the_primary(
 
 
 def test_a_standby_is_never_taken_for_a_primary(standby_pair: Pair) -> None:
-    primary = Settings(database_url=standby_pair.primary.url("helpline"))
-    standby_only = Settings(
+    primary = Settings.of(database_url=standby_pair.primary.url("helpline"))
+    standby_only = Settings.of(
         database_url=standby_pair.standby.url("helpline"), jwt_secret=TEST_JWT_SECRET
     )
-    open_database(primary)
+    open_database(primary.database)
     make_admin()
     customer = make_user()
     until(
@@ -129,7 +129,7 @@ def test_a_standby_is_never_taken_for_a_primary(standby_pair: Pair) -> None:
                 lambda: app_backends(standby_pair) == before - 1, "the connection closes"
             )
     finally:
-        open_database(primary)
+        open_database(primary.database)
         empty_tables()
         close_database()
 

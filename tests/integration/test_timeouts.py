@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
 import pytest
 
-from repo.config import ConfigError, Settings
+from gql.http.settings import Settings
+from repo.config import ConfigError
 from repo.database import database, open_database
 from repo.errors import DatabaseUnavailable
 from repo.units import unit_of_work
@@ -21,12 +21,11 @@ def show(name: str) -> Any:
 
 def test_a_pooled_connection_has_the_configured_timeouts(postgres: Settings) -> None:
     open_database(
-        dataclasses.replace(
-            postgres,
+        postgres.replaced(
             db_statement_timeout_ms=7000,
             db_lock_timeout_ms=700,
             db_idle_in_transaction_timeout_ms=70_000,
-        )
+        ).database
     )
 
     assert show("statement_timeout") == "7s"
@@ -35,9 +34,7 @@ def test_a_pooled_connection_has_the_configured_timeouts(postgres: Settings) -> 
 
 
 def test_a_statement_over_the_timeout_is_cancelled_as_unavailable(postgres: Settings) -> None:
-    open_database(
-        dataclasses.replace(postgres, db_statement_timeout_ms=200, db_lock_timeout_ms=100)
-    )
+    open_database(postgres.replaced(db_statement_timeout_ms=200, db_lock_timeout_ms=100).database)
 
     @unit_of_work
     def slow() -> None:

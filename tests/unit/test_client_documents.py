@@ -32,7 +32,7 @@ from graphql import (
 
 from gql.graphql.rules import pre_pass
 from gql.graphql.schema import validation_rules
-from repo.config import Settings
+from gql.graphql.settings import GraphQLSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTABLE = re.compile(r"\s*(query|mutation|subscription|fragment|\{)")
@@ -113,7 +113,7 @@ def collected() -> list[tuple[str, str]]:
 
 
 DOCUMENTS = collected()
-RULES = validation_rules(Settings())
+RULES = validation_rules(GraphQLSettings())
 
 
 class AddTypename(Visitor):

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from repo.config import DEFAULT_DATABASE_URL, ConfigError, SendLimits, Settings
+from gql.auth.settings import AuthSettings
+from gql.graphql.settings import GraphQLSettings
+from gql.http.settings import HttpSettings, Settings
+from gql.observability.settings import ObservabilitySettings
+from gql.ws.settings import WebSocketSettings
+from repo.allowance import SendLimits
+from repo.config import DEFAULT_DATABASE_URL, ConfigError, DatabaseSettings
 
 
 def test_defaults_to_the_embedded_sqlite_database() -> None:
     settings = Settings.from_env({})
-    assert settings.database_url == DEFAULT_DATABASE_URL == "sqlite:///chat.db"
-    assert settings.is_sqlite
+    assert settings.database.database_url == DEFAULT_DATABASE_URL == "sqlite:///chat.db"
+    assert settings.database.is_sqlite
 
 
 @pytest.mark.parametrize(
@@ -56,16 +64,18 @@ def test_a_bad_setting_is_refused_in_words(env: dict[str, str], message: str) ->
 
 def test_postgres_urls_are_accepted() -> None:
     url = "postgresql://helpline:secret@db.internal:5433/chat"
-    assert not Settings.from_env({"DATABASE_URL": url}).is_sqlite
+    assert not Settings.from_env({"DATABASE_URL": url}).database.is_sqlite
 
 
 def test_the_listener_connects_where_the_pool_does_unless_told_otherwise() -> None:
     pooled = "postgresql://helpline@pgbouncer.internal:6432/chat"
     direct = "postgresql://helpline@db.internal:5432/chat"
 
-    assert Settings.from_env({"DATABASE_URL": pooled}).listen_url == pooled
+    assert Settings.from_env({"DATABASE_URL": pooled}).database.listen_url == pooled
     assert (
-        Settings.from_env({"DATABASE_URL": pooled, "LISTEN_DATABASE_URL": direct}).listen_url
+        Settings.from_env(
+            {"DATABASE_URL": pooled, "LISTEN_DATABASE_URL": direct}
+        ).database.listen_url
         == direct
     )
 
@@ -83,9 +93,9 @@ def test_the_caches_are_bounded_by_bytes_and_zero_turns_them_off() -> None:
     settings = Settings.from_env(
         {"PARSE_CACHE_BYTES": "0", "VALIDATION_CACHE_BYTES": "0", "PLAN_CACHE_BYTES": "1048576"}
     )
-    assert (settings.parse_cache_bytes, settings.validation_cache_bytes) == (0, 0)
-    assert settings.plan_cache_bytes == 1024 * 1024
-    assert Settings.from_env({}).max_validation_cost == 3000
+    assert (settings.graphql.parse_cache_bytes, settings.graphql.validation_cache_bytes) == (0, 0)
+    assert settings.http.plan_cache_bytes == 1024 * 1024
+    assert Settings.from_env({}).graphql.max_validation_cost == 3000
 
 
 def test_fair_use_settings_are_read_with_their_defaults() -> None:
@@ -102,16 +112,43 @@ def test_fair_use_settings_are_read_with_their_defaults() -> None:
     )
 
     assert (
-        defaults.ws_max_sockets_per_caller,
-        defaults.ws_max_subscriptions_per_caller,
-        defaults.ws_max_pending_per_address,
-        defaults.ws_init_timeout_s,
-        defaults.send_limits,
+        defaults.ws.ws_max_sockets_per_caller,
+        defaults.ws.ws_max_subscriptions_per_caller,
+        defaults.ws.ws_max_pending_per_address,
+        defaults.ws.ws_init_timeout_s,
+        defaults.graphql.send_limits,
     ) == (10, 50, 20, 5.0, SendLimits(60, 600))
     assert (
-        configured.ws_max_sockets_per_caller,
-        configured.ws_max_subscriptions_per_caller,
-        configured.ws_max_pending_per_address,
-        configured.ws_init_timeout_s,
-        configured.send_limits,
+        configured.ws.ws_max_sockets_per_caller,
+        configured.ws.ws_max_subscriptions_per_caller,
+        configured.ws.ws_max_pending_per_address,
+        configured.ws.ws_init_timeout_s,
+        configured.graphql.send_limits,
     ) == (3, 7, 4, 2.5, SendLimits(30, 300))
+
+
+def test_every_variable_lives_in_one_section() -> None:
+    sections = [
+        {f.name for f in dataclasses.fields(kind)}
+        for kind in (
+            DatabaseSettings,
+            HttpSettings,
+            GraphQLSettings,
+            WebSocketSettings,
+            AuthSettings,
+            ObservabilitySettings,
+        )
+    ]
+    names = [name for section in sections for name in section]
+
+    assert len(names) == len(set(names))
+    assert Settings.of(ws_queue_size=3, db_pool_size=4).ws.ws_queue_size == 3
+    with pytest.raises(TypeError, match="no setting named 'jwt_secrets'"):
+        Settings.of(jwt_secrets="x")
+
+
+def test_the_repository_is_given_its_own_section_only() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "sqlite:///x.db", "JWT_SECRET": "s" * 32})
+
+    assert settings.database == DatabaseSettings(database_url="sqlite:///x.db")
+    assert not hasattr(settings.database, "jwt_secret")

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from gql.graphql.schema import build_schema
+from gql.graphql.settings import GraphQLSettings
 from gql.observability import metrics
-from repo.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 EXPORTED = {
@@ -48,7 +48,7 @@ def could_be_exported(label: str) -> bool:
     if label in {metrics.INVALID_OPERATION, metrics.REFUSED_OPERATION}:
         return True
     kind, _, fields = label.partition(" ")
-    schema = build_schema(Settings())._schema
+    schema = build_schema(GraphQLSettings())._schema
     root = {"query": schema.query_type, "mutation": schema.mutation_type}.get(kind)
     names = fields.split(",")
     return root is not None and names == sorted(set(names)) and set(names) <= set(root.fields)

@@ -8,9 +8,9 @@ from uuid import uuid4
 import jwt
 import pytest
 
+from gql.auth.settings import AuthSettings
 from gql.auth.tokens import Authenticator
 from gql.ops import tokens
-from repo.config import Settings
 
 
 @pytest.fixture
@@ -47,9 +47,9 @@ def test_a_minted_token_is_accepted_by_the_server(
     assert tokens.main(["--role", "authenticated", "--sub", str(sub), "--email", "a@b.c"]) == 0
 
     token = capsys.readouterr().out.strip()
-    caller = Authenticator(Settings(jwt_secret=secret), admin_lookup=lambda _: False).authenticate(
-        f"Bearer {token}"
-    )
+    caller = Authenticator(
+        AuthSettings(jwt_secret=secret), admin_lookup=lambda _: False
+    ).authenticate(f"Bearer {token}")
     assert (caller.role, caller.user_id, caller.email) == ("authenticated", sub, "a@b.c")
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from repo.config import ConfigError, Settings
+from gql.http.settings import Settings
+from repo.config import ConfigError
 from repo.pool import postgres_connect_kwargs
 from repo.urls import MalformedDatabaseUrl, hosts_in_query
 

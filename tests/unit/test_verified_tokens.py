@@ -7,9 +7,9 @@ from uuid import uuid4
 
 import pytest
 
+from gql.auth.settings import AuthSettings
 from gql.auth.tokens import AUTHENTICATED, LEEWAY_SECONDS, AuthenticationFailed, Authenticator
 from gql.ops.tokens import mint
-from repo.config import Settings
 
 SECRET = "unit-secret-" + "x" * 40
 
@@ -19,7 +19,7 @@ def authenticator(lookups: list[object]) -> Authenticator:
         lookups.append(user_id)
         return False
 
-    return Authenticator(Settings(jwt_secret=SECRET), admin_lookup=is_admin)
+    return Authenticator(AuthSettings(jwt_secret=SECRET), admin_lookup=is_admin)
 
 
 def test_a_remembered_token_still_expires_on_time() -> None:
