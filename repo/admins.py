@@ -10,11 +10,12 @@ from uuid import UUID
 from peewee import JOIN, fn
 
 from repo import conversations
+from repo.backend import write_transaction
 from repo.errors import AdminHoldsConversations, CustomerNotFound, LastAdmin
 from repo.ids import CustomerId, ProfileId
 from repo.models import AdminConversationCount, Conversation, Profile, User
 from repo.rows import profile_columns, profile_from
-from repo.units import unit_of_work, write_transaction
+from repo.units import unit_of_work
 from repo.users import ensure_profile
 from repo.views import ProfileView
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from peewee import JOIN, fn
 
-from repo.database import database, is_sqlite
+from repo import backend
+from repo.database import database
 from repo.integrity import (
     count_choices_in_flight,
     count_orphaned_conversations,
@@ -175,7 +176,8 @@ def _customers_with_several_conversations() -> Check:
 
 
 def _constraint(name: str, meaning: str) -> Check:
-    exists, validated = _sqlite_constraint(name) if is_sqlite() else _postgres_constraint(name)
+    read = backend.pick(sqlite=_sqlite_constraint, postgresql=_postgres_constraint)
+    exists, validated = read(name)
     if not exists:
         return Check(name, VIOLATION, f"missing: {meaning}")
     if not validated:
@@ -206,15 +208,12 @@ def _sqlite_constraint(name: str) -> tuple[bool, bool]:
 
 
 def _trigger() -> Check:
-    if is_sqlite():
-        sql = (
-            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ? AND tbl_name = 'users'"
-        )
-    else:
-        sql = (
-            "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = 'users'::regclass "
-            "AND NOT tgisinternal AND tgenabled <> 'D'"
-        )
+    sql = backend.pick(
+        sqlite="SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ? "
+        "AND tbl_name = 'users'",
+        postgresql="SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = 'users'::regclass "
+        "AND NOT tgisinternal AND tgenabled <> 'D'",
+    )
     present = database.execute_sql(sql, (PROFILE_TRIGGER,)).fetchone() is not None
     return Check(
         PROFILE_TRIGGER,

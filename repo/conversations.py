@@ -12,7 +12,6 @@ import peewee
 from peewee import JOIN, Case, Value, fn
 
 from repo import backend, events
-from repo.database import is_sqlite
 from repo.errors import ConversationNotFound, CustomerNotFound, InvalidInput, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
@@ -25,7 +24,7 @@ from repo.models import (
 )
 from repo.prepared import PreparedQuery, PreparedSelect
 from repo.rows import PROFILE_WIDTH, profile_columns, profile_from
-from repo.units import unit_of_work, unit_of_work_once, write_transaction
+from repo.units import unit_of_work, unit_of_work_once
 from repo.users import NewUser, ensure_profile
 from repo.views import AdminConversation, ConversationView
 
@@ -67,7 +66,7 @@ def get_or_create_admin_conversation(
                 raise CustomerNotFound(f"customer {customer_id} not found: no users row") from None
             raise
         try:
-            with write_transaction():  # SQLite: BEGIN IMMEDIATE, its one write lock
+            with backend.write_transaction():  # SQLite: BEGIN IMMEDIATE, its one write lock
                 profile_created = ensure_profile(customer_id)
                 if not _lock_profile(customer_id):  # no users row: a verified sign-up may add it
                     if new_user is None or not _ensure_user(customer_id, new_user):
@@ -282,11 +281,18 @@ def choose_admin(customer_id: CustomerId) -> ProfileId:
     transaction commits, server-side, without waiting for this thread to be scheduled again.
     SQLite: BEGIN IMMEDIATE around the same choice.
     """
-    if is_sqlite():
-        with write_transaction():
-            serialize_admin_choice()
-            return _chosen(_CHOOSE_FOR_FIRST_CONTACT.rows(customer_id, customer_id))
-    return _chosen(_CHOOSE_FOR_FIRST_CONTACT.rows(customer_id, customer_id, after=_CHOICE_ALONE))
+    choose = backend.pick(sqlite=_choose_on_sqlite, postgresql=_choose_on_postgres)
+    return _chosen(choose(customer_id))
+
+
+def _choose_on_postgres(customer_id: CustomerId) -> list[tuple[Any, ...]]:
+    return _CHOOSE_FOR_FIRST_CONTACT.rows(customer_id, customer_id, after=_CHOICE_ALONE)
+
+
+def _choose_on_sqlite(customer_id: CustomerId) -> list[tuple[Any, ...]]:
+    with backend.write_transaction():
+        serialize_admin_choice()
+        return _CHOOSE_FOR_FIRST_CONTACT.rows(customer_id, customer_id)
 
 
 _CHOICE_ALONE = (
@@ -309,7 +315,7 @@ def _give_back(admin_id: ProfileId) -> None:
     """A choice that made no conversation goes back (best effort: a choice left in flight only
     steers the balance; the conversation counts stay exact)."""
     try:
-        with write_transaction():
+        with backend.write_transaction():
             _RELEASE_CHOICE.execute(admin_id)
     except Exception:
         log.warning("a choice of admin %s stays in flight", admin_id)
@@ -372,7 +378,7 @@ def assign_conversation(conversation_id: ConversationId, admin_id: ProfileId) ->
     The conversation's row is locked, the counts move with it, and both admins' inboxes hear
     of it once the transaction commits. Earlier messages keep their senders.
     """
-    with write_transaction():
+    with backend.write_transaction():
         previous, customer = _conversation_parties(conversation_id)
         # Both admins' count rows, in id order (two hand-overs between the same admins never
         # lock them crosswise); the new admin's also keeps `helpline admin remove` from
@@ -428,7 +434,7 @@ def hand_over_conversations_of(admin_id: ProfileId, *, batch_size: int, reason: 
     one transaction; how many moved (0: none left). Run it until it returns 0. The batch is
     added to ``reason``'s row of conversation_assignment_totals in the same transaction, so
     the total counts each conversation moved once, however often the command is rerun."""
-    with write_transaction():
+    with backend.write_transaction():
         query = (
             Conversation.select(Conversation.id, Conversation.customer)
             .where(Conversation.admin == admin_id)

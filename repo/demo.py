@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from repo.backend import write_transaction
 from repo.models import Profile, User
-from repo.units import unit_of_work, write_transaction
+from repo.units import unit_of_work
 
 
 @dataclass(frozen=True, slots=True)

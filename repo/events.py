@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
-from repo.database import database, is_sqlite
+from repo import backend
 from repo.ids import ConversationId, MessageId, ProfileId
 
 CHANNEL = "helpline_messages"
@@ -55,10 +55,7 @@ def conversation_reassigned(
 
 
 def _announce(event: Event) -> None:
-    if is_sqlite():
-        database.after_commit(lambda: _tell_local_listeners(event))
-    else:
-        database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, encode_event(event)))
+    backend.publish(CHANNEL, encode_event(event), in_process=lambda: _tell_local_listeners(event))
 
 
 def add_local_listener(listener: Listener) -> None:

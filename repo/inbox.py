@@ -10,13 +10,14 @@ from uuid import UUID
 
 from peewee import JOIN, Tuple, fn
 
+from repo.backend import write_transaction
 from repo.conversations import conversation_from, conversation_query
 from repo.database import database
 from repo.errors import ConversationNotFound, InvalidInput
 from repo.ids import ConversationId, ProfileId
 from repo.messages import MAX_PAGE_SIZE, decode_cursor, encode_cursor, message_from, message_query
 from repo.models import Conversation, ConversationRead, Message, Profile
-from repo.units import unit_of_work, write_transaction
+from repo.units import unit_of_work
 from repo.views import ConversationView, MessageView
 
 

@@ -19,7 +19,7 @@ from repo.database import database
 from repo.errors import InvalidInput
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.models import Conversation, Profile, User
-from repo.units import replica_unit_of_work, unit_of_work_once, write_transaction
+from repo.units import replica_unit_of_work, unit_of_work_once
 from repo.users import profile_avatar_url, profile_name
 from repo.views import OrphanedConversation, ProfileCoverage, RepairReport
 
@@ -125,7 +125,7 @@ def repair_orphaned_conversations(
     else:
         created, last = 0, None
         while True:
-            with write_transaction():
+            with backend.write_transaction():
                 _no_jit()
                 end = _batch_end(after_id=last, size=batch_size)
                 batch = _create_profiles(after_id=last, up_to=end)
@@ -284,14 +284,14 @@ def recount_admin_conversations(
     drifted = [d.admin_id for d in find_count_drift()]  # one statement: a full scan, unlocked
     before = len(drifted)
     if not dry_run and count_choices_in_flight():
-        with write_transaction():  # under the lock: two repairs never lock rows crosswise
+        with backend.write_transaction():  # under the lock: two repairs never lock rows crosswise
             backend.lock_table("admin_conversation_counts", _LOCK_COUNTS_MODE)
             database.execute_sql(_CLEAR_IN_FLIGHT)
     if dry_run or not before:
         return before, before
     for start in range(0, len(drifted), batch_size):
         batch = drifted[start : start + batch_size]
-        with write_transaction():  # held only for these admins' indexed counts
+        with backend.write_transaction():  # held only for these admins' indexed counts
             backend.lock_table("admin_conversation_counts", _LOCK_COUNTS_MODE)
             database.execute_sql(
                 _RECOUNT.format(ids=backend.placeholders(len(batch))), [str(a) for a in batch]

@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,14 +16,14 @@ from peewee import Tuple
 
 from repo import allowance, backend, events
 from repo.allowance import Allowance, SendLimits
-from repo.database import database, is_sqlite
+from repo.database import database
 from repo.errors import ClientMessageIdReused, ConversationNotFound, InvalidInput, RateLimited
 from repo.ids import ConversationId, CustomerId, MessageId, ProfileId
 from repo.invisible import shows_nothing
 from repo.models import Conversation, Message, Profile
 from repo.prepared import PreparedSelect
 from repo.rows import profile_columns, profile_from
-from repo.units import unit_of_work, write_transaction
+from repo.units import unit_of_work
 from repo.users import ensure_profile
 from repo.views import MessagePage, MessageView
 
@@ -118,7 +119,7 @@ def send_message(
     """
     if sender_for is None:
         validate_input(content, client_message_id)
-    with write_transaction():
+    with backend.write_transaction():
         query = Conversation.select(Conversation.admin, Conversation.customer).where(
             Conversation.id == conversation_id
         )
@@ -180,42 +181,72 @@ def post_message(
     No message, and nothing stored, when the sender already used ``client_message_id`` here,
     or their allowance is empty.
     """
-    message_id = MessageId(uuid4())
-    keyed = client_message_id is not None
-    limited = per_minute is not None
-    bucket = {} if per_minute is None else allowance.parameters(sender_id, per_minute)
-    if not is_sqlite():
-        stored = database.execute_sql(
-            _STORE_POSTGRES[keyed, limited],
-            {
-                "id": str(message_id),
-                "sender": str(sender_id),
-                "content": content,
-                "client_message_id": client_message_id,
-                "conversation": str(conversation_id),
-                "channel": events.CHANNEL,
-                "payload": events.encode(conversation_id, message_id),
-                **bucket,
-            },
-        ).fetchall()
-        if not stored:
-            return None, None
-        # as Peewee reads these columns: the sender's id a UUID, the time in UTC (the session
-        # has no time zone set; the field converts)
-        m_id, m_conversation, m_content, m_created_at, m_key, p_id, *profile = stored[0][:10]
-        created_at = Message.created_at.python_value(m_created_at)
-        message = message_from(
-            (m_id, m_conversation, m_content, created_at, m_key, UUID(str(p_id)), *profile)
+    store = backend.pick(sqlite=_store_on_sqlite, postgresql=_store_on_postgres)
+    return store(
+        _Send(
+            MessageId(uuid4()),
+            conversation_id,
+            sender_id,
+            content,
+            client_message_id,
+            {} if per_minute is None else allowance.parameters(sender_id, per_minute),
         )
-        return message, (float(stored[0][11]) if limited else None)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """A message to store: its new id, where, from whom, what, and the sender's bucket's
+    parameters (empty: not limited)."""
+
+    message_id: MessageId
+    conversation_id: ConversationId
+    sender_id: ProfileId
+    content: str
+    client_message_id: str | None
+    bucket: dict[str, object]
+
+
+def _store_on_postgres(send: _Send) -> tuple[MessageView | None, float | None]:
+    """One statement: the allowance taken, the message stored, the conversation's times
+    moved, the NOTIFY sent, the message read back with its sender."""
+    limited = bool(send.bucket)
+    stored = database.execute_sql(
+        _STORE_POSTGRES[send.client_message_id is not None, limited],
+        {
+            "id": str(send.message_id),
+            "sender": str(send.sender_id),
+            "content": send.content,
+            "client_message_id": send.client_message_id,
+            "conversation": str(send.conversation_id),
+            "channel": events.CHANNEL,
+            "payload": events.encode(send.conversation_id, send.message_id),
+            **send.bucket,
+        },
+    ).fetchall()
+    if not stored:
+        return None, None
+    # as Peewee reads these columns: the sender's id a UUID, the time in UTC (the session
+    # has no time zone set; the field converts)
+    m_id, m_conversation, m_content, m_created_at, m_key, p_id, *profile = stored[0][:10]
+    created_at = Message.created_at.python_value(m_created_at)
+    message = message_from(
+        (m_id, m_conversation, m_content, created_at, m_key, UUID(str(p_id)), *profile)
+    )
+    return message, (float(stored[0][11]) if limited else None)
+
+
+def _store_on_sqlite(send: _Send) -> tuple[MessageView | None, float | None]:
+    """The same in three statements, in the unit's (serialized) transaction."""
+    keyed = send.client_message_id is not None
     tokens: float | None = None
-    if limited:
+    if send.bucket:
         taken = database.execute_sql(
             allowance.TAKE[True, keyed],
             {
-                **bucket,
-                "conversation": str(conversation_id),
-                "client_message_id": client_message_id,
+                **send.bucket,
+                "conversation": str(send.conversation_id),
+                "client_message_id": send.client_message_id,
             },
         ).fetchall()
         if not taken:
@@ -223,7 +254,13 @@ def post_message(
         tokens = float(taken[0][0])
     cursor = database.execute_sql(
         _INSERT_KEYED_MESSAGE_SQLITE if keyed else _INSERT_MESSAGE_SQLITE,
-        (str(message_id), str(sender_id), content, client_message_id, str(conversation_id)),
+        (
+            str(send.message_id),
+            str(send.sender_id),
+            send.content,
+            send.client_message_id,
+            str(send.conversation_id),
+        ),
     )
     row = cursor.fetchone()
     cursor.fetchall()
@@ -232,11 +269,11 @@ def post_message(
     (created_at,) = row
     (
         Conversation.update(last_message_at=created_at, updated_at=created_at)
-        .where(Conversation.id == conversation_id)
+        .where(Conversation.id == send.conversation_id)
         .execute()
     )
-    events.message_stored(conversation_id, message_id)
-    return _read_message(message_id), tokens  # embedded: a read costs no round trip
+    events.message_stored(send.conversation_id, send.message_id)
+    return _read_message(send.message_id), tokens  # embedded: a read costs no round trip
 
 
 def _first_sent(

@@ -8,11 +8,8 @@ from uuid import UUID
 
 import peewee
 
-from repo.database import database, is_sqlite
-
-# SQLite stores timestamps as millisecond text, the form its column defaults write
-# (strftime('%Y-%m-%d %H:%M:%f', 'now')), so text order is time order.
-SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
+from repo.backend import stored_timestamp
+from repo.database import database
 
 
 class CanonicalUUIDField(peewee.Field):
@@ -39,10 +36,7 @@ class UTCDateTimeField(peewee.Field):
     def db_value(self, value: Any) -> Any:
         if value is None or not isinstance(value, datetime):
             return value
-        value = _as_utc(value)
-        if is_sqlite():
-            return value.strftime(SQLITE_TIMESTAMP)[:-3]
-        return value
+        return stored_timestamp(_as_utc(value))
 
     def python_value(self, value: Any) -> datetime | None:
         if value is None:

@@ -16,7 +16,8 @@ from uuid import UUID, uuid4
 
 import peewee
 
-from repo.database import database, is_sqlite
+from repo import backend
+from repo.database import database
 
 _LIMIT = "limit"
 _LIMIT_PLACEHOLDER = 2_147_480_001  # rendered in place of the row limit, then replaced
@@ -40,13 +41,13 @@ class PreparedQuery:
 
     def __init__(self, build: Callable[..., Any]) -> None:
         self._build = build
-        self._rendered: dict[bool, _Rendered] = {}
+        self._rendered: dict[str, _Rendered] = {}
 
     def execute(self, *ids: UUID, limit: int | None = None, after: str = "") -> Any:
         """Run the statement for these ids; its cursor. ``after``: statements without
         parameters sent first, in the same round trip (PostgreSQL; the cursor holds the
         result of this statement, the last)."""
-        rendered = self._rendered.get(is_sqlite()) or self._render(len(ids))
+        rendered = self._rendered.get(backend.name()) or self._render(len(ids))
         params = [
             limit if p == _LIMIT else str(UUID(str(ids[p]))) if isinstance(p, int) else p[0]
             for p in rendered.params
@@ -55,7 +56,7 @@ class PreparedQuery:
 
     def rows(self, *ids: UUID, limit: int | None = None, after: str = "") -> list[tuple[Any, ...]]:
         """The rows it returns, converted as peewee's ``.tuples()`` would."""
-        converters = (self._rendered.get(is_sqlite()) or self._render(len(ids))).converters
+        converters = (self._rendered.get(backend.name()) or self._render(len(ids))).converters
         return [
             tuple(convert(value) for convert, value in zip(converters, row, strict=True))
             for row in self.execute(*ids, limit=limit, after=after).fetchall()
@@ -76,7 +77,7 @@ class PreparedQuery:
         )
         if sorted(p for p in rendered.params if isinstance(p, int)) != list(range(arity)):
             raise ValueError("every id must appear once among the query's parameters")
-        self._rendered[is_sqlite()] = rendered
+        self._rendered[backend.name()] = rendered
         return rendered
 
 

@@ -18,13 +18,13 @@ from peewee import SQL, fn
 from repo import backend
 from repo.ids import ProfileId
 from repo.models import Presence, Profile
-from repo.units import unit_of_work, write_transaction
+from repo.units import unit_of_work
 
 
 @unit_of_work
 def record(process_id: UUID, profile_id: ProfileId, sockets: int) -> None:
     """This process now holds ``sockets`` sockets for the profile (0: none left)."""
-    with write_transaction():
+    with backend.write_transaction():
         if _lock_profiles([profile_id]):
             _write_row(process_id, profile_id, sockets)
             _refresh_online([profile_id])
@@ -39,7 +39,7 @@ def heartbeat(process_id: UUID, held: Mapping[ProfileId, int], *, ttl_s: float) 
     in id order, as ``record`` does, so heartbeats and joins never wait on each other in a
     cycle. Returns how many rows of other processes expired.
     """
-    with write_transaction():
+    with backend.write_transaction():
         mine = Presence.process_id == process_id
         stale = (Presence.seen_at < _ago(ttl_s)) & ~mine
         listed: Any = Presence.select(Presence.profile).where(stale | mine).tuples()
@@ -57,7 +57,7 @@ def heartbeat(process_id: UUID, held: Mapping[ProfileId, int], *, ttl_s: float) 
 @unit_of_work
 def depart(process_id: UUID) -> None:
     """This process is stopping: its sockets are gone."""
-    with write_transaction():
+    with backend.write_transaction():
         listed: Any = Presence.select(Presence.profile).where(Presence.process_id == process_id)
         locked = _lock_profiles([row[0] for row in listed.tuples()])
         if locked:

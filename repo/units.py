@@ -14,28 +14,22 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import peewee
 import psycopg2
 import psycopg2.errors
 from playhouse.pool import MaxConnectionsExceeded
 
+from repo.backend import integrity_details, lost_or_busy
 from repo.backoff import Backoff
-from repo.database import _Bound, _replica_in_use, database, is_sqlite
+from repo.database import _Bound, _replica_in_use, database
 from repo.errors import DatabaseRefused, DatabaseUnavailable, IntegrityViolation
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def write_transaction() -> Any:
-    """An atomic block that takes the write lock up front on SQLite (BEGIN IMMEDIATE)."""
-    if is_sqlite():
-        return database.atomic(lock_type="IMMEDIATE")
-    return database.atomic()
 
 
 def unit_of_work(fn: Callable[P, T]) -> Callable[P, T]:
@@ -224,30 +218,18 @@ _REPLICA_LAG = """
     END"""
 
 
-_SQLITE_BUSY = ("database is locked", "database is busy")
-
-
 def _is_unavailable(exc: Exception) -> bool:
     """Connection loss, timeouts, lock waits, busy SQLite, an exhausted pool: worth a retry."""
     if isinstance(exc, MaxConnectionsExceeded | peewee.InterfaceError):
         return True
     if _sqlstate(exc) in ("25P03", READ_ONLY):  # ended idle in its transaction; a standby
         return True
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(cause, sqlite3.Error):
-        return str(cause).lower().startswith(_SQLITE_BUSY)
-    return isinstance(cause, psycopg2.OperationalError)
+    return lost_or_busy(exc.__cause__ or exc.__context__)
 
 
 def _integrity_violation(exc: peewee.IntegrityError) -> IntegrityViolation:
     # peewee re-raises the driver's exception as its own while handling it.
-    cause = exc.__cause__ or exc.__context__ or exc
-    diag = getattr(cause, "diag", None)
-    constraint = getattr(diag, "constraint_name", None)
-    sqlstate = getattr(cause, "pgcode", None)
-    if sqlstate is None:
-        sqlstate = getattr(cause, "sqlite_errorname", None)
-    return IntegrityViolation(constraint, sqlstate)
+    return IntegrityViolation(*integrity_details(exc.__cause__ or exc.__context__ or exc))
 
 
 @contextlib.contextmanager

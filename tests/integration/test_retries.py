@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+from repo.backend import write_transaction
 from repo.database import database, open_database
 from repo.errors import DatabaseUnavailable, IntegrityViolation
 from repo.ids import CustomerId
 from repo.models import Profile
-from repo.units import unit_of_work, unit_of_work_once, write_transaction
+from repo.units import unit_of_work, unit_of_work_once
 from tests.factories import make_user
 
 
