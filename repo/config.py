@@ -7,14 +7,17 @@ once, at start-up, from one environment.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from repo.urls import MalformedDatabaseUrl, check_postgres_url, unsupported_scheme, url_scheme
 
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+S = TypeVar("S")
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -22,54 +25,65 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
+def variable(
+    name: str, default: Any, *, minimum: int | None = None, blank_is_default: bool = True
+) -> Any:
+    """A settings field read from the environment variable ``name`` by ``read_section``, with
+    a reader that follows the default's type: an int, an integer of at least ``minimum``; a
+    float, a positive number of seconds; a bool, true or false; a tuple, a comma-separated
+    list; text (or None), as written, blank meaning the default unless ``blank_is_default``
+    is False."""
+    return field(
+        default=default,
+        metadata={"env": name, "minimum": minimum, "blank_is_default": blank_is_default},
+    )
+
+
+def read_section(kind: type[S], env: Mapping[str, str]) -> S:
+    """A settings section (a dataclass of ``variable`` fields) read from ``env``: ConfigError
+    names the first variable that is malformed."""
+    values = {
+        f.name: _read(env, f.metadata, f.default)
+        for f in dataclasses.fields(kind)  # type: ignore[arg-type]
+        if "env" in f.metadata
+    }
+    return kind(**values)
+
+
+def _read(env: Mapping[str, str], meta: Mapping[str, Any], default: Any) -> Any:
+    name = meta["env"]
+    if isinstance(default, bool):
+        return _read_bool(env, name)
+    if isinstance(default, int):
+        return _read_int(env, name, default, minimum=meta["minimum"])
+    if isinstance(default, float):
+        return _read_seconds(env, name, default)
+    if isinstance(default, tuple):
+        return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+    raw = env.get(name)
+    if meta["blank_is_default"]:
+        return raw or default
+    return default if raw is None else raw
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
     """What the repository reads: where the database is and how long to wait on it."""
 
-    database_url: str = DEFAULT_DATABASE_URL
-    listen_database_url: str | None = None
-    replica_database_url: str | None = None
-    db_pool_size: int = 40
-    db_pool_timeout: float = 10.0
-    sqlite_busy_timeout_ms: int = 5000
-    db_statement_timeout_ms: int = 15_000
-    db_lock_timeout_ms: int = 3_000
-    db_idle_in_transaction_timeout_ms: int = 60_000
-    db_connect_timeout_s: int = 5
-    db_retry_attempts: int = 3
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> DatabaseSettings:
-        defaults = cls()
-        return cls(
-            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
-            listen_database_url=env.get("LISTEN_DATABASE_URL") or None,
-            replica_database_url=env.get("REPLICA_DATABASE_URL") or None,
-            db_pool_size=read_int(env, "DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
-            db_pool_timeout=read_seconds(env, "DB_POOL_TIMEOUT", defaults.db_pool_timeout),
-            sqlite_busy_timeout_ms=read_int(
-                env, "SQLITE_BUSY_TIMEOUT_MS", defaults.sqlite_busy_timeout_ms, minimum=0
-            ),
-            db_statement_timeout_ms=read_int(
-                env, "DB_STATEMENT_TIMEOUT_MS", defaults.db_statement_timeout_ms, minimum=0
-            ),
-            db_lock_timeout_ms=read_int(
-                env, "DB_LOCK_TIMEOUT_MS", defaults.db_lock_timeout_ms, minimum=0
-            ),
-            db_idle_in_transaction_timeout_ms=read_int(
-                env,
-                "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-                defaults.db_idle_in_transaction_timeout_ms,
-                minimum=0,
-            ),
-            # libpq treats a connect timeout below 2 s as 2 s; 0 would wait forever
-            db_connect_timeout_s=read_int(
-                env, "DB_CONNECT_TIMEOUT_SECONDS", defaults.db_connect_timeout_s, minimum=2
-            ),
-            db_retry_attempts=read_int(
-                env, "DB_RETRY_ATTEMPTS", defaults.db_retry_attempts, minimum=1
-            ),
-        )
+    database_url: str = variable("DATABASE_URL", DEFAULT_DATABASE_URL)
+    listen_database_url: str | None = variable("LISTEN_DATABASE_URL", None)
+    replica_database_url: str | None = variable("REPLICA_DATABASE_URL", None)
+    db_pool_size: int = variable("DB_POOL_SIZE", 40, minimum=1)
+    db_pool_timeout: float = variable("DB_POOL_TIMEOUT", 10.0)
+    sqlite_busy_timeout_ms: int = variable("SQLITE_BUSY_TIMEOUT_MS", 5000, minimum=0)
+    db_statement_timeout_ms: int = variable("DB_STATEMENT_TIMEOUT_MS", 15_000, minimum=0)
+    db_lock_timeout_ms: int = variable("DB_LOCK_TIMEOUT_MS", 3_000, minimum=0)
+    db_idle_in_transaction_timeout_ms: int = variable(
+        "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000, minimum=0
+    )
+    # libpq treats a connect timeout below 2 s as 2 s; 0 would wait forever
+    db_connect_timeout_s: int = variable("DB_CONNECT_TIMEOUT_SECONDS", 5, minimum=2)
+    db_retry_attempts: int = variable("DB_RETRY_ATTEMPTS", 3, minimum=1)
 
     def validate(self) -> None:
         """Raise ConfigError naming the first database setting that is unusable."""
@@ -135,14 +149,14 @@ def check_one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
 
 
-def read_bool(env: Mapping[str, str], name: str) -> bool:
+def _read_bool(env: Mapping[str, str], name: str) -> bool:
     raw = (env.get(name) or "false").strip().lower()
     if raw not in BOOLEANS:
         raise ConfigError(f"{name}: expected true or false, got {env.get(name)!r}")
     return BOOLEANS[raw]
 
 
-def read_int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+def _read_int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -155,7 +169,7 @@ def read_int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -
     return value
 
 
-def read_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _read_seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default

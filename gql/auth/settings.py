@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from repo.config import ConfigError, read_int
+from repo.config import ConfigError, variable
 from repo.urls import splits, url_scheme
 
 MIN_JWT_SECRET_LENGTH = 32
@@ -14,26 +13,11 @@ MIN_JWT_SECRET_LENGTH = 32
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
-    jwt_secret: str | None = None
-    jwt_jwks: str | None = None
-    jwt_audience: str = "authenticated"
-    max_token_bytes: int = 16 * 1024
-    token_cache_bytes: int = 16 * 1024 * 1024
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> AuthSettings:
-        defaults = cls()
-        return cls(
-            jwt_secret=env.get("JWT_SECRET") or None,
-            jwt_jwks=env.get("JWT_JWKS") or None,
-            jwt_audience=env.get("JWT_AUDIENCE") or defaults.jwt_audience,
-            max_token_bytes=read_int(
-                env, "MAX_TOKEN_BYTES", defaults.max_token_bytes, minimum=1024
-            ),
-            token_cache_bytes=read_int(
-                env, "TOKEN_CACHE_BYTES", defaults.token_cache_bytes, minimum=0
-            ),
-        )
+    jwt_secret: str | None = variable("JWT_SECRET", None)
+    jwt_jwks: str | None = variable("JWT_JWKS", None)
+    jwt_audience: str = variable("JWT_AUDIENCE", "authenticated")
+    max_token_bytes: int = variable("MAX_TOKEN_BYTES", 16 * 1024, minimum=1024)
+    token_cache_bytes: int = variable("TOKEN_CACHE_BYTES", 16 * 1024 * 1024, minimum=0)
 
     @property
     def has_key(self) -> bool:

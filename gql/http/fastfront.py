@@ -23,24 +23,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql.auth.tokens import ANON, AuthenticationFailed, Authenticator
 from gql.fastpath.plans import Fallback, FastPaths, RootFailed
-from gql.graphql.errors import SERVICE_UNAVAILABLE
 from gql.graphql.schema import SEND_ALLOWANCE
-from gql.http.responses import (
-    GRAPHQL_RESPONSE_JSON,
-    Finisher,
-    rate_headers,
-    request_id_from,
-    status_of,
-    wants_graphql_response,
+from gql.http.pipeline import (
+    DeadlineExceeded,
+    Head,
+    answer_headers,
+    deadline_error,
+    head_of,
+    learn,
+    persisted_document,
+    within_deadline,
 )
-from gql.http.view import in_worker_thread, timed_out
-from gql.observability.logs import request_id_var
+from gql.http.responses import Finisher
 from gql.observability.metrics import REFUSED_OPERATION
-from gql.persisted.queries import PersistedQueries, PersistedQueryError, persisted_query_hash
+from gql.persisted.queries import PersistedQueries, PersistedQueryError
 from repo.allowance import Allowance
 
 MAX_FAST_BODY_BYTES = 8192  # hot requests are small; larger ones are parsed once, by the executor
-_WANTED = (b"content-type", b"content-length", b"authorization", b"accept", b"x-request-id")
+_WANTED = (b"content-type", b"content-length")  # the rest of the head: pipeline.head_of
 
 
 class FastFront:
@@ -91,7 +91,7 @@ class FastFront:
         body, complete, disconnected = await _read_body(receive, self.max_body_bytes)
         if disconnected:
             return  # the client is gone: nobody to answer
-        answer = await self._answer(scope, headers, body) if complete else None
+        answer = await self._answer(scope, body) if complete else None
         if answer is None:
             await self.app(scope, _replay(body, complete, receive), send)
             return
@@ -103,9 +103,7 @@ class FastFront:
         await send(status_line)
         await send(payload)
 
-    async def _answer(
-        self, scope: Scope, headers: dict[bytes, bytes], body: bytes
-    ) -> tuple[Message, Message] | None:
+    async def _answer(self, scope: Scope, body: bytes) -> tuple[Message, Message] | None:
         """The response's two ASGI messages, or None when the generic path should answer."""
         try:
             data = json.loads(body)
@@ -113,75 +111,56 @@ class FastFront:
             return None  # the generic path answers 400 with its reason
         if not isinstance(data, dict):
             return None
-        query, operation_name = data.get("query"), data.get("operationName")
-        digest = None
-        if (extensions := data.get("extensions")) is not None:
-            if not isinstance(extensions, dict) or extensions.keys() != {"persistedQuery"}:
-                return None
-            try:
-                digest = persisted_query_hash(extensions)
-                if digest is not None:
-                    query = self.persisted.document(digest, query)
-            except PersistedQueryError:
-                return None  # the generic path answers it, with its code
-        variables = data.get("variables")
+        extensions = data.get("extensions")
+        if extensions is not None and (
+            not isinstance(extensions, dict) or extensions.keys() != {"persistedQuery"}
+        ):
+            return None
+        try:
+            query, learn_as = persisted_document(self.persisted, extensions, data.get("query"))
+        except PersistedQueryError:
+            return None  # the generic path answers it, with its code
+        operation_name, variables = data.get("operationName"), data.get("variables")
         if not self.fast_paths.may_plan(query, operation_name) or not (
             variables is None or isinstance(variables, dict)
         ):
             return None
         started = time.perf_counter()
-        request_id = request_id_from(_text(headers.get(b"x-request-id")))
-        request_id_var.set(request_id)  # for lines the worker thread logs
-        scope["helpline.request_id"] = request_id  # the same id if the generic path answers
-        authorization = _text(headers.get(b"authorization"))
-        response: dict[str, Any]
+        head = head_of(scope)  # the same id if the generic path answers
         allowance: Allowance | None = None
         try:
-            operation, name, response, allowance = await in_worker_thread(
+            operation, name, response, allowance = await within_deadline(
                 functools.partial(
-                    self._run_plan,
-                    str(query),
-                    operation_name,
-                    authorization,
-                    variables,
-                    learn=digest if digest is not None and data.get("query") is not None else None,
+                    self._run_plan, str(query), operation_name, head, variables, learn_as
                 ),
                 deadline_s=self.request_timeout_s,
             )
         except Fallback:
             return None
-        except TimeoutError:
-            message = timed_out(self.request_timeout_s)
-            response = {
-                "errors": [{"message": message, "extensions": {"code": SERVICE_UNAVAILABLE}}]
-            }
+        except DeadlineExceeded:
+            message, code = deadline_error(self.request_timeout_s)
+            response = {"errors": [{"message": message, "extensions": {"code": code}}]}
             plan = self.fast_paths.compiled(str(query), operation_name)
             operation = plan.label if plan is not None else REFUSED_OPERATION
             name = plan.name if plan is not None else operation_name
         codes = [str(e["extensions"]["code"]) for e in response.get("errors", ())]
-        status, extra = status_of(codes)
-        extra |= rate_headers(allowance)
+        status, headers = answer_headers(head, codes, allowance)
         self.fast_paths.answered += 1
-        graphql_response = wants_graphql_response(_text(headers.get(b"accept")) or "")
         content = json.dumps(response, separators=(",", ":")).encode()
-        seconds = time.perf_counter() - started
         self.finish(
-            request_id=request_id,
+            request_id=head.request_id,
             operation=operation,
             operation_name=name,
-            seconds=seconds,
+            seconds=time.perf_counter() - started,
             status=status,
             codes=codes,
         )
-        media_type = GRAPHQL_RESPONSE_JSON if graphql_response else "application/json"
         start: Message = {
             "type": "http.response.start",
             "status": status,
             "headers": [
                 (b"content-length", str(len(content)).encode()),
-                (b"content-type", media_type.encode()),
-                (b"x-request-id", request_id.encode()),
-                *((name.lower().encode(), value.encode()) for name, value in extra.items()),
+                *((name.lower().encode(), value.encode()) for name, value in headers.items()),
             ],
         }
         return start, {"type": "http.response.body", "body": content}
@@ -190,18 +169,16 @@ class FastFront:
         self,
         query: str,
         operation_name: str | None,
-        authorization: str | None,
+        head: Head,
         variables: dict[str, Any] | None,
-        *,
-        learn: str | None,
+        learn_as: str | None,
     ) -> tuple[str, str | None, dict[str, Any], Allowance | None]:
         """(the operation's metric label, its name, the response, the allowance a send left its
         sender: SEND_ALLOWANCE, read in this thread). Runs in a worker thread, as the
         generic path does; documents compile only here, for an authenticated caller, never
-        on the event loop. ``learn``: the persisted-query hash of a document sent with it, kept
-        once the caller is known to be authenticated."""
+        on the event loop. ``learn_as``: the persisted-query hash of a document sent with it."""
         try:
-            caller = self.authenticator.authenticate(authorization)
+            caller = self.authenticator.authenticate(head.authorization)
         except AuthenticationFailed:
             raise Fallback from None  # the generic path answers 401 with its reason
         if caller.role == ANON:
@@ -209,8 +186,7 @@ class FastFront:
         plan = self.fast_paths.plan_for(query, operation_name)
         if plan is None:
             raise Fallback
-        if learn is not None:  # a plan: the document parsed and validated
-            self.persisted.remember(learn, query)
+        learn(self.persisted, learn_as, query, caller, valid=True)  # a plan: it validated
         try:
             response = {"data": plan.run(caller, variables)}
         except RootFailed as exc:
@@ -225,10 +201,6 @@ def _first_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
         if name in _WANTED and name not in found:
             found[name] = value
     return found
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("latin-1")  # as Starlette decodes headers
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:

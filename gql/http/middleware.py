@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql.graphql.errors import RETRY_AFTER_S
-from gql.http.responses import REQUEST_ID_HEADER, refusal, request_id_from
+from gql.http.pipeline import head_of
+from gql.http.responses import REQUEST_ID_HEADER, refusal
 from gql.observability.metrics import REQUESTS_SHED
 
 
@@ -120,7 +120,7 @@ class ConcurrencyLimit:
             await self.app(scope, admitting_receive, send)
         except AtCapacity:
             REQUESTS_SHED.inc()
-            request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
+            request_id = head_of(scope).request_id
             response = refusal(503, "the server is at capacity; retry shortly")
             response.headers.update(
                 {"Retry-After": str(RETRY_AFTER_S), REQUEST_ID_HEADER: request_id}

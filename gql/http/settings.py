@@ -21,7 +21,7 @@ from gql.auth.settings import AuthSettings
 from gql.graphql.settings import GraphQLSettings
 from gql.observability.settings import ObservabilitySettings
 from gql.ws.settings import WebSocketSettings
-from repo.config import ConfigError, DatabaseSettings, check_one_of, read_int, read_seconds
+from repo.config import ConfigError, DatabaseSettings, check_one_of, read_section, variable
 from repo.urls import splits
 
 APP_ENVS = ("development", "production")
@@ -32,61 +32,22 @@ class HttpSettings:
     """The HTTP server's: its limits on a request, its deadlines, its processes, CORS, and the
     request pipeline's caches (persisted queries, compiled plans)."""
 
-    max_concurrent_requests: int = 200
-    shutdown_timeout_s: int = 25
-    request_timeout_s: float = 20.0
-    cors_origins: tuple[str, ...] = ()
-    max_body_bytes: int = 64 * 1024
-    max_request_line_bytes: int = 8192
-    max_header_bytes: int = 32 * 1024
-    max_headers: int = 100
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-    max_connections: int = 10_000
-    web_concurrency: int = 1
-    persisted_query_cache_bytes: int = 8 * 1024 * 1024
-    plan_cache_bytes: int = 8 * 1024 * 1024
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> HttpSettings:
-        defaults = cls()
-        return cls(
-            max_concurrent_requests=read_int(
-                env, "MAX_CONCURRENT_REQUESTS", defaults.max_concurrent_requests, minimum=1
-            ),
-            shutdown_timeout_s=read_int(
-                env, "SHUTDOWN_TIMEOUT_SECONDS", defaults.shutdown_timeout_s, minimum=1
-            ),
-            request_timeout_s=read_seconds(
-                env, "REQUEST_TIMEOUT_SECONDS", defaults.request_timeout_s
-            ),
-            cors_origins=tuple(
-                origin.strip()
-                for origin in env.get("CORS_ORIGINS", "").split(",")
-                if origin.strip()
-            ),
-            max_body_bytes=read_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
-            max_request_line_bytes=read_int(
-                env, "MAX_REQUEST_LINE_BYTES", defaults.max_request_line_bytes, minimum=256
-            ),
-            max_header_bytes=read_int(
-                env, "MAX_HEADER_BYTES", defaults.max_header_bytes, minimum=4096
-            ),
-            max_headers=read_int(env, "MAX_HEADERS", defaults.max_headers, minimum=16),
-            header_timeout_s=read_seconds(env, "HEADER_TIMEOUT_SECONDS", defaults.header_timeout_s),
-            body_timeout_s=read_seconds(env, "BODY_TIMEOUT_SECONDS", defaults.body_timeout_s),
-            max_connections=read_int(env, "MAX_CONNECTIONS", defaults.max_connections, minimum=16),
-            web_concurrency=read_int(env, "WEB_CONCURRENCY", defaults.web_concurrency, minimum=1),
-            persisted_query_cache_bytes=read_int(
-                env,
-                "PERSISTED_QUERY_CACHE_BYTES",
-                defaults.persisted_query_cache_bytes,
-                minimum=0,
-            ),
-            plan_cache_bytes=read_int(
-                env, "PLAN_CACHE_BYTES", defaults.plan_cache_bytes, minimum=0
-            ),
-        )
+    max_concurrent_requests: int = variable("MAX_CONCURRENT_REQUESTS", 200, minimum=1)
+    shutdown_timeout_s: int = variable("SHUTDOWN_TIMEOUT_SECONDS", 25, minimum=1)
+    request_timeout_s: float = variable("REQUEST_TIMEOUT_SECONDS", 20.0)
+    cors_origins: tuple[str, ...] = variable("CORS_ORIGINS", ())
+    max_body_bytes: int = variable("MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+    max_request_line_bytes: int = variable("MAX_REQUEST_LINE_BYTES", 8192, minimum=256)
+    max_header_bytes: int = variable("MAX_HEADER_BYTES", 32 * 1024, minimum=4096)
+    max_headers: int = variable("MAX_HEADERS", 100, minimum=16)
+    header_timeout_s: float = variable("HEADER_TIMEOUT_SECONDS", 10.0)
+    body_timeout_s: float = variable("BODY_TIMEOUT_SECONDS", 30.0)
+    max_connections: int = variable("MAX_CONNECTIONS", 10_000, minimum=16)
+    web_concurrency: int = variable("WEB_CONCURRENCY", 1, minimum=1)
+    persisted_query_cache_bytes: int = variable(
+        "PERSISTED_QUERY_CACHE_BYTES", 8 * 1024 * 1024, minimum=0
+    )
+    plan_cache_bytes: int = variable("PLAN_CACHE_BYTES", 8 * 1024 * 1024, minimum=0)
 
     def validate(self) -> None:
         """A stopping process waits for every request it may still be answering; a request's
@@ -126,12 +87,7 @@ class Settings:
         env = os.environ if environ is None else environ
         settings = cls(
             app_env=env.get("APP_ENV") or cls().app_env,
-            database=DatabaseSettings.from_env(env),
-            http=HttpSettings.from_env(env),
-            graphql=GraphQLSettings.from_env(env),
-            ws=WebSocketSettings.from_env(env),
-            auth=AuthSettings.from_env(env),
-            observability=ObservabilitySettings.from_env(env),
+            **{name: read_section(kind, env) for name, kind in _SECTIONS.items()},
         )
         settings.validate()
         return settings

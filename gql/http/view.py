@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import time
-from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import anyio
-import anyio.to_thread
 from cross_web import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
@@ -24,42 +20,41 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gql.auth.tokens import ANON, AuthenticationFailed, Authenticator, Caller
-from gql.graphql.errors import (
-    BAD_REQUEST,
-    add_codes,
-)
+from gql.auth.tokens import AuthenticationFailed, Authenticator, Caller
+from gql.graphql.errors import BAD_REQUEST, add_codes
 from gql.graphql.schema import SEND_ALLOWANCE
+from gql.http.pipeline import (
+    DeadlineExceeded,
+    answer_headers,
+    deadline_error,
+    head_of,
+    learn,
+    persisted_document,
+    within_deadline,
+)
 from gql.http.playground import localize
 from gql.http.responses import (
-    GRAPHQL_RESPONSE_JSON,
     HTTP_CODES,
     REQUEST_ID_HEADER,
     RETRY_AFTER,
     WWW_AUTHENTICATE,
     Finisher,
     prefers_html,
-    rate_headers,
     refusal,
-    request_id_from,
-    status_of,
-    wants_graphql_response,
 )
-from gql.observability.logs import request_id_var
 from gql.observability.metrics import (
     INVALID_OPERATION,
     REFUSED_OPERATION,
     WEBSOCKET_CONNECTIONS,
 )
-from gql.persisted.queries import PersistedQueries, PersistedQueryError, persisted_query_hash
+from gql.persisted.queries import PersistedQueries, PersistedQueryError
 from gql.realtime.hub import Hub
 from gql.realtime.presence import Presence
 from gql.ws.quotas import TOO_MANY, TOO_MANY_PENDING, Quotas
 from gql.ws.websocket import HelplineTransportWSHandler, SubscriptionGate
 from repo.allowance import SendLimits
 
-log = logging.getLogger("helpline")
-T = TypeVar("T")
+_LEARN_AS = "learn_as"  # the context's: the hash a document sent with it is learned under
 # Subscriptions are served over WebSocket only (gql/ws): over HTTP they are a request error.
 HTTP_OPERATION_TYPES = {
     "GET": {OperationType.QUERY},
@@ -148,12 +143,12 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             status = 415 if exc.reason == "Unsupported content type" else exc.status_code
             code = refusal_code(exc, status)
             response = refusal(status, exc.reason, getattr(exc, "headers", None), code=code)
-            if accepts_graphql_response(request):
-                response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
-            request_id = response.headers.setdefault(REQUEST_ID_HEADER, client_request_id(request))
+            head = head_of(scope)
+            response.headers[REQUEST_ID_HEADER] = head.request_id
+            response.headers["content-type"] = head.media_type
             if not scope.get("helpline.logged"):  # refused before execute_single finished it
                 self.finish(
-                    request_id=request_id,
+                    request_id=head.request_id,
                     operation=REFUSED_OPERATION,
                     operation_name=None,
                     seconds=time.perf_counter() - started,
@@ -230,15 +225,10 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
                 "The GraphQL operation's `operationName` must be a string or null, if provided."
             )
             raise HTTPException(400, reason)
-        try:
-            if (digest := persisted_query_hash(data.extensions)) is not None:
-                data.query = self.persisted.document(digest, data.query)
-        except PersistedQueryError as exc:
-            raise Refusal(exc.status, str(exc), exc.headers, exc.code) from None
         return data
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
-        request_id = client_request_id(request)
+        request_id = head_of(request.scope).request_id
         if isinstance(response, Response):
             response.headers[REQUEST_ID_HEADER] = request_id
         return {
@@ -259,24 +249,26 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         root_value: Any,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        if accepts_graphql_response(request):
-            sub_response.media_type = GRAPHQL_RESPONSE_JSON
+        head = head_of(request.scope)
         started = time.perf_counter()
         codes: list[str] = []
         status = 200
         try:
+            try:
+                request_data.query, learn_as = persisted_document(
+                    self.persisted, request_data.extensions, request_data.query
+                )
+            except PersistedQueryError as exc:
+                raise Refusal(exc.status, str(exc), exc.headers, exc.code) from None
+            context[_LEARN_AS] = learn_as
             result = await self._execute(request, context, root_value, request_data)
-            add_codes(result, context["request_id"])
+            add_codes(result, head.request_id)
             codes = [str((e.extensions or {}).get("code")) for e in result.errors or []]
-            status, headers = status_of(
-                codes,
-                request_error_is_400=sub_response.media_type == GRAPHQL_RESPONSE_JSON
-                and is_request_error(result),
+            status, headers = answer_headers(
+                head, codes, context.get("allowance"), request_error=is_request_error(result)
             )
-            if status != 200:
-                sub_response.status_code = status
-                sub_response.headers.update(headers)
-            sub_response.headers.update(rate_headers(context.get("allowance")))
+            sub_response.status_code = status
+            sub_response.headers.update(headers)
             return result
         except HTTPException as exc:
             status, codes = exc.status_code, [refusal_code(exc, exc.status_code)]
@@ -304,14 +296,15 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         """Run the operation in a worker thread, turning pre-execution refusals into HTTP ones."""
         method = request.method
         try:
-            return await in_worker_thread(
+            return await within_deadline(
                 functools.partial(
                     self._authenticate_and_execute, request, context, root_value, request_data
                 ),
                 deadline_s=self.request_timeout_s,
             )
-        except TimeoutError as exc:
-            raise Refusal(503, timed_out(self.request_timeout_s), RETRY_AFTER) from exc
+        except DeadlineExceeded as exc:
+            message, code = deadline_error(self.request_timeout_s)
+            raise Refusal(503, message, RETRY_AFTER, code) from exc
         except InvalidOperationTypeError as exc:
             if exc.operation_type == OperationType.SUBSCRIPTION:
                 raise HTTPException(400, SUBSCRIPTIONS_OVER_WEBSOCKET) from exc
@@ -332,7 +325,7 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         """Runs in a worker thread: verifying a token may fetch a JWKS document."""
-        caller: Caller = self.authenticator.authenticate(request.headers.get("authorization"))
+        caller: Caller = self.authenticator.authenticate(head_of(request.scope).authorization)
         context["caller"] = caller
         context["operation_label"] = INVALID_OPERATION  # until it validates (OperationLabel)
         result = self.schema.execute_sync(
@@ -345,14 +338,9 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
             operation_extensions=request_data.extensions,
         )
         context["allowance"] = SEND_ALLOWANCE.get()  # set in this thread by a send
-        digest = persisted_query_hash(request_data.extensions)  # checked when parsed
-        if (
-            digest is not None
-            and request_data.query is not None
-            and caller.role != ANON
-            and not is_request_error(result)  # only a document that parsed and validated
-        ):
-            self.persisted.remember(digest, request_data.query)
+        learn_as = context[_LEARN_AS]
+        validated = context["operation_label"] != INVALID_OPERATION  # its variables aside
+        learn(self.persisted, learn_as, request_data.query, caller, valid=validated)
         return result
 
     async def process_result(
@@ -367,8 +355,8 @@ class HelplineGraphQL(GraphQL[dict[str, Any], None]):
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
     ) -> Response:
         response = super().create_response(response_data, sub_response)
-        if sub_response.media_type:
-            response.headers["content-type"] = sub_response.media_type
+        if media_type := sub_response.headers.get("content-type"):
+            response.headers["content-type"] = media_type  # the one the request accepts, once
         return response
 
 
@@ -381,36 +369,6 @@ async def _refuse_socket(
     protocol = GRAPHQL_TRANSPORT_WS_PROTOCOL if GRAPHQL_TRANSPORT_WS_PROTOCOL in offered else None
     await socket.accept(subprotocol=protocol)
     await socket.close(code=code, reason=reason)
-
-
-async def in_worker_thread(work: Callable[[], T], *, deadline_s: float) -> T:
-    """Run ``work`` in a worker thread (the repository is synchronous), waiting at most
-    ``deadline_s`` for it: then TimeoutError. The thread is abandoned, not stopped: when the
-    database went silent (no reply, no error) it finishes once the connection breaks or the
-    database answers, and its pooled connection comes back then."""
-    with anyio.fail_after(deadline_s):
-        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-
-
-def timed_out(deadline_s: float) -> str:
-    log.warning("request abandoned after REQUEST_TIMEOUT_SECONDS (%s s)", deadline_s)
-    return f"the request did not finish within {deadline_s:g} s; retry shortly"
-
-
-def client_request_id(request: Any) -> str:
-    """The request's id (see ``request_id_from``), settled once per request."""
-    scope = getattr(request, "scope", {})
-    if cached := scope.get("helpline.request_id"):
-        return str(cached)
-    header = request.headers.get(REQUEST_ID_HEADER) if hasattr(request, "headers") else None
-    request_id = request_id_from(header)
-    scope["helpline.request_id"] = request_id
-    request_id_var.set(request_id)
-    return request_id
-
-
-def accepts_graphql_response(request: Request) -> bool:
-    return wants_graphql_response(request.headers.get("accept", ""))
 
 
 def request_method(request: Request) -> Literal["GET", "POST"]:

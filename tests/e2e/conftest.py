@@ -97,6 +97,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+COMPARED_HEADERS = (
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-expose-headers",
+    "vary",
+    "retry-after",
+    "www-authenticate",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+)
+
+
 @dataclass(frozen=True)
 class Server:
     url: str  # the GraphQL endpoint
@@ -202,10 +214,18 @@ class Pair:
     generic: TestClient
 
     def both(
-        self, query: str, token: str | None, variables: dict[str, Any] | None = None, **body: Any
+        self,
+        query: str | None,
+        token: str | None,
+        variables: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **body: Any,
     ) -> tuple[Any, Any]:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+        headers = {**(headers or {}), **({"authorization": f"Bearer {token}"} if token else {})}
         payload = {"query": query, "variables": variables, **body}
+        if query is None:
+            del payload["query"]
         return (
             self.fast.post("/graphql", json=payload, headers=headers),
             self.generic.post("/graphql", json=payload, headers=headers),
@@ -220,6 +240,15 @@ def pair(db: Settings) -> Iterator[Pair]:
         yield Pair(fast, generic)
 
 
+@pytest.fixture
+def cors_pair(db: Settings) -> Iterator[Pair]:
+    """A pair whose apps allow one browser origin, https://app.example (CORS_ORIGINS)."""
+    settings = db.replaced(cors_origins=("https://app.example",))
+    generic = TestClient(create_app(settings, fast_path=False), raise_server_exceptions=False)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as fast:
+        yield Pair(fast, generic)
+
+
 def answered(client: TestClient) -> int:
     return int(client.app.state.fast_paths.answered)  # type: ignore[attr-defined]
 
@@ -227,7 +256,8 @@ def answered(client: TestClient) -> int:
 def same(fast: Any, generic: Any) -> dict[str, Any]:
     """Assert both responses are the same (request ids aside); return the body."""
     assert fast.status_code == generic.status_code, (fast.text, generic.text)
-    assert fast.headers["content-type"] == generic.headers["content-type"]
+    for header in ("content-type", *COMPARED_HEADERS):
+        assert fast.headers.get(header) == generic.headers.get(header), header
     assert "x-request-id" in fast.headers
     body = _without_request_ids(fast.json())
     assert body == _without_request_ids(generic.json())

@@ -375,14 +375,6 @@ def test_the_server_refuses_to_start_with_an_extension_the_fast_path_would_skip(
     assert create_app(db, fast_path=False) is not None  # the executor runs every extension
 
 
-@pytest.fixture
-def cors_pair(db: Settings) -> Iterator[Pair]:
-    settings = db.replaced(cors_origins=("https://app.example",))
-    generic = TestClient(create_app(settings, fast_path=False), raise_server_exceptions=False)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as fast:
-        yield Pair(fast, generic)
-
-
 @pytest.mark.parametrize("origin", ["https://app.example", "https://evil.example", None])
 def test_browsers_are_answered_on_the_fast_path_with_the_cors_middleware_s_headers(
     cors_pair: Pair, origin: str | None

@@ -10,6 +10,7 @@ examples is bounded so the suite stays quick.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -236,3 +237,55 @@ def sends(draw: Any, people: People) -> tuple[str, dict[str, Any]]:
 def test_generated_sends_answer_the_same_on_both_paths(pair: Pair) -> None:
     people, tokens = cast_of_callers()
     answered_alike_on_both_paths(pair, sends(people), tokens)
+
+
+ORIGINS = st.sampled_from([None, "https://app.example", "https://evil.example"])
+# How the document travels: as text; as text with its persisted-query hash (learned once it
+# validates), then by the hash alone; by a hash nobody sent; with an unsupported version.
+ENVELOPES = st.sampled_from(["text", "persisted", "persisted", "unknown hash", "bad version"])
+
+
+def persisted(query: str, *, version: int = 1, digest: str | None = None) -> dict[str, Any]:
+    sha = digest or hashlib.sha256(query.encode()).hexdigest()
+    return {"persistedQuery": {"version": version, "sha256Hash": sha}}
+
+
+def test_generated_requests_read_the_same_on_both_paths_whatever_their_envelope(
+    cors_pair: Pair,
+) -> None:
+    """Persisted queries and browsers' Origin headers: what the pipeline reads before either
+    executor runs is read alike (status, headers CORS included, body), and the hash a
+    document was learned under names it on both paths afterwards."""
+    people, tokens = cast_of_callers()
+
+    @settings(
+        max_examples=EXAMPLES // 2,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(documents(people), st.sampled_from(sorted(tokens)), ENVELOPES, ORIGINS)
+    def answered_alike(
+        document: tuple[str, dict[str, Any]], caller: str, envelope: str, origin: str | None
+    ) -> None:
+        query, variables = document
+        token = tokens[caller]
+        headers = {"origin": origin} if origin else {}
+        if envelope == "text":
+            same(*cors_pair.both(query, token, variables, headers=headers))
+        elif envelope == "persisted":
+            extensions = persisted(query)
+            same(*cors_pair.both(query, token, variables, headers=headers, extensions=extensions))
+            same(*cors_pair.both(None, token, variables, headers=headers, extensions=extensions))
+        elif envelope == "unknown hash":
+            extensions = persisted(query, digest=hashlib.sha256(uuid4().bytes).hexdigest())
+            body = same(*cors_pair.both(None, token, variables, extensions=extensions))
+            assert body["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+        else:
+            extensions = persisted(query, version=2)
+            body = same(*cors_pair.both(query, token, variables, extensions=extensions))
+            assert body["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+    before = answered(cors_pair.fast)
+    answered_alike()
+    assert answered(cors_pair.fast) - before >= EXAMPLES // 8  # two paths were compared
