@@ -570,9 +570,7 @@ def run(args: argparse.Namespace) -> str:
                         script = lua_script(tmp, WORKLOADS[0], files[name, "hot"], name)
                         result = wrk(servers[name].base, script, concurrency, args.duration)
                         sweep.setdefault((name, concurrency), Series()).results.append(result)
-        for name in ("helpline", "function"):
-            if name not in data.cold:  # a contender left out of this run
-                continue
+        for name in (n for n in ("helpline", "function") if n in data.cold):  # those in the run
             cold = series["cold", name].results if ("cold", name) in series else []
             if created_for(url, data.cold[name]) < sum(r.requests for r in cold):
                 raise RuntimeError(f"{name}: fewer cold conversations than cold requests served")
