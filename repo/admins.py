@@ -47,6 +47,17 @@ def assigned_conversation_count(profile_id: ProfileId) -> int:
 
 
 @unit_of_work
+def open_conversation_count(profile_id: ProfileId) -> int:
+    """How many of those are OPEN (what a first contact balances on)."""
+    count = (
+        AdminConversationCount.select(AdminConversationCount.open_count)
+        .where(AdminConversationCount.admin == profile_id)
+        .scalar()
+    )
+    return int(count or 0)
+
+
+@unit_of_work
 def admin_profiles() -> list[ProfileView]:
     """Every admin's profile, oldest first (the order the assignment rule breaks ties in)."""
     rows: Any = (

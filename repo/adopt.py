@@ -86,6 +86,12 @@ class Adoption:
         return not any(step.status == STOPPED for step in self.steps)
 
 
+_HAS_OPEN_COUNT = (
+    "SELECT EXISTS (SELECT 1 FROM information_schema.columns "
+    "WHERE table_name = 'admin_conversation_counts' AND column_name = 'open_count')"
+)
+
+
 def adopt(
     settings: DatabaseSettings,
     *,
@@ -272,6 +278,15 @@ def _merge_duplicate_conversations(
                     "WHERE id = ANY(%s::uuid[]) GROUP BY admin_id) d WHERE a.admin_id = d.admin_id",
                     (others,),
                 )
+                if sql(_HAS_OPEN_COUNT)[0][0]:  # a database of the life-cycle release
+                    sql(
+                        "UPDATE admin_conversation_counts a "
+                        "SET open_count = GREATEST(a.open_count - d.held, 0) "
+                        "FROM (SELECT admin_id, count(*) AS held FROM conversations "
+                        "WHERE id = ANY(%s::uuid[]) AND status = 'OPEN' GROUP BY admin_id) d "
+                        "WHERE a.admin_id = d.admin_id",
+                        (others,),
+                    )
             sql("DELETE FROM conversations WHERE id = ANY(%s::uuid[])", (others,))
             sql("COMMIT")
         except BaseException:

@@ -61,15 +61,18 @@ SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 _SQLITE_BUSY = ("database is locked", "database is busy")
 
 
-def for_update(query: Q, *, keys_too: bool = True) -> Q:
+def for_update(query: Q, *, keys_too: bool = True, skip_locked: bool = False) -> Q:
     """``query`` locking the rows it reads until the transaction ends (PostgreSQL).
 
     ``keys_too=False``: FOR NO KEY UPDATE, for a row locked to serialize work on it, not to
-    change its key: it does not block the foreign-key checks of rows that reference it."""
+    change its key: it does not block the foreign-key checks of rows that reference it.
+    ``skip_locked``: rows another transaction holds are left out, not waited for (work that
+    any process may take, each row by one)."""
     if is_sqlite():
         return query
+    lock = "FOR UPDATE" if keys_too else "FOR NO KEY UPDATE"
     return query.for_update(  # type: ignore[attr-defined,no-any-return]
-        "FOR UPDATE" if keys_too else "FOR NO KEY UPDATE"
+        f"{lock} SKIP LOCKED" if skip_locked else lock
     )
 
 

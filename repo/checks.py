@@ -142,7 +142,11 @@ def _admins_whose_count_differs() -> Check:
     return _counted(
         "admins_whose_count_differs",
         len(drift),
-        [f"{d.admin_id} counted {d.counted}, holds {d.held}" for d in drift[:SAMPLE_SIZE]],
+        [
+            f"{d.admin_id} counted {d.counted} ({d.open_counted} open), "
+            f"holds {d.held} ({d.open_held} open)"
+            for d in drift[:SAMPLE_SIZE]
+        ],
         what="admin(s) whose admin_conversation_counts row differs from their conversations",
         bad=VIOLATION,
     )

@@ -12,6 +12,7 @@ import peewee
 from peewee import JOIN, Case, Value, fn
 
 from repo import backend, events
+from repo.counts import count_opened
 from repo.errors import ConversationNotFound, CustomerNotFound, InvalidInput, NoAdminAvailable
 from repo.ids import ConversationId, CustomerId, ProfileId
 from repo.messages import post_message
@@ -137,6 +138,10 @@ def conversation_query() -> Any:
             Conversation.created_at,
             Conversation.updated_at,
             Conversation.last_message_at,
+            Conversation.status,
+            Conversation.snoozed_until,
+            Conversation.resolved_at,
+            Conversation.waiting_since,
             *profile_columns(Customer),
             *profile_columns(Admin),
         )
@@ -147,14 +152,19 @@ def conversation_query() -> Any:
 
 
 def conversation_from(row: Any) -> ConversationView:
-    conversation_id, created_at, updated_at, last_message_at = row[:4]
+    conversation_id, created_at, updated_at, last_message_at, status, snoozed_until = row[:6]
+    resolved_at, waiting_since = row[6:8]
     return ConversationView(
         id=ConversationId(conversation_id),
-        customer=profile_from(row, 4),
-        admin=profile_from(row, 4 + PROFILE_WIDTH),
+        customer=profile_from(row, 8),
+        admin=profile_from(row, 8 + PROFILE_WIDTH),
         created_at=created_at,
         updated_at=updated_at,
         last_message_at=last_message_at,
+        status=status,
+        snoozed_until=snoozed_until,
+        resolved_at=resolved_at,
+        waiting_since=waiting_since,
     )
 
 
@@ -182,14 +192,18 @@ _CONVERSATION_OF = PreparedSelect(
 )
 
 
-# The admin a conversation goes to: the fewest conversations (held, and chosen by first
-# contacts still in flight) among admins who are online, else among all admins; ties to the
-# oldest profile, then the lowest id; never the customer. One statement chooses the admin and
-# counts the choice into ``counter``: conversation_count where the conversation moves in the
-# same transaction (a hand-over), choices_in_flight for a first contact, whose own transaction
-# moves it to conversation_count with the conversation (_COUNT_CHOSEN), so conversation_count
-# always equals the conversations held (`helpline integrity check` compares them exactly).
-def _choice(counter: peewee.Field) -> PreparedQuery:
+# The admin a conversation goes to: the fewest open conversations (held open, and chosen by
+# first contacts still in flight; snoozed and resolved ones do not count) among admins who are
+# online, else among all admins; ties to the oldest profile, then the lowest id; never the
+# customer. One statement chooses the admin and counts the choice into ``counter``:
+# conversation_count where the conversation moves in the same transaction (a hand-over, which
+# moves open_count itself when the conversation is open), choices_in_flight for a first
+# contact, whose own transaction moves it to conversation_count and open_count with the
+# conversation (_COUNT_CHOSEN), so both always equal the conversations held (`helpline
+# integrity check` compares them exactly). ``load``: what is balanced (``evenly``: every
+# conversation held, for handing over resolved ones).
+def _choice(counter: peewee.Field, *, evenly: bool = False) -> PreparedQuery:
+    held = Count.conversation_count if evenly else Count.open_count
     return PreparedQuery(
         lambda customer, leaving: (
             AdminConversationCount.insert_from(
@@ -198,8 +212,7 @@ def _choice(counter: peewee.Field) -> PreparedQuery:
                 .where(Admin.is_admin, Admin.id != customer, Admin.id != leaving)
                 .order_by(
                     Admin.is_online.desc(),
-                    fn.COALESCE(Count.conversation_count, 0)
-                    + fn.COALESCE(Count.choices_in_flight, 0),
+                    fn.COALESCE(held, 0) + fn.COALESCE(Count.choices_in_flight, 0),
                     Admin.created_at,
                     Admin.id,
                 )
@@ -215,6 +228,7 @@ def _choice(counter: peewee.Field) -> PreparedQuery:
 
 
 _CHOOSE_ADMIN = _choice(AdminConversationCount.conversation_count)
+_CHOOSE_ADMIN_EVENLY = _choice(AdminConversationCount.conversation_count, evenly=True)
 _CHOOSE_FOR_FIRST_CONTACT = _choice(AdminConversationCount.choices_in_flight)
 # The conversation, inserted only while its admin is still an admin: in a statement after
 # the admin's count row was locked, so it sees a removal that committed first.
@@ -261,11 +275,16 @@ def serialize_admin_choice() -> None:
     backend.advisory_xact_lock(ADMIN_CHOICE_LOCK)
 
 
-def _choose_admin(customer_id: CustomerId, *, leaving: ProfileId | None = None) -> ProfileId:
+def _choose_admin(
+    customer_id: CustomerId, *, leaving: ProfileId | None = None, evenly: bool = False
+) -> ProfileId:
     """Inside a transaction: the admin the rule gives the customer's conversation, counted
-    already (never the customer, nor ``leaving``: an admin handing conversations over)."""
+    already (never the customer, nor ``leaving``: an admin handing conversations over).
+    ``evenly``: by every conversation held, not only the open ones (a resolved conversation
+    handed over)."""
     serialize_admin_choice()
-    return _chosen(_CHOOSE_ADMIN.rows(customer_id, leaving or customer_id))
+    choice = _CHOOSE_ADMIN_EVENLY if evenly else _CHOOSE_ADMIN
+    return _chosen(choice.rows(customer_id, leaving or customer_id))
 
 
 def choose_admin(customer_id: CustomerId) -> ProfileId:
@@ -337,6 +356,7 @@ _COUNT_ONE_LESS = PreparedQuery(
 _COUNT_CHOSEN = PreparedQuery(  # a first contact's choice, counted with its conversation
     lambda admin: AdminConversationCount.update(
         conversation_count=AdminConversationCount.conversation_count + 1,
+        open_count=AdminConversationCount.open_count + 1,  # a new conversation is open
         choices_in_flight=Case(
             None, [(AdminConversationCount.choices_in_flight > 0, Count.choices_in_flight - 1)], 0
         ),
@@ -379,7 +399,7 @@ def assign_conversation(conversation_id: ConversationId, admin_id: ProfileId) ->
     of it once the transaction commits. Earlier messages keep their senders.
     """
     with backend.write_transaction():
-        previous, customer = _conversation_parties(conversation_id)
+        previous, customer, status = _conversation_parties(conversation_id)
         # Both admins' count rows, in id order (two hand-overs between the same admins never
         # lock them crosswise); the new admin's also keeps `helpline admin remove` from
         # clearing them between this check and the commit (repo/admins.py).
@@ -394,30 +414,34 @@ def assign_conversation(conversation_id: ConversationId, admin_id: ProfileId) ->
                 "given their own conversation"
             )
         if previous != admin_id:
-            _hand_over(conversation_id, previous, admin_id)
+            _hand_over(conversation_id, previous, admin_id, is_open=status == "OPEN")
     found = _find_conversation(conversation_id)
     assert found is not None
     return Reassignment(found, previous)
 
 
-def _conversation_parties(conversation_id: ConversationId) -> tuple[ProfileId, ProfileId]:
-    """The conversation's admin and customer, its row locked."""
-    query = Conversation.select(Conversation.admin, Conversation.customer).where(
-        Conversation.id == conversation_id
-    )
+def _conversation_parties(
+    conversation_id: ConversationId,
+) -> tuple[ProfileId, ProfileId, str]:
+    """The conversation's admin, customer and status, its row locked."""
+    query = Conversation.select(
+        Conversation.admin, Conversation.customer, Conversation.status
+    ).where(Conversation.id == conversation_id)
     found: Any = list(backend.for_update(query).tuples())
     if not found:
         raise ConversationNotFound(f"conversation {conversation_id} not found")
-    ((admin, customer),) = found
-    return ProfileId(UUID(str(admin))), ProfileId(UUID(str(customer)))
+    ((admin, customer, status),) = found
+    return ProfileId(UUID(str(admin))), ProfileId(UUID(str(customer))), str(status)
 
 
 def _is_admin(profile_id: ProfileId) -> bool:
     return bool(Profile.select(Profile.is_admin).where(Profile.id == profile_id).scalar())
 
 
-def _hand_over(conversation_id: ConversationId, previous: ProfileId, admin_id: ProfileId) -> None:
-    """Inside a transaction that locked the conversation: move it and its count."""
+def _hand_over(
+    conversation_id: ConversationId, previous: ProfileId, admin_id: ProfileId, *, is_open: bool
+) -> None:
+    """Inside a transaction that locked the conversation: move it and its counts."""
     (
         Conversation.update(admin=admin_id, updated_at=datetime.now(UTC))
         .where(Conversation.id == conversation_id)
@@ -425,6 +449,9 @@ def _hand_over(conversation_id: ConversationId, previous: ProfileId, admin_id: P
     )
     _COUNT_ONE_LESS.execute(previous)
     _COUNT_ONE_MORE.execute(admin_id)
+    if is_open:
+        count_opened(previous, delta=-1)
+        count_opened(admin_id, delta=1)
     events.conversation_reassigned(conversation_id, previous, admin_id)
 
 
@@ -436,16 +463,21 @@ def hand_over_conversations_of(admin_id: ProfileId, *, batch_size: int, reason: 
     the total counts each conversation moved once, however often the command is rerun."""
     with backend.write_transaction():
         query = (
-            Conversation.select(Conversation.id, Conversation.customer)
+            Conversation.select(Conversation.id, Conversation.customer, Conversation.status)
             .where(Conversation.admin == admin_id)
             .order_by(Conversation.id)
             .limit(batch_size)
         )
         rows: Any = backend.for_update(query).tuples()
-        batch: list[tuple[Any, Any]] = list(rows)
-        for conversation_id, customer_id in batch:
-            chosen = _choose_admin(CustomerId(customer_id), leaving=admin_id)
+        batch: list[tuple[Any, Any, Any]] = list(rows)
+        for conversation_id, customer_id, status in batch:
+            # open and snoozed ones by the balance rule, resolved ones evenly
+            resolved = status == "RESOLVED"
+            chosen = _choose_admin(CustomerId(customer_id), leaving=admin_id, evenly=resolved)
             _COUNT_ONE_LESS.execute(admin_id)
+            if status == "OPEN":
+                count_opened(admin_id, delta=-1)
+                count_opened(chosen, delta=1)
             (
                 Conversation.update(admin=chosen, updated_at=datetime.now(UTC))
                 .where(Conversation.id == conversation_id)

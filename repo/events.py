@@ -18,6 +18,7 @@ from repo import backend
 from repo.ids import ConversationId, MessageId, ProfileId
 
 CHANNEL = "helpline_messages"
+STATUSES = ("OPEN", "SNOOZED", "RESOLVED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,15 @@ class ConversationReassigned:
     new_admin: ProfileId
 
 
-Event = MessageStored | ConversationReassigned
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """A conversation resolved, snoozed or opened again (``status``: what it is now)."""
+
+    conversation_id: ConversationId
+    status: str
+
+
+Event = MessageStored | ConversationReassigned | StatusChanged
 Listener = Callable[[Event], None]
 
 log = logging.getLogger(__name__)
@@ -52,6 +61,11 @@ def conversation_reassigned(
 ) -> None:
     """Call inside the transaction that gives the conversation to ``new_admin``."""
     _announce(ConversationReassigned(conversation_id, previous_admin, new_admin))
+
+
+def status_changed(conversation_id: ConversationId, status: str) -> None:
+    """Call inside the transaction that changes the conversation's status."""
+    _announce(StatusChanged(conversation_id, status))
 
 
 def _announce(event: Event) -> None:
@@ -85,16 +99,24 @@ def encode(conversation_id: UUID, message_id: UUID) -> str:
 
 
 def encode_event(event: Event) -> str:
-    """``<conversation>:<message>``, or ``<conversation>:<previous admin>><new admin>``."""
+    """``<conversation>:<message>``, ``<conversation>:<previous admin>><new admin>``, or
+    ``<conversation>:status:<status>``. A kind added later must not read as an earlier one to
+    a server of the release before it (a rolling deploy runs both): those split a payload at
+    ':' into exactly two parts and ignore anything else, so new kinds have three or more."""
     if isinstance(event, MessageStored):
         return encode(event.conversation_id, event.message_id)
+    if isinstance(event, StatusChanged):
+        return f"{event.conversation_id}:status:{event.status}"
     return f"{event.conversation_id}:{event.previous_admin}>{event.new_admin}"
 
 
 def decode(payload: str) -> Event | None:
     """The event of a notification payload, or None for anything malformed."""
     try:
-        conversation, rest = payload.split(":")
+        parts = payload.split(":")
+        if len(parts) == 3 and parts[1] == "status" and parts[2] in STATUSES:
+            return StatusChanged(ConversationId(UUID(parts[0])), parts[2])
+        conversation, rest = parts
         if ">" in rest:
             previous, new = rest.split(">")
             return ConversationReassigned(

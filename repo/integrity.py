@@ -222,23 +222,31 @@ def _no_jit() -> None:
 # statement, so one snapshot. Every writer changes a count in the same transaction as the
 # conversations it counts (a first contact, a hand-over, an admin's removal), so within one
 # snapshot the two agree exactly: a first contact in flight is in neither.
+# The open count likewise: every status change moves it in its own transaction.
 _COUNT_DRIFT = """
-    SELECT p.id, COALESCE(c.conversation_count, 0), COALESCE(h.held, 0)
+    SELECT p.id, COALESCE(c.conversation_count, 0), COALESCE(h.held, 0),
+           COALESCE(c.open_count, 0), COALESCE(h.held_open, 0)
     FROM profiles p
     LEFT JOIN admin_conversation_counts c ON c.admin_id = p.id
-    LEFT JOIN (SELECT admin_id, COUNT(*) AS held FROM conversations GROUP BY admin_id) h
-        ON h.admin_id = p.id
+    LEFT JOIN (
+        SELECT admin_id, COUNT(*) AS held,
+               SUM(CASE WHEN status = 'OPEN' THEN 1 ELSE 0 END) AS held_open
+        FROM conversations GROUP BY admin_id
+    ) h ON h.admin_id = p.id
     WHERE COALESCE(c.conversation_count, 0) <> COALESCE(h.held, 0)
+       OR COALESCE(c.open_count, 0) <> COALESCE(h.held_open, 0)
     ORDER BY p.id"""
 # The recount of some admins, under a lock that every writer of counts waits for (it
 # conflicts with their row writes): the statement after it sees every count change committed
 # together with its conversations, and none half-done. SQLite's BEGIN IMMEDIATE is the lock.
 _LOCK_COUNTS_MODE = "SHARE ROW EXCLUSIVE"
 _RECOUNT = """
-    INSERT INTO admin_conversation_counts (admin_id, conversation_count)
-    SELECT p.id, (SELECT COUNT(*) FROM conversations c WHERE c.admin_id = p.id)
+    INSERT INTO admin_conversation_counts (admin_id, conversation_count, open_count)
+    SELECT p.id, (SELECT COUNT(*) FROM conversations c WHERE c.admin_id = p.id),
+           (SELECT COUNT(*) FROM conversations c WHERE c.admin_id = p.id AND c.status = 'OPEN')
     FROM profiles p WHERE p.id IN ({ids})
-    ON CONFLICT (admin_id) DO UPDATE SET conversation_count = excluded.conversation_count"""
+    ON CONFLICT (admin_id) DO UPDATE
+    SET conversation_count = excluded.conversation_count, open_count = excluded.open_count"""
 # Choices of first contacts that stopped between their choice and their conversation (a
 # process killed, a give-back that failed too) stay in flight and tilt the balance. Clearing
 # them is safe at any time: a first contact still in flight counts its conversation all the
@@ -259,13 +267,18 @@ class CountDrift:
     admin_id: ProfileId
     counted: int  # what admin_conversation_counts says
     held: int  # the conversations they hold
+    open_counted: int = 0  # of those, what it says are open
+    open_held: int = 0  # and how many are
 
 
 def find_count_drift(*, first: int | None = None) -> list[CountDrift]:
     """Inside a unit of work: the admins whose count differs from what they hold, by id."""
     sql = _COUNT_DRIFT if first is None else f"{_COUNT_DRIFT} LIMIT {int(first)}"
     rows = database.execute_sql(sql).fetchall()
-    return [CountDrift(ProfileId(UUID(str(a))), int(c), int(h)) for a, c, h in rows]
+    return [
+        CountDrift(ProfileId(UUID(str(a))), int(c), int(h), int(oc), int(oh))
+        for a, c, h, oc, oh in rows
+    ]
 
 
 @unit_of_work_once  # its batches commit as they go; a rerun finds what is left

@@ -12,9 +12,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import peewee
-from peewee import Tuple
+from peewee import Tuple, fn
 
-from repo import allowance, backend, events
+from repo import allowance, backend, events, status
 from repo.allowance import Allowance, SendLimits
 from repo.database import database
 from repo.errors import ClientMessageIdReused, ConversationNotFound, InvalidInput, RateLimited
@@ -46,7 +46,9 @@ _STORE_MESSAGE_POSTGRES_TEMPLATE = """
         RETURNING id, conversation_id, sender_id, content, created_at, client_message_id
     ), bumped AS (
         UPDATE conversations
-        SET last_message_at = stored.created_at, updated_at = stored.created_at
+        SET last_message_at = stored.created_at, updated_at = stored.created_at,
+            waiting_since = CASE WHEN stored.sender_id = conversations.customer_id
+                THEN COALESCE(conversations.waiting_since, stored.created_at) END
         FROM stored WHERE conversations.id = stored.conversation_id
     )
     SELECT s.id, s.conversation_id, s.content, s.created_at, s.client_message_id,
@@ -104,6 +106,7 @@ def send_message(
     client_message_id: str | None = None,
     limits: SendLimits | None = None,
     on_allowance: Callable[[Allowance], object] | None = None,
+    on_reopen: Callable[[], object] | None = None,
 ) -> MessageView:
     """Store a message and bump last_message_at; no sender means the conversation's admin.
 
@@ -116,13 +119,15 @@ def send_message(
     ``limits``: the message is taken from the sender's allowance (repo/allowance.py: the
     customer's rate in their own conversation, staff's elsewhere; none for the admin's voice),
     RateLimited when it is empty; ``on_allowance`` hears what it holds, refused or not.
+    ``on_reopen``: told when the customer's message opened their resolved or snoozed
+    conversation again (repo/status.py), once that has committed.
     """
     if sender_for is None:
         validate_input(content, client_message_id)
     with backend.write_transaction():
-        query = Conversation.select(Conversation.admin, Conversation.customer).where(
-            Conversation.id == conversation_id
-        )
+        query = Conversation.select(
+            Conversation.admin, Conversation.customer, Conversation.status
+        ).where(Conversation.id == conversation_id)
         found: Any = list(backend.for_update(query).tuples())
         if sender_for is not None:  # the caller's right first, then what they sent
             sender_id = sender_for(CustomerId(found[0][1]) if found else None)
@@ -136,6 +141,10 @@ def send_message(
                 own = sender_id == found[0][1]
                 per_minute = limits.customer_per_minute if own else limits.staff_per_minute
         sender = sender_id or ProfileId(found[0][0])
+        if sender == found[0][1]:  # the customer writes: a resolved or snoozed problem is back
+            reopened = status.reopen_for_customer(conversation_id, found[0][0], found[0][2])
+            if reopened and on_reopen is not None:
+                database.after_commit(on_reopen)
         message, tokens = post_message(
             conversation_id,
             sender,
@@ -267,8 +276,11 @@ def _store_on_sqlite(send: _Send) -> tuple[MessageView | None, float | None]:
     if row is None:
         return None, None
     (created_at,) = row
+    # the customer waits from their oldest unanswered message; staff writing ends the wait
+    waited = fn.COALESCE(Conversation.waiting_since, created_at)
+    waits = peewee.Case(None, [(Conversation.customer == send.sender_id, waited)], None)
     (
-        Conversation.update(last_message_at=created_at, updated_at=created_at)
+        Conversation.update(last_message_at=created_at, updated_at=created_at, waiting_since=waits)
         .where(Conversation.id == send.conversation_id)
         .execute()
     )

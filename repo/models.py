@@ -88,6 +88,11 @@ class Conversation(BaseModel):
     created_at = UTCDateTimeField()
     updated_at = UTCDateTimeField()
     last_message_at = UTCDateTimeField(null=True)
+    status = peewee.TextField(default="OPEN")  # OPEN, SNOOZED, RESOLVED (repo/lifecycle.py)
+    snoozed_until = UTCDateTimeField(null=True)
+    resolved_at = UTCDateTimeField(null=True)
+    # the customer's oldest message no staff message has followed yet (None: staff spoke last)
+    waiting_since = UTCDateTimeField(null=True)
 
     class Meta:
         table_name = "conversations"
@@ -98,6 +103,7 @@ class AdminConversationCount(BaseModel):
 
     admin = peewee.ForeignKeyField(Profile, column_name="admin_id", primary_key=True, backref="+")
     conversation_count = peewee.IntegerField(default=0)
+    open_count = peewee.IntegerField(default=0)  # of those, the OPEN ones: what is balanced
     # first contacts that chose this admin and have not committed their conversation yet
     choices_in_flight = peewee.IntegerField(default=0)
 

@@ -25,6 +25,10 @@ class ConversationView:
     created_at: datetime
     updated_at: datetime
     last_message_at: datetime | None
+    status: str = "OPEN"  # OPEN, SNOOZED, RESOLVED
+    snoozed_until: datetime | None = None
+    resolved_at: datetime | None = None
+    waiting_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from graphql import (
     ASTValidationRule,
     DocumentNode,
     FieldNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
     GraphQLList,
@@ -378,7 +379,7 @@ def _selections(
             "node": node if resolver is not None else None,
             "python_names": python_names,
         }
-        if isinstance(named, GraphQLScalarType) and node.selection_set is None:
+        if isinstance(named, GraphQLScalarType | GraphQLEnumType) and node.selection_set is None:
             planned.append(
                 Selection(key, attribute, None, named.serialize, nullable, None, **extra)
             )
@@ -388,7 +389,7 @@ def _selections(
                 return None
             planned.append(Selection(key, attribute, None, None, nullable, children, **extra))
         else:
-            return None  # enums, interfaces, unions: the executor
+            return None  # interfaces, unions: the executor
     return tuple(planned)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncGenerator, Callable
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -42,10 +43,12 @@ from gql.graphql.types import (
 from gql.observability.metrics import (
     CONVERSATIONS_ASSIGNED,
     CONVERSATIONS_CREATED,
+    CONVERSATIONS_REOPENED,
+    CONVERSATIONS_RESOLVED,
     PROFILES_SELF_HEALED,
     OperationLabel,
 )
-from repo import admins, conversations, inbox, integrity, messages
+from repo import admins, conversations, inbox, integrity, lifecycle, messages
 from repo.allowance import Allowance, SendLimits
 from repo.errors import ConversationNotFound
 from repo.ids import ConversationId, CustomerId, ProfileId
@@ -167,6 +170,7 @@ def send_message(
         client_message_id=client_message_id,
         limits=limits,
         on_allowance=SEND_ALLOWANCE.set,
+        on_reopen=CONVERSATIONS_REOPENED.labels("customer").inc,
     )
     return Message.from_view(sent)
 
@@ -284,6 +288,39 @@ class Mutation:
         if result.moved:
             CONVERSATIONS_ASSIGNED.labels("reassigned").inc()
         return Conversation.from_view(result.conversation)
+
+    @strawberry.mutation(
+        description="Mark the conversation's problem solved (admins and service_role); the "
+        "customer's next message opens it again. Resolving a resolved one changes nothing."
+    )
+    def resolve_conversation(self, info: Info[Any, Any], conversation_id: UUID) -> Conversation:
+        authz.require_operator(caller_of(info), "resolveConversation")
+        change = lifecycle.resolve_conversation(ConversationId(conversation_id))
+        if change.changed:
+            CONVERSATIONS_RESOLVED.labels("admin").inc()
+        return Conversation.from_view(change.conversation)
+
+    @strawberry.mutation(
+        description="Park the conversation until `until` (a time with its zone, in the future, "
+        "at most 90 days ahead): it opens again then, or when the customer writes. Snoozing a "
+        "snoozed conversation sets the new time."
+    )
+    def snooze_conversation(
+        self, info: Info[Any, Any], conversation_id: UUID, until: datetime
+    ) -> Conversation:
+        authz.require_operator(caller_of(info), "snoozeConversation")
+        change = lifecycle.snooze_conversation(ConversationId(conversation_id), until)
+        return Conversation.from_view(change.conversation)
+
+    @strawberry.mutation(
+        description="Open a resolved or snoozed conversation again (admins and service_role)."
+    )
+    def reopen_conversation(self, info: Info[Any, Any], conversation_id: UUID) -> Conversation:
+        authz.require_operator(caller_of(info), "reopenConversation")
+        change = lifecycle.reopen_conversation(ConversationId(conversation_id))
+        if change.changed:
+            CONVERSATIONS_REOPENED.labels("admin").inc()
+        return Conversation.from_view(change.conversation)
 
     @strawberry.mutation(description="Everything in the conversation so far is read (admins).")
     def mark_read(self, info: Info[Any, Any], conversation_id: UUID) -> InboxItem:

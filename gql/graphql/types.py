@@ -15,6 +15,7 @@ from gql.graphql import authz
 from repo import admins, inbox, integrity, messages
 from repo.checks import Check, run_checks
 from repo.ids import ConversationId, ProfileId
+from repo.status import Status
 from repo.views import (
     AdminConversation,
     ConversationView,
@@ -41,6 +42,28 @@ def on_event_loop() -> bool:
     return True
 
 
+ConversationStatus = strawberry.enum(
+    Status,
+    name="ConversationStatus",
+    description="Where a conversation's problem stands: OPEN (being worked on, or waiting), "
+    "SNOOZED (parked until snoozedUntil), RESOLVED (solved; the customer's next message "
+    "opens it again).",
+)
+
+
+def _staff_count(caller: Any, count: Any) -> int | None:
+    """A count only staff may read (None for anyone else), read off the event loop when a
+    subscription's result asks for it."""
+
+    def load() -> int | None:
+        return int(count()) if authz.is_staff(caller) else None
+
+    if on_event_loop():  # a subscription's result: the database is read off the loop
+        awaitable: Any = to_thread.run_sync(load)
+        return cast(int | None, awaitable)
+    return load()
+
+
 @strawberry.type(description="A person in a chat: a customer or an admin.")
 class Profile:
     id: UUID
@@ -54,17 +77,20 @@ class Profile:
         "balances); null unless the caller is staff (an admin or service_role)."
     )
     def assigned_conversation_count(self, info: Info[Any, Any]) -> int | None:
-        caller = info.context["caller"]
+        profile_id = ProfileId(self.id)
+        return _staff_count(
+            info.context["caller"], lambda: admins.assigned_conversation_count(profile_id)
+        )
 
-        def load() -> int | None:
-            if not authz.is_staff(caller):
-                return None
-            return admins.assigned_conversation_count(ProfileId(self.id))
-
-        if on_event_loop():  # a subscription's result: the database is read off the loop
-            awaitable: Any = to_thread.run_sync(load)
-            return cast(int | None, awaitable)
-        return load()
+    @strawberry.field(
+        description="Of those, the OPEN ones (snoozed and resolved ones aside): what a first "
+        "contact balances on; null unless the caller is staff."
+    )
+    def open_conversation_count(self, info: Info[Any, Any]) -> int | None:
+        profile_id = ProfileId(self.id)
+        return _staff_count(
+            info.context["caller"], lambda: admins.open_conversation_count(profile_id)
+        )
 
     @classmethod
     def from_view(cls, view: ProfileView) -> Profile:
@@ -147,6 +173,17 @@ class Conversation:
     created_at: datetime
     updated_at: datetime
     last_message_at: datetime | None
+    status: ConversationStatus  # type: ignore[valid-type]
+    snoozed_until: datetime | None = strawberry.field(
+        description="When a SNOOZED conversation opens again by itself; null otherwise."
+    )
+    resolved_at: datetime | None = strawberry.field(
+        description="When a RESOLVED conversation was resolved; null otherwise."
+    )
+    waiting_since: datetime | None = strawberry.field(
+        description="The customer's oldest message no staff message has followed yet; null "
+        "when staff spoke last or nobody has written."
+    )
 
     @strawberry.field(description="Messages newest first; pass pageInfo.endCursor as after.")
     def messages(
@@ -172,6 +209,10 @@ class Conversation:
             created_at=view.created_at,
             updated_at=view.updated_at,
             last_message_at=view.last_message_at,
+            status=Status(view.status),
+            snoozed_until=view.snoozed_until,
+            resolved_at=view.resolved_at,
+            waiting_since=view.waiting_since,
         )
 
 

@@ -42,6 +42,7 @@ from gql.persisted.queries import PersistedQueries
 from gql.realtime.hub import Hub
 from gql.realtime.listeners import LocalListener, PostgresListener
 from gql.realtime.presence import Presence
+from gql.realtime.snoozes import Waker
 from gql.ws.quotas import Quotas
 from gql.ws.websocket import SubscriptionGate
 from repo.config import ConfigError
@@ -85,11 +86,14 @@ async def _lifespan(
         hub.start()
         await listener.start()
         presence.start()
+        waker = Waker()
+        waker.start()  # after the listener: what wakes is heard
         app.state.listener = listener
         heap.settle()  # the collector's long pauses, out of the way of delivery
         try:
             yield
         finally:
+            await waker.stop()
             await presence.stop()
             await listener.stop()
             await hub.stop()

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 
 from graphql import (
     DocumentNode,
@@ -40,6 +41,7 @@ from strawberry.extensions import SchemaExtension
 from repo.conversations import assignment_totals
 from repo.database import bound_settings, pool_connections_in_use
 from repo.integrity import count_orphaned_conversations
+from repo.lifecycle import status_figures
 from repo.units import replica_lag_seconds
 
 ORPHANS_REFRESH_SECONDS = 60.0
@@ -80,6 +82,34 @@ CONVERSATIONS_ASSIGNED = Counter(
 )
 for _reason in ("first_contact", "reassigned"):
     CONVERSATIONS_ASSIGNED.labels(_reason)  # exported as 0 before the first one
+CONVERSATIONS_RESOLVED = Counter(
+    "helpline_conversations_resolved_total",
+    "Conversations resolved, by who: admin (resolveConversation, admins and service_role), "
+    "auto (AUTO_RESOLVE_AFTER_HOURS)",
+    ["by"],
+)
+CONVERSATIONS_REOPENED = Counter(
+    "helpline_conversations_reopened_total",
+    "Resolved or snoozed conversations opened again, by what: customer (their message), admin "
+    "(reopenConversation), snooze (its time came)",
+    ["by"],
+)
+for _by in ("admin", "auto"):
+    CONVERSATIONS_RESOLVED.labels(_by)
+for _by in ("customer", "admin", "snooze"):
+    CONVERSATIONS_REOPENED.labels(_by)
+CONVERSATIONS_BY_STATUS = Gauge(
+    "helpline_conversations",
+    "Conversations by status (OPEN, SNOOZED, RESOLVED), read from the database on each scrape",
+    ["status"],
+    multiprocess_mode="mostrecent",
+)
+OLDEST_WAITING = Gauge(
+    "helpline_oldest_waiting_seconds",
+    "How long the longest-waiting customer of an open or snoozed conversation has waited for "
+    "staff (0 when nobody waits), read from the database on each scrape",
+    multiprocess_mode="mostrecent",
+)
 PROFILES_SELF_HEALED = Counter(
     "helpline_profiles_self_healed_total",
     "Profiles created for customers who had none: each is a time the post-mortem's bug would "
@@ -191,6 +221,15 @@ class _OrphanGauge:
 refresh_orphan_gauge = _OrphanGauge().refresh
 
 
+def refresh_status_figures() -> None:
+    """Conversations by status, and the longest wait, read into their gauges."""
+    figures = status_figures()
+    for status, count in figures.by_status.items():
+        CONVERSATIONS_BY_STATUS.labels(status).set(count)
+    since = figures.oldest_waiting_since
+    OLDEST_WAITING.set(0 if since is None else max((datetime.now(UTC) - since).total_seconds(), 0))
+
+
 def refresh_replica_lag() -> None:
     """Read the replica's lag into its gauge (nothing without REPLICA_DATABASE_URL). NaN until
     the read succeeds: a replica that cannot be reached, or answers too late for the scrape,
@@ -207,6 +246,7 @@ def refresh_replica_lag() -> None:
 # read returns assignment totals for exposition() or None (it set its gauges itself).
 DATABASE_FIGURES: tuple[tuple[str, Callable[[], dict[str, int] | None]], ...] = (
     ("orphan gauge", refresh_orphan_gauge),
+    ("status figures", refresh_status_figures),
     ("replica lag", refresh_replica_lag),
     ("assignment totals", assignment_totals),
 )

@@ -68,7 +68,19 @@ MESSAGES = FIRST.flatmap(
 
 
 def conversation_fields(*, read: bool) -> st.SearchStrategy[str]:
-    plain = st.sampled_from(["id", "createdAt", "updatedAt", "lastMessageAt", "__typename"])
+    plain = st.sampled_from(
+        [
+            "id",
+            "createdAt",
+            "updatedAt",
+            "lastMessageAt",
+            "__typename",
+            "status",  # an enum: rendered by the schema's own serializer on both paths
+            "snoozedUntil",
+            "resolvedAt",
+            "waitingSince",
+        ]
+    )
     profiles = st.sampled_from(["customer", "admin"]).flatmap(
         lambda name: PROFILE.map(lambda inner: f"{name} {inner}")
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,7 +35,12 @@ def test_generated_operations_never_fail_the_server(client: GraphQLClient) -> No
     conversation = first_contact(known[0]).conversation.id
     legacy_orphan = make_orphaned_conversation(make_user(), admin)  # for the repair to find
     ids = st.sampled_from([*known, conversation]) | st.uuids()
-    scalars = {"UUID": ids.map(str).map(nodes.String)}
+    # times as clients send them: with a zone or without, past, near and far, and not times
+    times = st.datetimes(timezones=st.none() | st.just(UTC)).map(datetime.isoformat)
+    scalars = {
+        "UUID": ids.map(str).map(nodes.String),
+        "DateTime": (times | st.text(max_size=12)).map(nodes.String),
+    }
     sdl = export()
     operations = st.one_of(
         from_schema(sdl, custom_scalars=scalars, mode=Mode.POSITIVE),

@@ -141,7 +141,7 @@ def test_drifted_counts_and_stranded_choices_are_reported_then_repaired(
     checks = checks_by_name(out)
     drift = checks["admins_whose_count_differs"]
     assert (drift["status"], drift["count"]) == ("violation", 1)
-    assert drift["sample"] == [f"{admin} counted 5, holds 2"]
+    assert drift["sample"] == [f"{admin} counted 5 (2 open), holds 2 (2 open)"]
     stranded = checks["choices_in_flight"]
     assert (stranded["status"], stranded["count"]) == ("warning", 1)
 
@@ -329,8 +329,9 @@ def test_adopting_again_merges_duplicates_and_keeps_the_admins_counts_exact(
             "ALTER TABLE conversations DROP CONSTRAINT conversations_customer_id_key"
         )
         Conversation.insert(customer=customer, admin=admin).execute()
-        AdminConversationCount.update(
-            conversation_count=AdminConversationCount.conversation_count + 1
+        AdminConversationCount.update(  # counted as this release counts it: open
+            conversation_count=AdminConversationCount.conversation_count + 1,
+            open_count=AdminConversationCount.open_count + 1,
         ).where(AdminConversationCount.admin == admin).execute()
 
     code, out = helpline("db", "adopt", capsys=capsys)
