@@ -36,9 +36,10 @@ class ConversationReassigned:
 
 @dataclass(frozen=True, slots=True)
 class StatusChanged:
-    """A conversation resolved, snoozed or opened again (``status``: what it is now)."""
+    """A conversation resolved, snoozed or opened again: what it was, what it is now."""
 
     conversation_id: ConversationId
+    previous: str
     status: str
 
 
@@ -63,9 +64,9 @@ def conversation_reassigned(
     _announce(ConversationReassigned(conversation_id, previous_admin, new_admin))
 
 
-def status_changed(conversation_id: ConversationId, status: str) -> None:
+def status_changed(conversation_id: ConversationId, previous: str, status: str) -> None:
     """Call inside the transaction that changes the conversation's status."""
-    _announce(StatusChanged(conversation_id, status))
+    _announce(StatusChanged(conversation_id, previous, status))
 
 
 def _announce(event: Event) -> None:
@@ -100,13 +101,13 @@ def encode(conversation_id: UUID, message_id: UUID) -> str:
 
 def encode_event(event: Event) -> str:
     """``<conversation>:<message>``, ``<conversation>:<previous admin>><new admin>``, or
-    ``<conversation>:status:<status>``. A kind added later must not read as an earlier one to
-    a server of the release before it (a rolling deploy runs both): those split a payload at
-    ':' into exactly two parts and ignore anything else, so new kinds have three or more."""
+    ``<conversation>:status:<previous>:<status>``. A kind added later must not read as an
+    earlier one to a server of the release before it (a rolling deploy runs both): those split
+    a payload at ':' into exactly two parts and ignore anything else, so new kinds have more."""
     if isinstance(event, MessageStored):
         return encode(event.conversation_id, event.message_id)
     if isinstance(event, StatusChanged):
-        return f"{event.conversation_id}:status:{event.status}"
+        return f"{event.conversation_id}:status:{event.previous}:{event.status}"
     return f"{event.conversation_id}:{event.previous_admin}>{event.new_admin}"
 
 
@@ -114,8 +115,8 @@ def decode(payload: str) -> Event | None:
     """The event of a notification payload, or None for anything malformed."""
     try:
         parts = payload.split(":")
-        if len(parts) == 3 and parts[1] == "status" and parts[2] in STATUSES:
-            return StatusChanged(ConversationId(UUID(parts[0])), parts[2])
+        if len(parts) == 4 and parts[1] == "status" and {*parts[2:]} <= {*STATUSES}:
+            return StatusChanged(ConversationId(UUID(parts[0])), parts[2], parts[3])
         conversation, rest = parts
         if ">" in rest:
             previous, new = rest.split(">")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -21,15 +22,34 @@ from repo.units import unit_of_work
 from repo.views import ConversationView, MessageView
 
 
+class Order(StrEnum):
+    LATEST_ACTIVITY = "LATEST_ACTIVITY"
+    WAITING_LONGEST = "WAITING_LONGEST"
+
+
+LATEST_ACTIVITY, WAITING_LONGEST = Order.LATEST_ACTIVITY, Order.WAITING_LONGEST
+ORDERS = tuple(Order)
+# A WAITING_LONGEST cursor is marked (base64url never holds a '.'), so a cursor of one order
+# used with the other is refused, not misread.
+_WAITING_MARK = "w."
+# Where conversations nobody waits in sort in the waiting order: after every waiting one.
+NOBODY_WAITS = datetime(9999, 12, 31, tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     conversation: ConversationView
     last_message: MessageView | None
     unread_count: int
+    order: str = LATEST_ACTIVITY  # the order of the page it is on: its cursor's
 
     @property
     def cursor(self) -> str:
-        return encode_cursor(activity_of(self.conversation), self.conversation.id)
+        conversation = self.conversation
+        if self.order == WAITING_LONGEST:
+            waited = conversation.waiting_since or NOBODY_WAITS
+            return _WAITING_MARK + encode_cursor(waited, conversation.id)
+        return encode_cursor(activity_of(conversation), conversation.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +67,28 @@ def _activity() -> Any:
     return fn.COALESCE(Conversation.last_message_at, Conversation.created_at)
 
 
+def _waited() -> Any:
+    return fn.COALESCE(
+        Conversation.waiting_since, Conversation.waiting_since.db_value(NOBODY_WAITS)
+    )
+
+
+def _after(cursor: str, order: str) -> Any:
+    """The keyset condition of the page after ``cursor`` in ``order`` (InvalidInput for a
+    cursor of the other order, or none at all)."""
+    waiting = cursor.startswith(_WAITING_MARK)
+    if waiting != (order == WAITING_LONGEST):
+        raise InvalidInput(f"the cursor {cursor[:64]!r} is from an inbox in another order")
+    at, conversation_id = decode_cursor(cursor.removeprefix(_WAITING_MARK))
+    key = (
+        Conversation.created_at.db_value(at),
+        Conversation.id.db_value(conversation_id),
+    )
+    if waiting:
+        return Tuple(_waited(), Conversation.id) > Tuple(*key)
+    return Tuple(_activity(), Conversation.id) < Tuple(*key)
+
+
 @unit_of_work
 def inbox_page(
     reader_id: ProfileId | None,
@@ -54,32 +96,36 @@ def inbox_page(
     first: int = 20,
     after: str | None = None,
     assigned_to: ProfileId | None = None,
+    statuses: Collection[str] | None = None,
+    order: str = LATEST_ACTIVITY,
 ) -> InboxPage:
-    """Conversations newest activity first; unread counts are for ``reader_id``.
+    """Conversations newest activity first, or (WAITING_LONGEST) the longest-waiting
+    customer first and those nobody waits in after them; unread counts are for ``reader_id``.
 
     ``reader_id`` None (a service caller) counts for each conversation's assigned admin;
-    ``assigned_to``: only the conversations that admin holds.
+    ``assigned_to``: only the conversations that admin holds; ``statuses``: only those in
+    these statuses (None: every status).
     """
     if not 1 <= first <= MAX_PAGE_SIZE:
         raise InvalidInput(f"first must be between 1 and {MAX_PAGE_SIZE}, got {first}")
+    if order not in ORDERS:
+        raise InvalidInput(f"orderBy must be one of {', '.join(ORDERS)}, got {order!r}")
     query = conversation_query()
     if assigned_to is not None:
         query = query.where(Conversation.admin == assigned_to)
+    if statuses is not None:
+        query = query.where(Conversation.status.in_(sorted(set(statuses))))
     if after is not None:
-        activity, conversation_id = decode_cursor(after)
-        query = query.where(
-            Tuple(_activity(), Conversation.id)
-            < Tuple(
-                Conversation.created_at.db_value(activity),
-                Conversation.id.db_value(conversation_id),
-            )
-        )
-    rows = list(
-        query.order_by(_activity().desc(), Conversation.id.desc()).limit(first + 1).tuples()
+        query = query.where(_after(after, order))
+    ordering = (
+        (_waited().asc(), Conversation.id.asc())
+        if order == WAITING_LONGEST
+        else (_activity().desc(), Conversation.id.desc())
     )
+    rows = list(query.order_by(*ordering).limit(first + 1).tuples())
     conversations = [conversation_from(row) for row in rows[:first]]
     return InboxPage(
-        _items(conversations, reader_id),
+        _items(conversations, reader_id, order=order),
         has_next_page=len(rows) > first,
         has_previous_page=after is not None,
     )
@@ -123,10 +169,15 @@ def inbox_changes(
     return _changes(conversations, set(reader_ids))
 
 
-def _items(conversations: list[ConversationView], reader_id: ProfileId | None) -> list[InboxItem]:
+def _items(
+    conversations: list[ConversationView],
+    reader_id: ProfileId | None,
+    *,
+    order: str = LATEST_ACTIVITY,
+) -> list[InboxItem]:
     """Two queries for the whole page: last messages, then unread counts."""
     changes = _changes(conversations, set() if reader_id is None else {reader_id})
-    return [changes.item(c, reader_id) for c in conversations]
+    return [replace(changes.item(c, reader_id), order=order) for c in conversations]
 
 
 def _changes(conversations: list[ConversationView], readers: set[ProfileId]) -> InboxChanges:

@@ -13,7 +13,7 @@ listeners once it commits. Asking for the state a conversation is already in cha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -109,6 +109,36 @@ def wake_snoozed(*, batch_size: int = WAKE_BATCH) -> int:
                 until=None,
             )
     return len(due)
+
+
+@unit_of_work
+def auto_resolve(after: timedelta, *, batch_size: int = WAKE_BATCH) -> int:
+    """Resolve open conversations whose last message is staff's and older than ``after`` (at
+    most ``batch_size``, the quietest first); how many. Never one whose customer waits (their
+    message is the last unanswered one), never a snoozed or resolved one. Rows another
+    process holds are skipped (they are being changed, or auto-resolved there), so any number
+    of processes may run it, and a database with years of history is resolved a batch a pass."""
+    with backend.write_transaction():
+        query = (
+            Conversation.select(Conversation.id, Conversation.admin)
+            .where(
+                Conversation.status == Status.OPEN,
+                Conversation.waiting_since.is_null(),
+                Conversation.last_message_at <= backend.ago(after.total_seconds()),
+            )
+            .order_by(Conversation.last_message_at)
+            .limit(batch_size)
+        )
+        quiet: Any = list(backend.for_update(query, skip_locked=True).tuples())
+        for conversation_id, admin_id in quiet:
+            set_status(
+                ConversationId(UUID(str(conversation_id))),
+                ProfileId(UUID(str(admin_id))),
+                Status.OPEN,
+                Status.RESOLVED,
+                until=None,
+            )
+    return len(quiet)
 
 
 def _change(

@@ -64,4 +64,4 @@ def set_status(
         .execute()
     )
     count_opened(admin_id, delta=(to == Status.OPEN) - (status == Status.OPEN))
-    events.status_changed(conversation_id, to.value)
+    events.status_changed(conversation_id, status.value, to.value)

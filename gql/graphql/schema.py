@@ -52,6 +52,8 @@ from repo import admins, conversations, inbox, integrity, lifecycle, messages
 from repo.allowance import Allowance, SendLimits
 from repo.errors import ConversationNotFound
 from repo.ids import ConversationId, CustomerId, ProfileId
+from repo.inbox import Order
+from repo.status import Status
 from repo.users import NewUser
 from repo.views import AdminConversation, ConversationView
 
@@ -60,6 +62,13 @@ CustomerIdArgument = Annotated[
     strawberry.argument(
         name="customerId",
         description="Defaults to the caller; required for admin and service callers.",
+    ),
+]
+StatusArgument = Annotated[
+    list[Status] | None,
+    strawberry.argument(
+        description="Only conversations in these statuses (none given: every status); the "
+        "subscription also hears the change that takes a conversation out of them."
     ),
 ]
 AssignedToMeArgument = Annotated[
@@ -218,13 +227,28 @@ class Query:
         first: int = 20,
         after: str | None = None,
         assigned_to_me: AssignedToMeArgument = False,
+        status: StatusArgument = None,
+        order_by: Annotated[
+            Order,
+            strawberry.argument(
+                description="LATEST_ACTIVITY (newest first), or WAITING_LONGEST: the customer "
+                "waiting longest first, conversations nobody waits in after them. A cursor "
+                "from one order is BAD_USER_INPUT in the other."
+            ),
+        ] = Order.LATEST_ACTIVITY,
     ) -> InboxConnection:
         caller = caller_of(info)
         reader = authz.inbox_reader(caller, "inbox")
         mine = authz.own_queue(caller, assigned_to_me=assigned_to_me)
-        return InboxConnection.from_page(
-            inbox.inbox_page(reader, first=first, after=after, assigned_to=mine)
+        page = inbox.inbox_page(
+            reader,
+            first=first,
+            after=after,
+            assigned_to=mine,
+            statuses=None if status is None else [s.value for s in status],
+            order=order_by.value,
         )
+        return InboxConnection.from_page(page)
 
     @strawberry.field(
         description="The support team: every admin, oldest first, to hand a conversation over "
@@ -371,20 +395,52 @@ class Subscription:
             yield shared_payload(message, Message.from_view)  # one per event, for all
 
     @strawberry.subscription(
+        description="The conversation each time its status or its admin changes: a customer "
+        "for their own conversation only (others FORBIDDEN), staff for any. Ends with "
+        "RESUBSCRIBE after a server-side interruption: read the conversation and subscribe "
+        "again."
+    )
+    async def conversation_updated(
+        self, info: Info[Any, Any], conversation_id: UUID
+    ) -> AsyncGenerator[Conversation, None]:
+        caller = caller_of(info)
+        conversation = ConversationId(conversation_id)
+        found = await to_thread.run_sync(
+            authz.readable_conversation,
+            caller,
+            lambda: conversations.find_conversation(conversation),
+        )
+        if found is None:
+            raise ConversationNotFound(f"conversation {conversation} not found")
+        admin_id = None
+        if authz.reads_as_admin(caller, found) and caller.user_id is not None:
+            admin_id = ProfileId(caller.user_id)  # re-checked with every batch, as an inbox's
+        with info.context["hub"].read_inbox(
+            reader_id=None, admin_id=admin_id, watching=conversation
+        ) as watcher:
+            async for item in inbox_updates(watcher):
+                yield shared_payload(item.conversation, Conversation.from_view)
+
+    @strawberry.subscription(
         description="The latest state of each inbox conversation that is created, gets a "
-        "message or is reassigned (admins and operators); a reader who falls behind gets each "
+        "message, is reassigned or changes status (admins and operators); a reader who falls "
+        "behind gets each "
         "conversation once, as it stands. After a server-side interruption it ends with "
         "RESUBSCRIBE: refetch the inbox and subscribe again."
     )
     async def inbox_updated(
-        self, info: Info[Any, Any], assigned_to_me: AssignedToMeArgument = False
+        self,
+        info: Info[Any, Any],
+        assigned_to_me: AssignedToMeArgument = False,
+        status: StatusArgument = None,
     ) -> AsyncGenerator[InboxItem, None]:
         caller = caller_of(info)
         reader = await to_thread.run_sync(authz.inbox_reader, caller, "inboxUpdated")
         mine = authz.own_queue(caller, assigned_to_me=assigned_to_me)
+        statuses = None if status is None else frozenset(s.value for s in status)
         # an admin (not service_role) is re-checked with every batch: demoted, it ends here
         with info.context["hub"].read_inbox(
-            reader_id=reader, admin_id=reader, queue_owner=mine
+            reader_id=reader, admin_id=reader, queue_owner=mine, statuses=statuses
         ) as subscriber:
             async for item in inbox_updates(subscriber):
                 yield shared_payload(item, InboxItem.from_item, by_value=True)

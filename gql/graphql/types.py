@@ -15,6 +15,7 @@ from gql.graphql import authz
 from repo import admins, inbox, integrity, messages
 from repo.checks import Check, run_checks
 from repo.ids import ConversationId, ProfileId
+from repo.inbox import Order
 from repo.status import Status
 from repo.views import (
     AdminConversation,
@@ -48,6 +49,14 @@ ConversationStatus = strawberry.enum(
     description="Where a conversation's problem stands: OPEN (being worked on, or waiting), "
     "SNOOZED (parked until snoozedUntil), RESOLVED (solved; the customer's next message "
     "opens it again).",
+)
+
+
+InboxOrder = strawberry.enum(
+    Order,
+    name="InboxOrder",
+    description="How the inbox is ordered: LATEST_ACTIVITY (newest activity first) or "
+    "WAITING_LONGEST (the customer waiting longest for staff first).",
 )
 
 
@@ -173,7 +182,7 @@ class Conversation:
     created_at: datetime
     updated_at: datetime
     last_message_at: datetime | None
-    status: ConversationStatus  # type: ignore[valid-type]
+    status: Status
     snoozed_until: datetime | None = strawberry.field(
         description="When a SNOOZED conversation opens again by itself; null otherwise."
     )

@@ -39,10 +39,10 @@ from gql.observability.metrics import (
     forget_this_process,
 )
 from gql.persisted.queries import PersistedQueries
+from gql.realtime.clock import ConversationClock
 from gql.realtime.hub import Hub
 from gql.realtime.listeners import LocalListener, PostgresListener
 from gql.realtime.presence import Presence
-from gql.realtime.snoozes import Waker
 from gql.ws.quotas import Quotas
 from gql.ws.websocket import SubscriptionGate
 from repo.config import ConfigError
@@ -86,14 +86,15 @@ async def _lifespan(
         hub.start()
         await listener.start()
         presence.start()
-        waker = Waker()
-        waker.start()  # after the listener: what wakes is heard
+        hours = settings.realtime.auto_resolve_after_hours
+        clock = ConversationClock(resolve_after=timedelta(hours=hours) if hours else None)
+        clock.start()  # after the listener: what it changes is heard
         app.state.listener = listener
         heap.settle()  # the collector's long pauses, out of the way of delivery
         try:
             yield
         finally:
-            await waker.stop()
+            await clock.stop()
             await presence.stop()
             await listener.stop()
             await hub.stop()

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from gql.auth.settings import AuthSettings
 from gql.graphql.settings import GraphQLSettings
 from gql.observability.settings import ObservabilitySettings
+from gql.realtime.settings import RealtimeSettings
 from gql.ws.settings import WebSocketSettings
 from repo.config import ConfigError, DatabaseSettings, check_one_of, read_section, variable
 from repo.urls import splits
@@ -80,6 +81,7 @@ class Settings:
     ws: WebSocketSettings = field(default_factory=WebSocketSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -151,5 +153,6 @@ _SECTIONS: dict[str, type[Any]] = {
     "ws": WebSocketSettings,
     "auth": AuthSettings,
     "observability": ObservabilitySettings,
+    "realtime": RealtimeSettings,
 }
 _SECTION_OF = {f.name: name for name, kind in _SECTIONS.items() for f in dataclasses.fields(kind)}

@@ -89,20 +89,37 @@ class InboxReader:
 
     ``reader_id``: whose unread counts (None: each conversation's admin, for service callers);
     ``admin_id``: a reader who must still be an admin; ``queue_owner``: only the conversations
-    this admin holds, or that just left them (assignedToMe).
+    this admin holds, or that just left them (assignedToMe); ``statuses``: only conversations
+    in these statuses, or that just left them (None: every status); ``watching``: one
+    conversation, and only when its status or its admin changes (``conversationUpdated``).
     """
 
     limit: int
     reader_id: ProfileId | None = None
     admin_id: ProfileId | None = None
     queue_owner: ProfileId | None = None
+    statuses: frozenset[str] | None = None
+    watching: ConversationId | None = None
     pending: dict[ConversationId, InboxItem] = field(default_factory=dict)
     ended: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, item: InboxItem, taken_from: Iterable[ProfileId] = ()) -> None:
+    def offer(
+        self, item: InboxItem, taken_from: Iterable[ProfileId] = (), was: Iterable[str] = ()
+    ) -> None:
+        """Queue the item's latest state if this reader's filters take it, or it just left
+        them: ``taken_from``, the admins it was handed over from; ``was``, the statuses it
+        left."""
+        taken_from, was = tuple(taken_from), tuple(was)
+        if self.watching is not None and (
+            item.conversation.id != self.watching or not (taken_from or was)
+        ):
+            return
         owner = self.queue_owner
         if owner is not None and owner != item.conversation.admin.id and owner not in taken_from:
+            return
+        wanted = self.statuses
+        if wanted is not None and item.conversation.status not in wanted and wanted.isdisjoint(was):
             return
         conversation_id = item.conversation.id
         replaced = self.pending.pop(conversation_id, None)  # the latest state, at the back
@@ -195,9 +212,14 @@ class Hub:
         reader_id: ProfileId | None,
         admin_id: ProfileId | None = None,
         queue_owner: ProfileId | None = None,
+        statuses: frozenset[str] | None = None,
+        watching: ConversationId | None = None,
     ) -> Iterator[InboxReader]:
-        """Register an ``inboxUpdated`` subscription while the block runs."""
-        reader = InboxReader(INBOX_PENDING_LIMIT, reader_id, admin_id, queue_owner)
+        """Register an ``inboxUpdated`` (or, ``watching``, a ``conversationUpdated``)
+        subscription while the block runs."""
+        reader = InboxReader(
+            INBOX_PENDING_LIMIT, reader_id, admin_id, queue_owner, statuses, watching
+        )
         self.everyone.add(reader)
         try:
             yield reader
@@ -280,9 +302,12 @@ class Hub:
         admins: set[ProfileId],
     ) -> None:
         taken_from: dict[ConversationId, set[ProfileId]] = {}
+        left: dict[ConversationId, set[str]] = {}
         for event in batch:
             if isinstance(event, events.ConversationReassigned):
                 taken_from.setdefault(event.conversation_id, set()).add(event.previous_admin)
+            elif isinstance(event, events.StatusChanged):
+                left.setdefault(event.conversation_id, set()).add(event.previous)
         by_id = {c.id: c for c in changes.conversations}
         last_changed = list(dict.fromkeys(reversed([e.conversation_id for e in batch])))
         order = [by_id[c] for c in reversed(last_changed) if c in by_id]  # each once, in order
@@ -294,4 +319,5 @@ class Hub:
                 reader.offer(
                     changes.item(conversation, reader.reader_id),
                     taken_from.get(conversation.id, ()),
+                    left.get(conversation.id, ()),
                 )

@@ -191,7 +191,7 @@ def test_a_snoozed_conversation_wakes_at_its_time_once(
     assert now is not None and (now.status, now.snoozed_until) == ("OPEN", None)
     assert open_count(admin) == 1
     if is_sqlite():  # in-process events (PostgreSQL's go out as NOTIFY)
-        assert heard == [events.StatusChanged(conversation.id, "OPEN")]
+        assert heard == [events.StatusChanged(conversation.id, "SNOOZED", "OPEN")]
 
 
 def test_an_open_count_drift_is_reported_and_repaired(
@@ -212,9 +212,9 @@ def test_an_open_count_drift_is_reported_and_repaired(
 
 def test_a_status_notification_is_not_read_as_a_message_by_the_release_before() -> None:
     conversation = ConversationId(make_user())
-    payload = events.encode_event(events.StatusChanged(conversation, "RESOLVED"))
+    payload = events.encode_event(events.StatusChanged(conversation, "OPEN", "RESOLVED"))
 
-    assert events.decode(payload) == events.StatusChanged(conversation, "RESOLVED")
+    assert events.decode(payload) == events.StatusChanged(conversation, "OPEN", "RESOLVED")
     # the release before splits a payload at ':' into exactly two parts, else ignores it
     with pytest.raises(ValueError, match="too many values"):
         _, _ = payload.split(":")
@@ -244,3 +244,28 @@ def test_customers_writing_while_staff_resolve_and_snooze_leave_exact_counts(
         assert now is not None
         assert (now.status == "RESOLVED") == (now.resolved_at is not None)
         assert (now.status == "SNOOZED") == (now.snoozed_until is not None)
+
+
+def test_auto_resolve_closes_quiet_conversations_and_never_a_waiting_or_snoozed_one(
+    admin: ProfileId,
+) -> None:
+    quiet, waiting, snoozed, recent = (first_contact(make_user()).conversation for _ in range(4))
+    customer_writes(waiting)  # the customer's message is the last: they wait
+    lifecycle.snooze_conversation(snoozed.id, later(days=3))
+    with database.connection_context():  # all but one went quiet two days ago
+        Conversation.update(last_message_at=datetime.now(UTC) - timedelta(days=2)).where(
+            Conversation.id != recent.id
+        ).execute()
+
+    resolved = lifecycle.auto_resolve(timedelta(hours=24))
+    again = lifecycle.auto_resolve(timedelta(hours=24))
+
+    assert (resolved, again) == (1, 0)
+    statuses = {c.id: find_conversation(c.id).status for c in (quiet, waiting, snoozed, recent)}  # type: ignore[union-attr]
+    assert statuses == {
+        quiet.id: "RESOLVED",
+        waiting.id: "OPEN",
+        snoozed.id: "SNOOZED",
+        recent.id: "OPEN",
+    }
+    assert open_count(admin) == 2
