@@ -107,6 +107,7 @@ def send_message(
     limits: SendLimits | None = None,
     on_allowance: Callable[[Allowance], object] | None = None,
     on_reopen: Callable[[], object] | None = None,
+    on_answered: Callable[[float], object] | None = None,
 ) -> MessageView:
     """Store a message and bump last_message_at; no sender means the conversation's admin.
 
@@ -120,13 +121,18 @@ def send_message(
     customer's rate in their own conversation, staff's elsewhere; none for the admin's voice),
     RateLimited when it is empty; ``on_allowance`` hears what it holds, refused or not.
     ``on_reopen``: told when the customer's message opened their resolved or snoozed
-    conversation again (repo/status.py), once that has committed.
+    conversation again (repo/status.py); ``on_answered``: told how long the customer waited
+    (seconds since their oldest unanswered message) when a staff message ends a wait; both
+    once the message has committed.
     """
     if sender_for is None:
         validate_input(content, client_message_id)
     with backend.write_transaction():
         query = Conversation.select(
-            Conversation.admin, Conversation.customer, Conversation.status
+            Conversation.admin,
+            Conversation.customer,
+            Conversation.status,
+            Conversation.waiting_since,
         ).where(Conversation.id == conversation_id)
         found: Any = list(backend.for_update(query).tuples())
         if sender_for is not None:  # the caller's right first, then what they sent
@@ -141,10 +147,6 @@ def send_message(
                 own = sender_id == found[0][1]
                 per_minute = limits.customer_per_minute if own else limits.staff_per_minute
         sender = sender_id or ProfileId(found[0][0])
-        if sender == found[0][1]:  # the customer writes: a resolved or snoozed problem is back
-            reopened = status.reopen_for_customer(conversation_id, found[0][0], found[0][2])
-            if reopened and on_reopen is not None:
-                database.after_commit(on_reopen)
         message, tokens = post_message(
             conversation_id,
             sender,
@@ -153,6 +155,7 @@ def send_message(
             per_minute=per_minute,
         )
         if message is not None:
+            _follow_life_cycle(message, found[0], on_reopen=on_reopen, on_answered=on_answered)
             if per_minute is not None and on_allowance is not None:
                 assert tokens is not None
                 on_allowance(allowance.after_taking(per_minute, tokens))
@@ -173,6 +176,26 @@ def send_message(
             on_allowance(refusal)
         assert refusal.retry_after_s is not None
         raise RateLimited(limit=refusal.limit, retry_after_s=refusal.retry_after_s)
+
+
+def _follow_life_cycle(
+    message: MessageView,
+    conversation: tuple[Any, ...],
+    *,
+    on_reopen: Callable[[], object] | None,
+    on_answered: Callable[[float], object] | None,
+) -> None:
+    """Inside the send's transaction, the message stored (``conversation``: its admin,
+    customer, status and waiting_since, read under its lock): the customer's message opens a
+    resolved or snoozed conversation again; a staff message ends the customer's wait."""
+    admin, customer, current, waited_since = conversation
+    if message.sender.id == customer:
+        reopened = status.reopen_for_customer(message.conversation_id, admin, current)
+        if reopened and on_reopen is not None:
+            database.after_commit(on_reopen)
+    elif waited_since is not None and on_answered is not None:
+        waited = max((message.created_at - waited_since).total_seconds(), 0.0)
+        database.after_commit(lambda: on_answered(waited))
 
 
 def post_message(

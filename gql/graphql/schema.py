@@ -46,6 +46,7 @@ from gql.observability.metrics import (
     CONVERSATIONS_REOPENED,
     CONVERSATIONS_RESOLVED,
     PROFILES_SELF_HEALED,
+    RESPONSE_SECONDS,
     OperationLabel,
 )
 from repo import admins, conversations, inbox, integrity, lifecycle, messages
@@ -180,6 +181,7 @@ def send_message(
         limits=limits,
         on_allowance=SEND_ALLOWANCE.set,
         on_reopen=CONVERSATIONS_REOPENED.labels("customer").inc,
+        on_answered=RESPONSE_SECONDS.observe,
     )
     return Message.from_view(sent)
 

@@ -98,6 +98,12 @@ for _by in ("admin", "auto"):
     CONVERSATIONS_RESOLVED.labels(_by)
 for _by in ("customer", "admin", "snooze"):
     CONVERSATIONS_REOPENED.labels(_by)
+RESPONSE_SECONDS = Histogram(
+    "helpline_response_seconds",
+    "How long customers waited for staff: each wait, from the customer's oldest unanswered "
+    "message to the staff message that answered it",
+    buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 72 * 3600),
+)
 CONVERSATIONS_BY_STATUS = Gauge(
     "helpline_conversations",
     "Conversations by status (OPEN, SNOOZED, RESOLVED), read from the database on each scrape",

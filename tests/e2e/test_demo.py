@@ -228,3 +228,39 @@ def test_older_messages_load_on_demand_oldest_first(
     contents = [t.split("\n")[0] for t in page.get_by_test_id("message").all_inner_texts()]
     assert contents[1:] == [f"note {n:02}" for n in range(1, 26)]  # after the welcome
     assert page.get_by_test_id("older-button").count() == 0  # nothing older left
+
+
+def test_an_admin_resolves_the_widget_shows_it_and_the_customer_s_message_reopens_it(
+    server: Server, contexts: tuple[BrowserContext, BrowserContext]
+) -> None:
+    customer = make_user(full_name="Rita Resolved")
+    widget = open_widget(contexts[0], server.base, user_token(customer))
+    chat = conversation_of(customer)
+    console = contexts[1].new_page()
+    console.goto(f"{server.base}/demo/inbox#token={user_token(UUID(str(chat.admin_id)))}")
+    row = console.locator(f'[data-testid="inbox-item"][data-conversation-id="{chat.id}"]')
+    status = widget.get_by_test_id("conversation-status")
+    expect(status).to_have_text("OPEN", timeout=SHOWN_MS)
+    send(widget, "Where is my parcel?")
+    expect(row.get_by_test_id("waiting-since")).to_be_visible(timeout=SHOWN_MS)  # she waits
+    row.click()
+    send(console, "On its way!", input_id="reply-input", button="reply-send")
+    expect(row.get_by_test_id("waiting-since")).to_have_count(0, timeout=SHOWN_MS)  # answered
+
+    console.get_by_test_id("resolve-button").click()
+
+    expect(status).to_have_text("RESOLVED", timeout=SHOWN_MS)  # live, in the widget
+    expect(widget.get_by_test_id("resolved-note")).to_be_visible()
+    expect(row).to_have_count(0, timeout=SHOWN_MS)  # out of the Open tab
+    console.locator('[data-testid="status-filter"][data-status="RESOLVED"]').click()
+    expect(row).to_have_count(1, timeout=SHOWN_MS)
+    console.locator('[data-testid="status-filter"][data-status="OPEN"]').click()
+
+    send(widget, "It never came")
+
+    expect(status).to_have_text("OPEN", timeout=SHOWN_MS)
+    expect(row).to_have_count(1, timeout=SHOWN_MS)  # open again, live, in the Open tab
+    expect(message(console, "It never came")).to_be_visible(timeout=SHOWN_MS)
+    expect(console.get_by_test_id("conversation-status")).to_have_text("OPEN", timeout=SHOWN_MS)
+    with database.connection_context():
+        assert Conversation.select().where(Conversation.customer == customer).count() == 1

@@ -189,6 +189,13 @@ def test_metrics_count_resolves_and_reopens_and_read_the_statuses(
     assert grew(reopened, "helpline_conversations_reopened_total", by="customer") == 1
     assert metric(reopened, "helpline_conversations", status="OPEN") == 1
     assert metric(reopened, "helpline_oldest_waiting_seconds") >= 0
+    assert grew(reopened, "helpline_response_seconds_count") == 0  # she waits: no answer yet
+    cast["customer"].data(SEND, id=cast["id"], text="hello?")  # the wait goes on
+    cast["admin"].data(SEND, id=cast["id"], text="here!")  # and ends
+    cast["admin"].data(SEND, id=cast["id"], text="anything else?")  # nobody was waiting
+    answered = scrape()
+    assert grew(answered, "helpline_response_seconds_count") == 1  # one wait, one answer
+    assert metric(answered, "helpline_oldest_waiting_seconds") == 0
 
 
 INBOX = """query ($status: [ConversationStatus!], $order: InboxOrder!, $after: String) {
@@ -333,14 +340,19 @@ def test_someone_else_s_conversation_updates_are_forbidden(server: Server) -> No
 
 
 OPEN_CHAT = "mutation { adminConversation { conversation { id } } }"
+ASSIGN = """mutation ($id: UUID!, $admin: UUID!) {
+  assignConversation(conversationId: $id, adminId: $admin) { id } }"""
 
 
-def test_a_mixed_run_through_two_processes_keeps_counts_exact_and_wakes_each_once(
-    postgres: Settings, tmp_path: Path
+def test_a_mixed_run_keeps_counts_exact_and_wakes_each_snoozed_conversation_once(
+    db: Settings, tmp_path: Path
 ) -> None:
-    with running_server(postgres, tmp_path / "server.log", workers=2) as server:
-        for i in range(3):
-            make_admin(f"Admin {i}")
+    """First contacts, resolves, snoozes, reopens, customers' messages and hand-overs racing
+    through two server processes (PostgreSQL; SQLite serves one), while snoozed conversations
+    wake: every admin's counts still equal their conversations, and each woke once."""
+    workers = 1 if db.database.is_sqlite else 2
+    with running_server(db, tmp_path / "server.log", workers=workers) as server:
+        staff = [str(make_admin(f"Admin {i}")) for i in range(3)]
         customers = {make_user(): None for _ in range(14)}
 
         def call(user: UUID | None, query: str, **variables: Any) -> dict[str, Any]:
@@ -358,10 +370,12 @@ def test_a_mixed_run_through_two_processes_keeps_counts_exact_and_wakes_each_onc
             opened = pool.map(lambda c: call(c, OPEN_CHAT)["adminConversation"], customers)
             chats = [(c, o["conversation"]["id"]) for c, o in zip(customers, opened, strict=True)]
         churned, sleepers = chats[:8], chats[8:]
+        newcomers = iter([make_user() for _ in range(60)])
         rng = random.Random(27)
         jobs = []
         for _ in range(60):
             customer, chat = rng.choice(churned)
+            handed_to = rng.choice(staff)
             jobs.append(
                 rng.choice(
                     [
@@ -369,6 +383,8 @@ def test_a_mixed_run_through_two_processes_keeps_counts_exact_and_wakes_each_onc
                         lambda chat=chat: call(None, REOPEN, id=chat),
                         lambda chat=chat: call(None, SNOOZE, id=chat, until=in_(hours=1)),
                         lambda chat=chat, c=customer: call(c, SEND, id=chat, text="still here"),
+                        lambda chat=chat, to=handed_to: call(None, ASSIGN, id=chat, admin=to),
+                        lambda: call(next(newcomers), OPEN_CHAT),  # a first contact meanwhile
                     ]
                 )
             )

@@ -1,6 +1,7 @@
 // The customer's chat widget: opens the chat, pages older messages, sends with a
 // clientMessageId (shown at once, replaced by the stored message; a failed send can be retried
-// with the same id, so it is stored once) and shows new messages live.
+// with the same id, so it is stored once) and shows new messages live, and whether the
+// conversation is resolved (writing opens it again), kept live by conversationUpdated.
 
 import { h, render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -13,7 +14,7 @@ const config = settings();
 const PAGE = 20;
 const MESSAGE = "id content createdAt clientMessageId sender { id name }";
 const OPEN = `mutation OpenChat {
-  adminConversation { conversation { id admin { name }
+  adminConversation { conversation { id status admin { name }
     messages(first: ${PAGE}) { edges { node { ${MESSAGE} } } pageInfo { hasNextPage endCursor } } } }
 }`;
 const OLDER = `query Older($id: UUID!, $after: String) { conversation(id: $id) {
@@ -21,6 +22,8 @@ const OLDER = `query Older($id: UUID!, $after: String) { conversation(id: $id) {
 const SEND = `mutation Send($id: UUID!, $content: String!, $key: String) {
   sendMessage(conversationId: $id, content: $content, clientMessageId: $key) { ${MESSAGE} } }`;
 const LIVE = `subscription Live($id: UUID!) { messageAdded(conversationId: $id) { ${MESSAGE} } }`;
+const UPDATED = `subscription Status($id: UUID!) {
+  conversationUpdated(conversationId: $id) { id status admin { name } } }`;
 
 // Messages are kept oldest first; a stored message replaces the copy shown while sending.
 function merged(messages, message) {
@@ -38,14 +41,17 @@ function Widget() {
   const [older, setOlder] = useState(null); // the cursor of older messages, if any
   const [problem, setProblem] = useState(config.token ? null : "Add #token=<jwt> to the URL.");
   const [draft, setDraft] = useState("");
+  const [status, setStatus] = useState(null);
   const list = useRef(null);
 
   useEffect(() => {
     if (!config.token) return undefined;
     let stop = () => {};
+    let stopUpdates = () => {};
     request(config, OPEN)
       .then(({ adminConversation: { conversation } }) => {
         setChat(conversation);
+        setStatus(conversation.status);
         setMessages(conversation.messages.edges.map((e) => e.node).reverse());
         const page = conversation.messages.pageInfo;
         setOlder(page.hasNextPage ? page.endCursor : null);
@@ -56,9 +62,19 @@ function Widget() {
           ({ messageAdded }) => setMessages((shown) => merged(shown, messageAdded)),
           (error) => setProblem(`Live updates stopped: ${error.message || error.reason || error}`),
         );
+        stopUpdates = subscribe(
+          socket(config),
+          UPDATED,
+          { id: conversation.id },
+          ({ conversationUpdated }) => setStatus(conversationUpdated.status),
+          (error) => setProblem(`Live updates stopped: ${error.message || error.reason || error}`),
+        );
       })
       .catch((error) => setProblem(`The chat could not open: ${error.message}`));
-    return () => stop();
+    return () => {
+      stop();
+      stopUpdates();
+    };
   }, []);
 
   useEffect(() => {
@@ -81,6 +97,7 @@ function Widget() {
     try {
       const data = await request(config, SEND, { id: chat.id, content, key: clientMessageId });
       setMessages((shown) => merged(shown, data.sendMessage));
+      setStatus("OPEN"); // the customer's message opens a resolved or snoozed conversation
     } catch (error) {
       setMessages((shown) =>
         shown.map((m) =>
@@ -108,6 +125,12 @@ function Widget() {
           : "Helpline"}
       </header>
       ${problem && html`<p class="problem" role="alert">${problem}</p>`}
+      ${status &&
+      html`<p class="status" data-testid="conversation-status" data-status=${status}>${status}</p>`}
+      ${status === "RESOLVED" &&
+      html`<p class="resolved" data-testid="resolved-note">
+        This conversation was resolved. Write to open it again.
+      </p>`}
       <ol class="messages" ref=${list}>
         ${older &&
         html`<li class="older">

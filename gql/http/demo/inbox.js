@@ -1,6 +1,8 @@
-// The admin's console: the inbox, newest activity first with unread counts, kept live by
+// The admin's console: the inbox, newest activity first with unread counts and how long each
+// waiting customer has waited, in tabs by status (Open, Snoozed, Resolved), kept live by
 // inboxUpdated; opening a conversation shows its messages live, marks it read and lets the
-// admin reply or hand it over to another admin. Nothing is opened by itself.
+// admin reply, resolve, snooze or reopen it, or hand it over to another admin. Nothing is
+// opened by itself.
 
 import { h, render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -11,7 +13,23 @@ import { newId, request, settings, socket, subscribe, time } from "./helpline.js
 const html = htm.bind(h);
 const config = settings();
 const ITEM = `id unreadCount lastMessage { content }
-  conversation { id lastMessageAt customer { name } admin { id name } }`;
+  conversation { id lastMessageAt status waitingSince snoozedUntil customer { name } admin { id name } }`;
+const STATUSES = [
+  ["OPEN", "Open"],
+  ["SNOOZED", "Snoozed"],
+  ["RESOLVED", "Resolved"],
+];
+const SNOOZES = [
+  ["1h", "1 hour", () => new Date(Date.now() + 3600e3)],
+  ["4h", "4 hours", () => new Date(Date.now() + 4 * 3600e3)],
+  ["tomorrow", "Tomorrow 9:00", () => {
+    const at = new Date();
+    at.setDate(at.getDate() + 1);
+    at.setHours(9, 0, 0, 0);
+    return at;
+  }],
+];
+const CHANGED = "id status snoozedUntil resolvedAt waitingSince";
 const MESSAGE = "id content createdAt clientMessageId sender { id name }";
 const INBOX = `query Inbox { inbox(first: 50) { edges { node { ${ITEM} } } } admins { id name } }`;
 const INBOX_UPDATED = `subscription Inbox { inboxUpdated { ${ITEM} } }`;
@@ -23,6 +41,15 @@ const SEND = `mutation Reply($id: UUID!, $content: String!, $key: String) {
   sendMessage(conversationId: $id, content: $content, clientMessageId: $key) { ${MESSAGE} } }`;
 const ASSIGN = `mutation HandOver($id: UUID!, $admin: UUID!) {
   assignConversation(conversationId: $id, adminId: $admin) { id admin { id name } } }`;
+const RESOLVE = `mutation Resolve($id: UUID!) { resolveConversation(conversationId: $id) { ${CHANGED} } }`;
+const SNOOZE = `mutation Snooze($id: UUID!, $until: DateTime!) {
+  snoozeConversation(conversationId: $id, until: $until) { ${CHANGED} } }`;
+const REOPEN = `mutation Reopen($id: UUID!) { reopenConversation(conversationId: $id) { ${CHANGED} } }`;
+
+function waited(since) {
+  const minutes = Math.max(0, Math.round((Date.now() - Date.parse(since)) / 60000));
+  return minutes < 60 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
 
 const client = config.token ? socket(config) : null;
 
@@ -36,6 +63,7 @@ function Console() {
   const [items, setItems] = useState({});
   const [admins, setAdmins] = useState([]);
   const [open, setOpen] = useState(null); // {id, customer, messages}
+  const [tab, setTab] = useState("OPEN");
   const [problem, setProblem] = useState(config.token ? null : "Add #token=<jwt> to the URL.");
   const openId = useRef(null);
   const report = (error) => setProblem(error.message || error.reason || String(error));
@@ -100,6 +128,16 @@ function Console() {
     );
   }
 
+  async function changeStatus(query, variables) {
+    const data = await request(config, query, { id: open.id, ...variables });
+    const changed = Object.values(data)[0];
+    setItems((shown) => {
+      const item = shown[changed.id];
+      if (!item) return shown;
+      return { ...shown, [item.id]: { ...item, conversation: { ...item.conversation, ...changed } } };
+    });
+  }
+
   async function handOver(adminId) {
     const { assignConversation } = await request(config, ASSIGN, { id: open.id, admin: adminId });
     setItems((shown) => {
@@ -116,8 +154,18 @@ function Console() {
       <section class="inbox">
         <h1>Inbox</h1>
         ${problem && html`<p class="problem" role="alert">${problem}</p>`}
+        <nav class="tabs">
+          ${STATUSES.map(
+            ([status, label]) => html`
+              <button data-testid="status-filter" data-status=${status} key=${status}
+                      class=${tab === status ? "selected" : ""} onClick=${() => setTab(status)}>
+                ${label}
+              </button>
+            `,
+          )}
+        </nav>
         <ul>
-          ${newestFirst(items).map(
+          ${newestFirst(items).filter((item) => item.conversation.status === tab).map(
             (item) => html`
               <li
                 data-testid="inbox-item"
@@ -132,6 +180,10 @@ function Console() {
                 >
                 <p>${item.lastMessage ? item.lastMessage.content : ""}</p>
                 <small data-testid="assigned-to">${item.conversation.admin.name}</small>
+                ${item.conversation.waitingSince &&
+                html`<small data-testid="waiting-since" data-since=${item.conversation.waitingSince}
+                  >waiting ${waited(item.conversation.waitingSince)}</small
+                >`}
               </li>
             `,
           )}
@@ -142,7 +194,11 @@ function Console() {
           ? html`<${Conversation}
               conversation=${open}
               assignedTo=${current && current.conversation.admin}
+              status=${current && current.conversation.status}
               admins=${admins}
+              onResolve=${() => changeStatus(RESOLVE).catch(report)}
+              onSnooze=${(until) => changeStatus(SNOOZE, { until: until.toISOString() }).catch(report)}
+              onReopen=${() => changeStatus(REOPEN).catch(report)}
               onReply=${(text) => reply(text).catch(report)}
               onHandOver=${(admin) => handOver(admin).catch(report)}
             />`
@@ -152,7 +208,9 @@ function Console() {
   `;
 }
 
-function Conversation({ conversation, assignedTo, admins, onReply, onHandOver }) {
+function Conversation({
+  conversation, assignedTo, status, admins, onReply, onHandOver, onResolve, onSnooze, onReopen,
+}) {
   const [draft, setDraft] = useState("");
   const [target, setTarget] = useState("");
   const list = useRef(null);
@@ -171,6 +229,20 @@ function Conversation({ conversation, assignedTo, admins, onReply, onHandOver })
   return html`
     <header>
       <h2>${conversation.customer.name}</h2>
+      <p>
+        <span data-testid="conversation-status" data-status=${status || ""}>${status}</span>
+        ${status !== "RESOLVED" &&
+        html`<button data-testid="resolve-button" onClick=${onResolve}>Resolve</button>`}
+        ${status !== "SNOOZED" &&
+        SNOOZES.map(
+          ([preset, label, until]) => html`
+            <button data-testid="snooze-button" data-preset=${preset} key=${preset}
+                    onClick=${() => onSnooze(until())}>Snooze ${label}</button>
+          `,
+        )}
+        ${status !== "OPEN" &&
+        html`<button data-testid="reopen-button" onClick=${onReopen}>Reopen</button>`}
+      </p>
       <label>
         Assigned to <span data-testid="conversation-admin">${assignedTo && assignedTo.name}</span>;
         hand over to
