@@ -23,7 +23,7 @@ from tests.factories import (
     make_user,
 )
 
-EXAMPLES_PER_BACKEND = 300  # with the coverage guide, enough to reach every root field
+EXAMPLES_PER_BACKEND = 300  # valid and invalid operations both met (asserted below)
 LEAKS = re.compile(r"Traceback|psycopg|sqlite3|peewee|SELECT |INSERT |UPDATE |File \"", re.I)
 
 pytestmark = pytest.mark.timeout(300)
