@@ -90,25 +90,11 @@ def wake_snoozed(*, batch_size: int = WAKE_BATCH) -> int:
     longest first); how many. Any number of processes may run it at once: each due row is
     locked by one (the others skip it) and changed only while it is still snoozed, so each
     conversation wakes once, with one event."""
-    with backend.write_transaction():
-        query = (
-            Conversation.select(Conversation.id, Conversation.admin)
-            .where(
-                Conversation.status == Status.SNOOZED, Conversation.snoozed_until <= backend.now()
-            )
-            .order_by(Conversation.snoozed_until)
-            .limit(batch_size)
-        )
-        due: Any = list(backend.for_update(query, skip_locked=True).tuples())
-        for conversation_id, admin_id in due:
-            set_status(
-                ConversationId(UUID(str(conversation_id))),
-                ProfileId(UUID(str(admin_id))),
-                Status.SNOOZED,
-                Status.OPEN,
-                until=None,
-            )
-    return len(due)
+    due = Conversation.select(Conversation.id, Conversation.admin).where(
+        Conversation.status == Status.SNOOZED, Conversation.snoozed_until <= backend.now()
+    )
+    query = due.order_by(Conversation.snoozed_until)
+    return _change_each(query, Status.SNOOZED, Status.OPEN, batch_size=batch_size)
 
 
 @unit_of_work
@@ -118,27 +104,30 @@ def auto_resolve(after: timedelta, *, batch_size: int = WAKE_BATCH) -> int:
     message is the last unanswered one), never a snoozed or resolved one. Rows another
     process holds are skipped (they are being changed, or auto-resolved there), so any number
     of processes may run it, and a database with years of history is resolved a batch a pass."""
+    quiet = Conversation.select(Conversation.id, Conversation.admin).where(
+        Conversation.status == Status.OPEN,
+        Conversation.waiting_since.is_null(),
+        Conversation.last_message_at <= backend.ago(after.total_seconds()),
+    )
+    query = quiet.order_by(Conversation.last_message_at)
+    return _change_each(query, Status.OPEN, Status.RESOLVED, batch_size=batch_size)
+
+
+def _change_each(query: Any, status: Status, to: Status, *, batch_size: int = WAKE_BATCH) -> int:
+    """In one transaction: the first ``batch_size`` rows of ``query`` (id, admin), those no
+    other transaction holds, each from ``status`` to ``to``; how many."""
     with backend.write_transaction():
-        query = (
-            Conversation.select(Conversation.id, Conversation.admin)
-            .where(
-                Conversation.status == Status.OPEN,
-                Conversation.waiting_since.is_null(),
-                Conversation.last_message_at <= backend.ago(after.total_seconds()),
-            )
-            .order_by(Conversation.last_message_at)
-            .limit(batch_size)
-        )
-        quiet: Any = list(backend.for_update(query, skip_locked=True).tuples())
-        for conversation_id, admin_id in quiet:
+        rows = backend.for_update(query.limit(batch_size), skip_locked=True).tuples()
+        taken: list[tuple[Any, Any]] = list(rows)
+        for conversation_id, admin_id in taken:
             set_status(
                 ConversationId(UUID(str(conversation_id))),
                 ProfileId(UUID(str(admin_id))),
-                Status.OPEN,
-                Status.RESOLVED,
+                status,
+                to,
                 until=None,
             )
-    return len(quiet)
+    return len(taken)
 
 
 def _change(

@@ -364,6 +364,21 @@ class Mutation:
         return RepairReport.from_view(integrity.repair_orphaned_conversations(dry_run=dry_run))
 
 
+async def _live_reader(caller: Caller, conversation: ConversationId) -> ProfileId | None:
+    """May the caller follow the conversation live (Forbidden, or NOT_FOUND for staff, if not)?
+    The admin whose admin rights must hold while they do (None: the customer, or a service)."""
+    found = await to_thread.run_sync(
+        authz.readable_conversation,
+        caller,
+        lambda: conversations.find_conversation(conversation),
+    )
+    if found is None:
+        raise ConversationNotFound(f"conversation {conversation} not found")
+    if authz.reads_as_admin(caller, found) and caller.user_id is not None:
+        return ProfileId(caller.user_id)
+    return None
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -374,16 +389,7 @@ class Subscription:
     ) -> AsyncGenerator[Message, None]:
         caller = caller_of(info)
         conversation = ConversationId(conversation_id)
-        found = await to_thread.run_sync(
-            authz.readable_conversation,
-            caller,
-            lambda: conversations.find_conversation(conversation),
-        )
-        if found is None:
-            raise ConversationNotFound(f"conversation {conversation} not found")
-        admin_id = None
-        if authz.reads_as_admin(caller, found) and caller.user_id is not None:
-            admin_id = ProfileId(caller.user_id)
+        admin_id = await _live_reader(caller, conversation)
 
         def still_admin() -> bool:
             return caller.rechecked().is_admin
@@ -405,18 +411,8 @@ class Subscription:
     async def conversation_updated(
         self, info: Info[Any, Any], conversation_id: UUID
     ) -> AsyncGenerator[Conversation, None]:
-        caller = caller_of(info)
         conversation = ConversationId(conversation_id)
-        found = await to_thread.run_sync(
-            authz.readable_conversation,
-            caller,
-            lambda: conversations.find_conversation(conversation),
-        )
-        if found is None:
-            raise ConversationNotFound(f"conversation {conversation} not found")
-        admin_id = None
-        if authz.reads_as_admin(caller, found) and caller.user_id is not None:
-            admin_id = ProfileId(caller.user_id)  # re-checked with every batch, as an inbox's
+        admin_id = await _live_reader(caller_of(info), conversation)  # re-checked every batch
         with info.context["hub"].read_inbox(
             reader_id=None, admin_id=admin_id, watching=conversation
         ) as watcher:

@@ -27,6 +27,8 @@ from gql.http.app import create_app
 from gql.http.playground import assets_available
 from gql.http.settings import Settings
 from gql.ops.tokens import mint
+from repo.database import bound_settings, database
+from repo.demo import seed_demo_data
 from tests.conftest import TEST_JWT_SECRET
 
 
@@ -138,14 +140,18 @@ def running_server(
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     bin_dir = Path(sys.executable).parent
-    subprocess.run(
-        [str(bin_dir / "helpline"), "demo", "seed"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    if _bound_url() == db.database.database_url:  # migrated by the fixture: seed in process
+        with database.connection_context():
+            seed_demo_data()  # what `helpline demo seed` adds (tests/integration/test_cli.py)
+    else:
+        subprocess.run(
+            [str(bin_dir / "helpline"), "demo", "seed"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     port = port or free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -183,6 +189,14 @@ def running_server(
             process.kill()
             process.wait(timeout=15)
             raise
+
+
+def _bound_url() -> str | None:
+    """The database the tests' repository is bound to, if any."""
+    try:
+        return bound_settings().database_url
+    except RuntimeError:
+        return None
 
 
 def wait_for(check: Callable[[], T], what: str, *, timeout_s: float = 10.0) -> T:

@@ -241,6 +241,7 @@ def test_an_admin_resolves_the_widget_shows_it_and_the_customer_s_message_reopen
     row = console.locator(f'[data-testid="inbox-item"][data-conversation-id="{chat.id}"]')
     status = widget.get_by_test_id("conversation-status")
     expect(status).to_have_text("OPEN", timeout=SHOWN_MS)
+    expect(row.get_by_test_id("unread-count")).to_have_text("0", timeout=SHOWN_MS)  # listed
     send(widget, "Where is my parcel?")
     expect(row.get_by_test_id("waiting-since")).to_be_visible(timeout=SHOWN_MS)  # she waits
     row.click()

@@ -29,6 +29,11 @@ EXPORTED = {
         metrics.REPLICA_LAG,
         metrics.REPLICA_FALLBACKS,
         metrics.CONNECTIONS_CLOSED,
+        metrics.CONVERSATIONS_BY_STATUS,
+        metrics.OLDEST_WAITING,
+        metrics.RESPONSE_SECONDS,
+        metrics.CONVERSATIONS_RESOLVED,
+        metrics.CONVERSATIONS_REOPENED,
     ]
 }
 SUFFIXES = ("_total", "_bucket", "_count", "_sum")
