@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import peewee
-from peewee import Tuple, fn
+from peewee import Tuple
 
 from repo import allowance, backend, events, status
 from repo.allowance import Allowance, SendLimits
@@ -64,6 +64,14 @@ _INSERT_MESSAGE_SQLITE_TEMPLATE = """
     FROM conversations c WHERE c.id = ?
     {on_retry}
     RETURNING created_at"""
+# The conversation after a message, as the PostgreSQL statement's ``bumped`` does it: its
+# times move, and the customer waits from their oldest unanswered message (staff writing ends
+# the wait). Written out, not built per call: it runs with every message.
+_BUMP_SQLITE = """
+    UPDATE conversations
+    SET last_message_at = ?, updated_at = ?,
+        waiting_since = CASE WHEN customer_id = ? THEN COALESCE(waiting_since, ?) END
+    WHERE id = ?"""
 # With a client message id, a sender's retry stores nothing and returns no row (so nothing is
 # bumped or announced). Sends without one run the plain insert, at the cost they always had.
 _RETRY_STORES_NOTHING = """ON CONFLICT (conversation_id, sender_id, client_message_id)
@@ -299,13 +307,9 @@ def _store_on_sqlite(send: _Send) -> tuple[MessageView | None, float | None]:
     if row is None:
         return None, None
     (created_at,) = row
-    # the customer waits from their oldest unanswered message; staff writing ends the wait
-    waited = fn.COALESCE(Conversation.waiting_since, created_at)
-    waits = peewee.Case(None, [(Conversation.customer == send.sender_id, waited)], None)
-    (
-        Conversation.update(last_message_at=created_at, updated_at=created_at, waiting_since=waits)
-        .where(Conversation.id == send.conversation_id)
-        .execute()
+    database.execute_sql(
+        _BUMP_SQLITE,
+        (created_at, created_at, str(send.sender_id), created_at, str(send.conversation_id)),
     )
     events.message_stored(send.conversation_id, send.message_id)
     return _read_message(send.message_id), tokens  # embedded: a read costs no round trip
