@@ -16,8 +16,11 @@ import httpx2 as httpx
 import pytest
 
 from gql.http.settings import Settings
+from repo import lifecycle
+from repo.conversations import find_conversation
 from repo.database import database
 from repo.integrity import find_count_drift
+from repo.models import Conversation
 from tests.e2e.conftest import (
     GraphQLClient,
     Server,
@@ -403,3 +406,22 @@ def test_a_mixed_run_keeps_counts_exact_and_wakes_each_snoozed_conversation_once
         assert woken() == len(sleepers)  # each once, though two processes looked
         with database.connection_context():
             assert find_count_drift() == []  # every change moved its admin's open count once
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the clock: one backend
+def test_a_server_that_was_down_wakes_what_it_missed_when_it_starts(
+    db: Settings, tmp_path: Path
+) -> None:
+    make_admin()
+    chat = first_contact(make_user()).conversation
+    lifecycle.snooze_conversation(chat.id, datetime.now(UTC) + timedelta(hours=1))
+    with database.connection_context():  # its time came while no server ran
+        Conversation.update(snoozed_until=datetime.now(UTC) - timedelta(hours=1)).execute()
+
+    with running_server(db, tmp_path / "server.log"):
+
+        def woken() -> bool:
+            found = find_conversation(chat.id)
+            return found is not None and found.status == "OPEN"
+
+        wait_for(woken, "the snoozed conversation to wake at start-up", timeout_s=10)
