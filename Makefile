@@ -71,7 +71,9 @@ bench: install bench-tools
 	$(PY) -m bench.documents
 	$(PY) -m bench.attack
 	$(PY) -m bench.allowance
-	for workload in hot send first; do $(PY) -m bench.front --workload $$workload || exit 1; done
+	for workload in hot send first; do \
+	  $(PY) -m bench.front --workload $$workload && \
+	  $(PY) -m bench.front --workload $$workload --postgres || exit 1; done
 
 # wrk loads the HTTP servers; pgbench (PostgreSQL's client package) runs the SQL baselines.
 bench-tools:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import tempfile
 import time
 from typing import Any
 from uuid import uuid4
 
+from bench.common import bench_database
 from gql.http.app import create_app
 from gql.http.settings import Settings
 from gql.ops.tokens import AUTHENTICATED, mint
@@ -100,9 +102,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--workload", choices=["hot", "send", "first"], default="hot")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="on a database of its own on BENCH_DATABASE_URL (loopback), not SQLite",
+    )
     args = parser.parse_args()
+    where = (
+        bench_database("helpline_bench_front")
+        if args.postgres
+        else contextlib.nullcontext(f"sqlite:///{tempfile.mkdtemp()}/front.db")
+    )
+    with where as url:
+        measure(url, args)
+
+
+def measure(url: str, args: argparse.Namespace) -> None:
     settings = Settings.of(
-        database_url=f"sqlite:///{tempfile.mkdtemp()}/front.db",
+        database_url=url,
         jwt_secret=SECRET,
         access_log="errors",
         rate_limit_messages_per_minute=10**9,  # the sends measured, not refused
@@ -126,7 +143,11 @@ def main() -> None:
         newcomers = iter(new_customers(200 + 3 * args.requests))  # each pass, new ones
         one = request(app, mint(SECRET, role="service_role"), FIRST, lambda: {"c": next(newcomers)})
     cpu, wall = asyncio.run(passes(one, args.requests))
-    print(f"{args.workload} request in process: {cpu * 1e6:.0f} us CPU, {wall * 1e6:.0f} us wall")
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    print(
+        f"{args.workload} request in process ({backend}): "
+        f"{cpu * 1e6:.0f} us CPU, {wall * 1e6:.0f} us wall"
+    )
 
 
 def new_customers(count: int) -> list[str]:
