@@ -178,6 +178,9 @@ class Hub:
         self.ordered = ordered
         self.by_conversation: dict[ConversationId, set[Follower]] = {}
         self.everyone: set[InboxReader] = set()
+        # conversationUpdated: kept apart, so a widget's watcher costs nothing per message and
+        # is offered only its own conversation's status and admin changes
+        self.watching: dict[ConversationId, set[InboxReader]] = {}
         self.inbound: asyncio.Queue[events.Event] = asyncio.Queue(INBOUND_LIMIT)
         self.worker: asyncio.Task[None] | None = None
 
@@ -220,15 +223,19 @@ class Hub:
         reader = InboxReader(
             INBOX_PENDING_LIMIT, reader_id, admin_id, queue_owner, statuses, watching
         )
-        self.everyone.add(reader)
+        group = self.everyone if watching is None else self.watching.setdefault(watching, set())
+        group.add(reader)
         try:
             yield reader
         finally:
-            self.everyone.discard(reader)
+            group.discard(reader)
+            if watching is not None and not group:
+                self.watching.pop(watching, None)
 
     @property
     def subscriber_count(self) -> int:
-        return len(self.everyone) + sum(len(group) for group in self.by_conversation.values())
+        following = sum(len(group) for group in self.by_conversation.values())
+        return len(self.everyone) + following + sum(len(g) for g in self.watching.values())
 
     def take(self, event: events.Event) -> None:
         """Something was committed (called on the event loop): delivered in commit order."""
@@ -243,7 +250,7 @@ class Hub:
         for group in self.by_conversation.values():
             for follower in group:
                 follower.offer(RESYNC)
-        for reader in self.everyone:
+        for reader in [*self.everyone, *(w for g in self.watching.values() for w in g)]:
             reader.end(RESYNC)
 
     async def _deliver_forever(self) -> None:
@@ -266,12 +273,21 @@ class Hub:
         }
         followers = {conversation: group for conversation, group in followers.items() if group}
         readers = list(self.everyone)
-        if not followers and not readers:
+        watched = list(
+            dict.fromkeys(
+                e.conversation_id
+                for e in batch
+                if isinstance(e, events.StatusChanged | events.ConversationReassigned)
+                and e.conversation_id in self.watching
+            )
+        )
+        watchers = [w for conversation in watched for w in self.watching[conversation]]
+        if not followers and not readers and not watchers:
             return
         wanted = [e.message_id for e in stored if e.conversation_id in followers and self.ordered]
-        touched = list(dict.fromkeys(e.conversation_id for e in batch)) if readers else []
+        touched = list(dict.fromkeys(e.conversation_id for e in batch)) if readers else watched
         admin_ids = {f.admin_id for group in followers.values() for f in group if f.admin_id}
-        admin_ids |= {r.admin_id for r in readers if r.admin_id}
+        admin_ids |= {r.admin_id for r in [*readers, *watchers] if r.admin_id}
         read = BatchRead({}, None, set())
         if wanted or touched or admin_ids:
             read = await to_thread.run_sync(
@@ -292,7 +308,7 @@ class Hub:
                 # each other) or without the message, followers catch up from the database.
                 follower.offer(read.messages.get(event.message_id, RESYNC))
         if read.inbox is not None:
-            self._deliver_inbox(batch, readers, read.inbox, read.admins)
+            self._deliver_inbox(batch, [*readers, *watchers], read.inbox, read.admins)
 
     @staticmethod
     def _deliver_inbox(
